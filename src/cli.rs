@@ -1,0 +1,125 @@
+//! Command-line types only. Behaviour lives in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::version::Scheme;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tagpilot",
+    version,
+    about = "From a git tag to a running release: reproducible tarball, image, GitOps commit, rolling update",
+    after_help = "Exit codes: 0 done, 1 failed, 2 bad usage or bad input (spec, tag, flags, repository)."
+)]
+pub struct Cli {
+    /// How results are printed on stdout: `human` lines or the `json` release record.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// Write a GitLab dotenv report (KEY=value) here. Default in GitLab CI: `tagpilot.env`.
+    #[arg(long, global = true, env = "TAGPILOT_DOTENV", value_name = "FILE")]
+    pub dotenv: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Release a tag: run every stage in order and write the release record.
+    Release(ReleaseArgs),
+    /// Build only the release tarball (`<name>-<version>.tar.gz` and `SHA256SUMS`).
+    Tarball(TarballArgs),
+    /// List the repository's release tags, newest first: TAG<TAB>VERSION<TAB>release|pre.
+    Versions(VersionsArgs),
+    /// Check a pipeline spec and report every problem in it.
+    Validate(ProjectArgs),
+    /// Print the JSON Schema of tagpilot.yaml (for editor completion).
+    Schema,
+}
+
+/// Where the project and its spec are.
+#[derive(Debug, Args)]
+pub struct ProjectArgs {
+    /// Pipeline spec. Default: `tagpilot.yaml` at the repository root, if present.
+    #[arg(long, value_name = "FILE")]
+    pub pipeline: Option<PathBuf>,
+    /// The git repository to release. Default: the one containing the current folder.
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Tag to release. Default: `$CI_COMMIT_TAG`, else the release tag on HEAD.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Output folder for artifacts.
+    #[arg(long, value_name = "DIR", default_value = "tagpilot-out")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    #[command(flatten)]
+    pub tag: TagArgs,
+    /// Compute and build everything locally; write nothing remote.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Release HEAD under this version instead of a tag (a try-out; needs --dry-run).
+    #[arg(
+        long,
+        value_name = "VERSION",
+        requires = "dry_run",
+        conflicts_with = "tag"
+    )]
+    pub snapshot: Option<String>,
+    /// Run only these stages.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STAGE,..")]
+    pub only: Vec<StageName>,
+    /// Skip these stages.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STAGE,..")]
+    pub skip: Vec<StageName>,
+}
+
+#[derive(Debug, Args)]
+pub struct TarballArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    #[command(flatten)]
+    pub tag: TagArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionsArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// Version scheme (default: the spec's, else auto).
+    #[arg(long, value_enum)]
+    pub scheme: Option<Scheme>,
+    /// Tag prefix of this component in a monorepo, e.g. `api/` (default: the spec's).
+    #[arg(long, value_name = "PREFIX")]
+    pub tag_prefix: Option<String>,
+}
+
+/// The stages of a release, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StageName {
+    Tarball,
+}
+
+impl StageName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::Tarball => "tarball",
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! `tagpilot release`: the stages in order, then the release record. A dry run goes through
+//! the same code; it only turns off writes outside the output folder.
+
+use crate::cli::{Cli, Output, ReleaseArgs, StageName};
+use crate::error::Result;
+use crate::fsutil;
+use crate::record::{Record, Status};
+use crate::tarball::Existing;
+use crate::target::{self, Request};
+use crate::ui::{human_bytes, Ui};
+
+use super::{display, tarball, write_dotenv, Project};
+
+pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
+    let project = Project::open(&args.project)?;
+    let request = Request {
+        tag: args.tag.tag.clone(),
+        snapshot: args.snapshot.clone(),
+    };
+    let target = target::resolve(&project.source, &project.spec, &request)?;
+    let out = &args.tag.out;
+    ui.info(&format!(
+        "Releasing {} {} ({}, commit {}{}){}",
+        target.name,
+        target.version,
+        match &target.tag {
+            Some(tag) => format!("tag {tag}"),
+            None => "snapshot of HEAD".to_string(),
+        },
+        &target.commit.id[..12],
+        match &target.previous {
+            Some(p) => format!(", previous release {}", p.tag),
+            None => String::new(),
+        },
+        if args.dry_run { " [dry run]" } else { "" }
+    ));
+
+    let mut record = Record::new(&target, args.dry_run);
+    let selected = |stage: StageName| {
+        (args.only.is_empty() || args.only.contains(&stage)) && !args.skip.contains(&stage)
+    };
+    // A dry run or snapshot is a throw-away build: it may replace its own earlier output.
+    let existing = if args.dry_run {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+
+    if selected(StageName::Tarball) {
+        match tarball::build(&project, &target, out, existing, ui) {
+            Ok(built) => {
+                let status = if built.unchanged {
+                    Status::AlreadyDone
+                } else {
+                    Status::Done
+                };
+                record.stage(
+                    "tarball",
+                    status,
+                    format!("{} sha256:{}", built.file_name, built.sha256),
+                );
+                record.set_tarball(&built);
+            }
+            Err(err) => {
+                record.stage("tarball", Status::Failed, err.message.clone());
+                save_record(out, &record)?;
+                return Err(err);
+            }
+        }
+    } else {
+        record.stage("tarball", Status::NotSelected, "");
+    }
+
+    let record_path = save_record(out, &record)?;
+    write_dotenv(cli, &record)?;
+    match cli.output {
+        Output::Json => print!("{}", record.to_json()),
+        Output::Human => print_summary(&record, &record_path),
+    }
+    Ok(())
+}
+
+fn save_record(out: &std::path::Path, record: &Record) -> Result<std::path::PathBuf> {
+    fsutil::ensure_folder(out)?;
+    let path = out.join("release.json");
+    fsutil::write_atomic(&path, record.to_json().as_bytes())?;
+    Ok(path)
+}
+
+fn print_summary(record: &Record, record_path: &std::path::Path) {
+    println!(
+        "{} {}{}",
+        record.name,
+        record.version,
+        if record.dry_run {
+            " (dry run: nothing was pushed, published or deployed)"
+        } else {
+            ""
+        }
+    );
+    for stage in &record.stages {
+        let status = match stage.status {
+            Status::Done => "done",
+            Status::AlreadyDone => "already done",
+            Status::NotSelected => "not selected",
+            Status::Failed => "FAILED",
+        };
+        println!("  {:<10} {:<13} {}", stage.name, status, stage.detail);
+    }
+    if let Some(tarball) = &record.tarball {
+        println!(
+            "  tarball:  {} ({})",
+            tarball.path,
+            human_bytes(tarball.size)
+        );
+    }
+    println!("  record:   {}", display(record_path));
+}

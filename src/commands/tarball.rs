@@ -1,0 +1,87 @@
+//! `tagpilot tarball`, and the tarball stage that `release` runs.
+
+use std::path::Path;
+
+use crate::cli::{Cli, Output, TarballArgs};
+use crate::error::{Error, Result};
+use crate::record::Record;
+use crate::source::{Excludes, Selection};
+use crate::tarball::{self, Built, Existing, Plan};
+use crate::target::{self, Request, Target};
+use crate::ui::{human_bytes, Ui};
+
+use super::{check_out_dir, display, write_dotenv, Project};
+
+pub fn run(cli: &Cli, args: &TarballArgs, ui: &Ui) -> Result<()> {
+    let project = Project::open(&args.project)?;
+    let request = Request {
+        tag: args.tag.tag.clone(),
+        snapshot: None,
+    };
+    let target = target::resolve(&project.source, &project.spec, &request)?;
+    let built = build(&project, &target, &args.tag.out, Existing::Refuse, ui)?;
+    let mut record = Record::new(&target, false);
+    record.set_tarball(&built);
+    write_dotenv(cli, &record)?;
+    match cli.output {
+        Output::Json => print!("{}", record.to_json()),
+        Output::Human => println!("{}\tsha256:{}", display(&built.path), built.sha256),
+    }
+    Ok(())
+}
+
+/// The tarball stage: packs the target's tree as the spec says, into `out`.
+pub fn build(
+    project: &Project,
+    target: &Target,
+    out: &Path,
+    existing: Existing,
+    ui: &Ui,
+) -> Result<Built> {
+    check_out_dir(out)?;
+    let spec = &project.spec.tarball;
+    let excludes = Excludes::new(spec.exclude.iter().map(|t| t.as_str()))
+        .map_err(|why| Error::input(format!("tarball.exclude: {why}")))?;
+    let prefix = target
+        .render(spec.prefix.as_str())
+        .map_err(|why| Error::input(format!("tarball.prefix: {why}")))?;
+    let prefix = match prefix.trim_end_matches('/') {
+        "" => String::new(),
+        folder => format!("{folder}/"),
+    };
+    let plan = Plan {
+        file_name: format!("{}-{}.tar.gz", target.name, target.version),
+        prefix,
+        mtime: target.mtime,
+        level: spec.level,
+        selection: Selection {
+            excludes: &excludes,
+            submodules: spec.submodules,
+        },
+    };
+    ui.section("tarball", &format!("Building {}", plan.file_name), || {
+        let mut progress = ui.progress("tarball");
+        let built = tarball::build(
+            &project.source,
+            &target.commit,
+            &plan,
+            out,
+            existing,
+            &mut progress,
+        )?;
+        ui.info(&format!(
+            "{} {}: {} entries, {} of content, {} compressed, sha256:{}",
+            if built.unchanged {
+                "unchanged"
+            } else {
+                "wrote"
+            },
+            display(&built.path),
+            built.entries,
+            human_bytes(built.content_bytes),
+            human_bytes(built.size),
+            built.sha256
+        ));
+        Ok(built)
+    })
+}

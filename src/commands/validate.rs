@@ -1,0 +1,30 @@
+//! `tagpilot validate`: load the spec as a release would, report all problems or a summary.
+
+use crate::cli::{Cli, Output, ProjectArgs};
+use crate::error::{Error, Result};
+use crate::target::release_name;
+
+use super::{display, Project};
+
+pub fn run(cli: &Cli, args: &ProjectArgs) -> Result<()> {
+    let project = Project::open(args)?;
+    let Some(file) = &project.spec_file else {
+        return Err(Error::input(format!(
+            "no pipeline spec: {} has no tagpilot.yaml and no --pipeline was given",
+            display(project.source.root())
+        )));
+    };
+    let name = release_name(&project.source, &project.spec);
+    match cli.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({ "file": display(file), "valid": true, "name": name })
+        ),
+        Output::Human => println!(
+            "{}: valid (release name `{name}`, version scheme {})",
+            display(file),
+            project.spec.version.scheme.name()
+        ),
+    }
+    Ok(())
+}

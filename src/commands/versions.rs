@@ -1,0 +1,63 @@
+//! `tagpilot versions`: release tags newest first, as TAG<TAB>VERSION<TAB>release|pre.
+
+use serde::Serialize;
+
+use crate::cli::{Cli, Output, VersionsArgs};
+use crate::error::Result;
+use crate::target::tag_reader;
+
+use super::Project;
+
+#[derive(Serialize)]
+struct Row<'a> {
+    tag: &'a str,
+    version: String,
+    scheme: &'static str,
+    prerelease: bool,
+}
+
+pub fn run(cli: &Cli, args: &VersionsArgs) -> Result<()> {
+    let project = Project::open(&args.project)?;
+    let mut reader = tag_reader(&project.spec);
+    if let Some(scheme) = args.scheme {
+        reader.scheme = scheme;
+    }
+    if let Some(prefix) = &args.tag_prefix {
+        reader.prefix = prefix.clone();
+    }
+    let tags = project.source.tag_names()?;
+    let (versions, skipped) = reader.read_all(tags.iter().map(String::as_str));
+    if skipped > 0 {
+        eprintln!(
+            "skipped {skipped} tag(s) that fit no {} version scheme",
+            reader.scheme.name()
+        );
+    }
+    let mut out = String::new();
+    match cli.output {
+        Output::Human => {
+            for t in &versions {
+                let kind = if t.version.is_prerelease() {
+                    "pre"
+                } else {
+                    "release"
+                };
+                out.push_str(&format!("{}\t{}\t{kind}\n", t.tag, t.version));
+            }
+        }
+        Output::Json => {
+            let rows: Vec<Row> = versions
+                .iter()
+                .map(|t| Row {
+                    tag: &t.tag,
+                    version: t.version.to_string(),
+                    scheme: t.version.scheme().name(),
+                    prerelease: t.version.is_prerelease(),
+                })
+                .collect();
+            out = serde_json::to_string_pretty(&rows).expect("rows are JSON") + "\n";
+        }
+    }
+    print!("{out}");
+    Ok(())
+}

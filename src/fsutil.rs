@@ -1,0 +1,49 @@
+//! Files appear whole or not at all: written to a temporary file in the target folder, then
+//! renamed over the final name.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Creates `dir` (and parents) if needed, with an error that names it.
+pub fn ensure_folder(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::io("create the output folder", dir, e)
+            .with_hint("Choose a writable folder with --out DIR")
+    })
+}
+
+/// A temporary file next to where `final_path` will be, removed if dropped unpersisted.
+pub fn temp_beside(final_path: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = parent_of(final_path);
+    ensure_folder(dir)?;
+    tempfile::Builder::new()
+        .prefix(".tagpilot-")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            Error::io("write to", dir, e).with_hint("Choose a writable folder with --out DIR")
+        })
+}
+
+/// Moves a finished temporary file to its final name.
+pub fn persist(temp: tempfile::NamedTempFile, final_path: &Path) -> Result<()> {
+    temp.persist(final_path)
+        .map(|_| ())
+        .map_err(|e| Error::io("write", final_path, e.error))
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut temp = temp_beside(path)?;
+    temp.write_all(bytes)
+        .map_err(|e| Error::io("write", path, e))?;
+    persist(temp, path)
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}

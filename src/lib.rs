@@ -1,0 +1,16 @@
+//! tagpilot: from a git tag to a running release. See README.md and docs/.
+
+pub mod cli;
+pub mod commands;
+pub mod digest;
+pub mod error;
+pub mod fsutil;
+pub mod gitlab;
+pub mod record;
+pub mod source;
+pub mod spec;
+pub mod tarball;
+pub mod target;
+pub mod template;
+pub mod ui;
+pub mod version;

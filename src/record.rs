@@ -1,0 +1,121 @@
+//! The release record: what was released and what each stage did. Printed by `--output json`,
+//! saved as `release.json` in the output folder for later jobs and re-runs.
+
+use serde::Serialize;
+
+use crate::tarball::Built;
+use crate::target::Target;
+
+#[derive(Debug, Serialize)]
+pub struct Record {
+    pub tool: String,
+    pub name: String,
+    /// `null` for a snapshot of HEAD.
+    pub tag: Option<String>,
+    pub version: String,
+    pub scheme: String,
+    pub prerelease: bool,
+    pub commit: String,
+    pub commit_time: i64,
+    /// The mtime used for every archived entry.
+    pub source_date_epoch: u64,
+    pub previous: Option<Previous>,
+    pub dry_run: bool,
+    pub stages: Vec<Stage>,
+    pub tarball: Option<TarballRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Previous {
+    pub tag: String,
+    pub version: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Stage {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Done,
+    /// Found already done (same bytes already there): nothing written.
+    AlreadyDone,
+    /// Not selected (`--only` / `--skip`).
+    NotSelected,
+    Failed,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TarballRecord {
+    pub file: String,
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    pub entries: u64,
+}
+
+impl Record {
+    pub fn new(target: &Target, dry_run: bool) -> Record {
+        Record {
+            tool: format!("tagpilot {}", env!("CARGO_PKG_VERSION")),
+            name: target.name.clone(),
+            tag: target.tag.clone(),
+            version: target.version.to_string(),
+            scheme: target.version.scheme().name().to_string(),
+            prerelease: target.version.is_prerelease(),
+            commit: target.commit.id.clone(),
+            commit_time: target.commit.time,
+            source_date_epoch: target.mtime,
+            previous: target.previous.as_ref().map(|p| Previous {
+                tag: p.tag.clone(),
+                version: p.version.to_string(),
+            }),
+            dry_run,
+            stages: Vec::new(),
+            tarball: None,
+        }
+    }
+
+    pub fn stage(&mut self, name: &str, status: Status, detail: impl Into<String>) {
+        self.stages.push(Stage {
+            name: name.to_string(),
+            status,
+            detail: detail.into(),
+        });
+    }
+
+    pub fn set_tarball(&mut self, built: &Built) {
+        self.tarball = Some(TarballRecord {
+            file: built.file_name.clone(),
+            path: built.path.display().to_string(),
+            sha256: built.sha256.clone(),
+            size: built.size,
+            entries: built.entries,
+        });
+    }
+
+    /// `KEY=value` pairs for the GitLab dotenv report.
+    pub fn dotenv(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = vec![
+            ("TAGPILOT_NAME", self.name.clone()),
+            ("TAGPILOT_VERSION", self.version.clone()),
+            ("TAGPILOT_PRERELEASE", self.prerelease.to_string()),
+        ];
+        if let Some(tag) = &self.tag {
+            pairs.push(("TAGPILOT_TAG", tag.clone()));
+        }
+        if let Some(tarball) = &self.tarball {
+            pairs.push(("TAGPILOT_TARBALL", tarball.file.clone()));
+            pairs.push(("TAGPILOT_TARBALL_SHA256", tarball.sha256.clone()));
+        }
+        pairs
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("the record is always JSON") + "\n"
+    }
+}

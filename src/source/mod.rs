@@ -1,0 +1,284 @@
+//! The source of a release: the git tree at a tag, read with libgit2, never the working
+//! directory. Entries come out in git tree order (the order `git archive` uses) with their
+//! bytes, after `.gitattributes export-ignore` and the spec's excludes.
+
+mod attributes;
+mod excludes;
+
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Oid, Repository, Tree};
+
+use crate::error::{Error, Result};
+use crate::spec::Submodules;
+use attributes::ExportIgnore;
+pub use excludes::Excludes;
+
+/// A git repository that releases are cut from.
+pub struct Source {
+    repo: Repository,
+    root: PathBuf,
+}
+
+/// The commit a release is built from.
+#[derive(Clone, Debug)]
+pub struct Commit {
+    pub id: String,
+    /// Committer time, seconds since the epoch: the mtime of every archived entry.
+    pub time: i64,
+    tree: Oid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    Folder,
+    File { executable: bool },
+    Symlink,
+}
+
+/// One archived path. `path` is relative to the repository root, `/`-separated, with no
+/// trailing slash; `data` is a file's bytes or a symlink's target (empty for folders).
+pub struct Entry<'a> {
+    pub path: &'a [u8],
+    pub kind: EntryKind,
+    pub data: &'a [u8],
+}
+
+/// What to leave out of the tree, and how to treat submodules.
+pub struct Selection<'a> {
+    pub excludes: &'a Excludes,
+    pub submodules: Submodules,
+}
+
+impl Source {
+    /// Opens the repository containing `dir` (like git, searching parent folders).
+    pub fn open(dir: &Path) -> Result<Source> {
+        let repo = Repository::discover(dir).map_err(|e| {
+            Error::input(format!(
+                "{} is not inside a git repository ({})",
+                dir.display(),
+                e.message()
+            ))
+            .with_hint("Run tagpilot in the checkout of the project to release, or pass --repo DIR")
+        })?;
+        let root = repo.workdir().unwrap_or_else(|| repo.path()).to_path_buf();
+        Ok(Source { repo, root })
+    }
+
+    /// The repository's folder: the working tree, or the bare repository itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The default release name: the folder name, without a bare repository's `.git`.
+    pub fn default_name(&self) -> String {
+        let canonical = self
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| self.root.clone());
+        let folder = canonical
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "release".to_string());
+        let folder = folder.strip_suffix(".git").unwrap_or(&folder);
+        // Keep to the alphabet release names allow.
+        folder
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect::<String>()
+            .trim_start_matches(['.', '-'])
+            .to_string()
+    }
+
+    /// Every tag name in the repository (without `refs/tags/`).
+    pub fn tag_names(&self) -> Result<Vec<String>> {
+        let names = self.repo.tag_names(None).map_err(git_failed("list tags"))?;
+        // Tag names that are not UTF-8 cannot be versions; they are left out.
+        Ok(names
+            .iter()
+            .flatten()
+            .flatten()
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The commit a tag points at (through annotated tags).
+    pub fn tag_commit(&self, tag: &str) -> Result<Commit> {
+        let reference = format!("refs/tags/{tag}");
+        let object = self.repo.revparse_single(&reference).map_err(|_| {
+            Error::input(format!("tag `{tag}` does not exist in {}", self.root.display())).with_hint(
+                "Check the name with `tagpilot versions` (or `git tag -l`); in CI, make sure the job fetched tags",
+            )
+        })?;
+        let commit = object
+            .peel_to_commit()
+            .map_err(|_| Error::input(format!("tag `{tag}` does not point at a commit")))?;
+        Ok(Commit::from(&commit))
+    }
+
+    /// The commit checked out now (`HEAD`).
+    pub fn head_commit(&self) -> Result<Commit> {
+        let commit = self
+            .repo
+            .head()
+            .and_then(|head| head.peel_to_commit())
+            .map_err(|e| {
+                Error::input(format!(
+                    "{} has no commit checked out: {}",
+                    self.root.display(),
+                    e.message()
+                ))
+            })?;
+        Ok(Commit::from(&commit))
+    }
+
+    /// Tags that point at `commit`.
+    pub fn tags_at(&self, commit: &Commit) -> Result<Vec<String>> {
+        let mut tags = Vec::new();
+        for name in self.tag_names()? {
+            let points_here = self
+                .repo
+                .revparse_single(&format!("refs/tags/{name}"))
+                .and_then(|o| o.peel_to_commit())
+                .is_ok_and(|c| c.id().to_string() == commit.id);
+            if points_here {
+                tags.push(name);
+            }
+        }
+        Ok(tags)
+    }
+
+    /// Walks the tree of `commit`, calling `visit` for every selected entry, folders before
+    /// their contents.
+    pub fn walk(
+        &self,
+        commit: &Commit,
+        selection: &Selection,
+        visit: &mut dyn FnMut(&Entry) -> Result<()>,
+    ) -> Result<()> {
+        let tree = self
+            .repo
+            .find_tree(commit.tree)
+            .map_err(git_failed("read the tree of the commit"))?;
+        let mut walker = Walker {
+            repo: &self.repo,
+            selection,
+            export_ignore: ExportIgnore::default(),
+            path: Vec::new(),
+            visit,
+        };
+        walker.folder(&tree)
+    }
+}
+
+impl From<&git2::Commit<'_>> for Commit {
+    fn from(commit: &git2::Commit<'_>) -> Self {
+        Commit {
+            id: commit.id().to_string(),
+            time: commit.committer().when().seconds(),
+            tree: commit.tree_id(),
+        }
+    }
+}
+
+struct Walker<'a, 'v> {
+    repo: &'a Repository,
+    selection: &'a Selection<'a>,
+    export_ignore: ExportIgnore,
+    /// Path of the folder being walked, `/`-terminated unless it is the root.
+    path: Vec<u8>,
+    visit: &'v mut dyn FnMut(&Entry) -> Result<()>,
+}
+
+impl Walker<'_, '_> {
+    fn folder(&mut self, tree: &Tree) -> Result<()> {
+        let base = self.path.strip_suffix(b"/").unwrap_or(&self.path).to_vec();
+        let attributes = match tree.get_name(".gitattributes") {
+            Some(entry) if entry.kind() == Some(ObjectType::Blob) => {
+                Some(find_blob(self.repo, entry.id())?)
+            }
+            _ => None,
+        };
+        self.export_ignore
+            .enter(&base, attributes.as_ref().map(|b| b.content()));
+        for entry in tree.iter() {
+            let len = self.path.len();
+            self.path.extend_from_slice(entry.name_bytes());
+            let result = self.entry(&entry);
+            self.path.truncate(len);
+            result?;
+        }
+        self.export_ignore.leave();
+        Ok(())
+    }
+
+    fn entry(&mut self, entry: &git2::TreeEntry) -> Result<()> {
+        let is_folder = entry.kind() == Some(ObjectType::Tree);
+        let path = self.path.clone();
+        if self.export_ignore.is_ignored(&path, is_folder)
+            || self.selection.excludes.is_excluded(bytes_path(&path))
+        {
+            return Ok(());
+        }
+        match entry.kind() {
+            Some(ObjectType::Tree) => {
+                (self.visit)(&Entry {
+                    path: &path,
+                    kind: EntryKind::Folder,
+                    data: &[],
+                })?;
+                let tree = self
+                    .repo
+                    .find_tree(entry.id())
+                    .map_err(git_failed("read a tree"))?;
+                self.path.push(b'/');
+                let result = self.folder(&tree);
+                self.path.pop();
+                result
+            }
+            Some(ObjectType::Blob) => {
+                let kind = match entry.filemode() {
+                    0o120000 => EntryKind::Symlink,
+                    mode => EntryKind::File {
+                        executable: mode & 0o111 != 0,
+                    },
+                };
+                let blob = find_blob(self.repo, entry.id())?;
+                (self.visit)(&Entry {
+                    path: &path,
+                    kind,
+                    data: blob.content(),
+                })
+            }
+            Some(ObjectType::Commit) => match self.selection.submodules {
+                Submodules::Skip => Ok(()),
+                Submodules::Error => Err(Error::input(format!(
+                    "`{}` is a git submodule (commit {}): its files are not in this repository, so the archive would silently miss them",
+                    String::from_utf8_lossy(&path),
+                    entry.id()
+                ))
+                .with_hint("Set `tarball.submodules: skip` to leave it out, or exclude it with `tarball.exclude`")),
+            },
+            _ => Ok(()),
+        }
+    }
+}
+
+fn find_blob(repo: &Repository, id: Oid) -> Result<git2::Blob<'_>> {
+    repo.find_blob(id).map_err(git_failed("read a file"))
+}
+
+pub(crate) fn bytes_path(bytes: &[u8]) -> &Path {
+    use std::os::unix::ffi::OsStrExt;
+    Path::new(std::ffi::OsStr::from_bytes(bytes))
+}
+
+fn git_failed(action: &'static str) -> impl Fn(git2::Error) -> Error {
+    move |e| Error::failed(format!("git: could not {action}: {}", e.message()))
+}

@@ -1,0 +1,239 @@
+//! The pipeline spec, `tagpilot.yaml`: typed, strict (unknown keys are errors), with `${VAR}`
+//! interpolation from the environment. Later stages (image, deploy) add their own sections
+//! here as new optional fields; each section owns its types, defaults and checks.
+
+mod interpolate;
+mod text;
+
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::source::Excludes;
+use crate::template;
+use crate::version::Scheme;
+
+pub use interpolate::{interpolate, Lookup};
+pub use text::Text;
+
+/// The file tagpilot looks for at the repository root when `--pipeline` is not given.
+pub const DEFAULT_FILE: &str = "tagpilot.yaml";
+
+/// tagpilot pipeline spec. Every key is optional; an empty file (or none) means all defaults.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "tagpilot pipeline spec (tagpilot.yaml)")]
+pub struct Spec {
+    /// Release name, used in file names and templates as `{name}`. Default: the name of the
+    /// repository's folder.
+    #[serde(default)]
+    pub name: Option<Text>,
+    /// How git tags are read as versions.
+    #[serde(default)]
+    pub version: VersionSpec,
+    /// The release tarball: the git tree at the tag, reproducibly packed.
+    #[serde(default)]
+    pub tarball: TarballSpec,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VersionSpec {
+    /// `auto` (default) tries semver, dirac, then pep440.
+    #[serde(default)]
+    pub scheme: Scheme,
+    /// Only tags starting with this belong to this release (monorepos: `api/`). Stripped
+    /// before the version is read.
+    #[serde(default)]
+    pub tag_prefix: Text,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TarballSpec {
+    /// Folder every entry is placed under. Placeholders: {name} {version} {tag} {major}
+    /// {minor} {patch}. Default `{name}-{version}/`.
+    #[serde(default = "default_prefix")]
+    pub prefix: Text,
+    /// Globs (from the repository root) of paths to leave out, on top of `.gitattributes`
+    /// `export-ignore`. `*` stays within a folder, `**` crosses folders, `dir/**` also drops
+    /// the folder itself.
+    #[serde(default)]
+    pub exclude: Vec<Text>,
+    /// What to do with git submodules, whose content is not in this repository.
+    #[serde(default)]
+    pub submodules: Submodules,
+    /// Compression format. The implementation and level are pinned so digests are stable.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Compression level, 1 (fastest) to 9 (smallest). Default 6, like `gzip`.
+    #[serde(default = "default_level")]
+    #[schemars(range(min = 1, max = 9))]
+    pub level: u32,
+}
+
+impl Default for TarballSpec {
+    fn default() -> Self {
+        TarballSpec {
+            prefix: default_prefix(),
+            exclude: Vec::new(),
+            submodules: Submodules::default(),
+            compression: Compression::default(),
+            level: default_level(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Submodules {
+    /// Stop with an error naming the submodule (default): a tarball missing code is worse than none.
+    #[default]
+    Error,
+    /// Leave submodules out entirely (no empty folder either).
+    Skip,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip (RFC 1952) through zlib-rs, header without name or time: `.tar.gz`.
+    #[default]
+    Gzip,
+}
+
+fn default_prefix() -> Text {
+    Text::unplaced("{name}-{version}/")
+}
+
+fn default_level() -> u32 {
+    6
+}
+
+impl Spec {
+    /// Reads and checks a spec file; see [`Spec::parse`].
+    pub fn load(path: &Path, lookup: Lookup) -> Result<Spec> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io("read pipeline spec", path, e))?;
+        Spec::parse(&text, &path.display().to_string(), lookup)
+    }
+
+    /// Parses `yaml`, expands `${VAR}`s and checks every value. All problems are reported
+    /// at once, each as `file:line:column: what is wrong`.
+    pub fn parse(yaml: &str, file: &str, lookup: Lookup) -> Result<Spec> {
+        let mut spec = if is_blank_yaml(yaml) {
+            Spec::default()
+        } else {
+            serde_saphyr::from_str::<Spec>(yaml).map_err(|e| yaml_error(file, &e))?
+        };
+        let mut problems = Vec::new();
+        for text in spec.texts_mut() {
+            match interpolate(&text.value, lookup) {
+                Ok(value) => text.value = value,
+                Err(why) => problems.push(format!("{}: {why}", text.place(file))),
+            }
+        }
+        if problems.is_empty() {
+            problems = spec.check(file);
+        }
+        if problems.is_empty() {
+            Ok(spec)
+        } else {
+            Err(invalid(file, problems))
+        }
+    }
+
+    /// Every string value, for interpolation. A new section adds its strings here.
+    fn texts_mut(&mut self) -> Vec<&mut Text> {
+        let mut texts: Vec<&mut Text> = self.name.iter_mut().collect();
+        texts.push(&mut self.version.tag_prefix);
+        texts.push(&mut self.tarball.prefix);
+        texts.extend(self.tarball.exclude.iter_mut());
+        texts
+    }
+
+    /// Checks beyond the types: templates, globs, ranges.
+    fn check(&self, file: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(name) = &self.name {
+            if let Err(why) = check_name(name.as_str()) {
+                problems.push(format!("{}: name: {why}", name.place(file)));
+            }
+        }
+        let prefix = &self.tarball.prefix;
+        if let Err(why) = template::check(prefix.as_str()) {
+            problems.push(format!("{}: tarball.prefix: {why}", prefix.place(file)));
+        } else if prefix.as_str().starts_with('/') || prefix.as_str().split('/').any(|c| c == "..")
+        {
+            problems.push(format!(
+                "{}: tarball.prefix `{prefix}` must be a relative folder without `..`",
+                prefix.place(file)
+            ));
+        }
+        for pattern in &self.tarball.exclude {
+            if let Err(why) = Excludes::new([pattern.as_str()]) {
+                problems.push(format!("{}: tarball.exclude: {why}", pattern.place(file)));
+            }
+        }
+        if !(1..=9).contains(&self.tarball.level) {
+            problems.push(format!(
+                "{file}: tarball.level is {}, expected a number from 1 to 9",
+                self.tarball.level
+            ));
+        }
+        problems
+    }
+}
+
+/// A release name ends up in file names and image paths: keep it to a safe alphabet.
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !name.starts_with(['.', '-']);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a usable release name: use letters, digits, `.`, `_` and `-`, not starting with `.` or `-`"
+        ))
+    }
+}
+
+/// An empty file or one with only comments is a spec with all defaults.
+fn is_blank_yaml(yaml: &str) -> bool {
+    yaml.lines().all(|line| {
+        let line = line.trim();
+        line.is_empty() || line.starts_with('#') || line == "---"
+    })
+}
+
+fn yaml_error(file: &str, err: &serde_saphyr::Error) -> Error {
+    let place = match err.location() {
+        Some(at) if at.line() > 0 => format!("{file}:{}:{}", at.line(), at.column()),
+        _ => file.to_string(),
+    };
+    let options = serde_saphyr::render_options! { source_name: Some(file) };
+    invalid(
+        file,
+        vec![format!(
+            "{place}: {}",
+            err.render_with_options(options).trim_end()
+        )],
+    )
+}
+
+fn invalid(file: &str, problems: Vec<String>) -> Error {
+    Error::input(format!(
+        "invalid pipeline spec {file}:\n  {}\nRun `tagpilot schema` for every key and its type; `tagpilot validate --pipeline {file}` re-checks it",
+        problems.join("\n  ")
+    ))
+}
+
+/// The JSON Schema of `tagpilot.yaml`, for editors.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Spec)).expect("a schema is always JSON")
+}

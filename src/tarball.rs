@@ -1,0 +1,269 @@
+//! The release tarball: the selected git tree under a prefix folder, as a gzip'd tar whose bytes
+//! depend only on the tree, the prefix, the mtime and the (pinned) compressor and level.
+//!
+//! Normalised per entry: mtime = one fixed time, uid/gid 0 with empty names, mode 0644 / 0755
+//! (executables and folders) / 0777 (symlinks), GNU format, git tree order. gzip header without
+//! name or time. Compression is zlib-rs at the spec's level.
+//!
+//! Two threads: this one walks the tree and writes tar bytes into a bounded channel; the other
+//! compresses, hashes and writes the file. Memory holds at most a few chunks plus the largest
+//! single file (libgit2 inflates a blob whole).
+
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread;
+
+use flate2::{Compression, GzBuilder};
+
+use crate::digest::{self, HashingWriter};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::source::{Commit, Entry, EntryKind, Selection, Source};
+use crate::ui::Progress;
+
+/// How to pack one tarball.
+pub struct Plan<'a> {
+    /// File name inside the output folder, e.g. `dirac-8.2.44.tar.gz`.
+    pub file_name: String,
+    /// Folder prefix for every entry, ending in `/` (or empty).
+    pub prefix: String,
+    /// Seconds since the epoch for every entry's mtime.
+    pub mtime: u64,
+    pub level: u32,
+    pub selection: Selection<'a>,
+}
+
+/// What to do when the output file already exists with other bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Never replace a released file with different bytes: stop with an error.
+    Refuse,
+    /// A throw-away build (dry run, snapshot): replace it.
+    Replace,
+}
+
+#[derive(Clone, Debug)]
+pub struct Built {
+    pub path: PathBuf,
+    pub file_name: String,
+    pub sha256: String,
+    /// Compressed size in bytes.
+    pub size: u64,
+    /// Number of tar entries (folders, files, symlinks), the prefix folder included.
+    pub entries: u64,
+    /// Total bytes of file contents.
+    pub content_bytes: u64,
+    /// The file was already there with exactly these bytes.
+    pub unchanged: bool,
+}
+
+const CHUNK: usize = 1 << 18;
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Builds the tarball in `out_dir` (atomically) and records it in `out_dir/SHA256SUMS`.
+pub fn build(
+    source: &Source,
+    commit: &Commit,
+    plan: &Plan,
+    out_dir: &Path,
+    existing: Existing,
+    progress: &mut Progress,
+) -> Result<Built> {
+    let final_path = out_dir.join(&plan.file_name);
+    let temp = fsutil::temp_beside(&final_path)?;
+    let file = temp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Error::io("write", temp.path(), e))?;
+
+    let (tx, rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+    let level = plan.level;
+    let compressor = thread::spawn(move || -> io::Result<(String, u64)> {
+        let hashing = HashingWriter::new(BufWriter::with_capacity(CHUNK, file));
+        let mut gz = GzBuilder::new()
+            .mtime(0)
+            .write(hashing, Compression::new(level));
+        for chunk in rx {
+            gz.write_all(&chunk)?;
+        }
+        let (mut out, sha256, size) = gz.finish()?.finish();
+        out.flush()?;
+        Ok((sha256, size))
+    });
+
+    let mut counts = (0u64, 0u64);
+    let packed = pack(
+        source,
+        commit,
+        plan,
+        ChunkSender::new(tx),
+        progress,
+        &mut counts,
+    );
+    // The sender is dropped by now, so the compressor sees the end of input and finishes.
+    let compressed = compressor
+        .join()
+        .map_err(|_| Error::failed("the compressor thread panicked"))?;
+    // A compressor failure (disk full) is the root cause of any write error the packer saw.
+    let (sha256, size) = compressed.map_err(|e| Error::io("write", temp.path(), e))?;
+    packed?;
+    progress.finish();
+
+    let unchanged = match digest::sha256_file(&final_path) {
+        Ok(old) if old == sha256 => true,
+        Ok(old) if existing == Existing::Refuse => {
+            return Err(Error::input(format!(
+                "{} already exists with different content (sha256 {old}; this build gives {sha256}). A released file is never replaced by different bytes",
+                final_path.display()
+            ))
+            .with_hint("If the old file is a leftover, remove it; otherwise write elsewhere with --out DIR"));
+        }
+        _ => false,
+    };
+    if !unchanged {
+        temp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io("write", temp.path(), e))?;
+        fsutil::persist(temp, &final_path)?;
+    }
+    record_checksum(out_dir, &plan.file_name, &sha256)?;
+    Ok(Built {
+        path: final_path,
+        file_name: plan.file_name.clone(),
+        sha256,
+        size,
+        entries: counts.0,
+        content_bytes: counts.1,
+        unchanged,
+    })
+}
+
+/// Writes the tar stream. Returns when the tree is packed or the compressor stopped.
+fn pack(
+    source: &Source,
+    commit: &Commit,
+    plan: &Plan,
+    sink: ChunkSender,
+    progress: &mut Progress,
+    counts: &mut (u64, u64),
+) -> Result<()> {
+    let mut tar = tar::Builder::new(sink);
+    let write_failed = |e: io::Error| Error::failed(format!("could not write the tarball: {e}"));
+    if !plan.prefix.is_empty() {
+        let prefix = plan.prefix.trim_end_matches('/');
+        append(&mut tar, plan, prefix.as_bytes(), EntryKind::Folder, &[]).map_err(write_failed)?;
+        counts.0 += 1;
+    }
+    source.walk(commit, &plan.selection, &mut |entry: &Entry| {
+        let mut path = Vec::with_capacity(plan.prefix.len() + entry.path.len());
+        path.extend_from_slice(plan.prefix.as_bytes());
+        path.extend_from_slice(entry.path);
+        append(&mut tar, plan, &path, entry.kind, entry.data).map_err(write_failed)?;
+        let content = entry.data.len() as u64;
+        counts.0 += 1;
+        counts.1 += content;
+        progress.advance(content, 1);
+        Ok(())
+    })?;
+    let mut sink = tar.into_inner().map_err(write_failed)?;
+    sink.flush().map_err(write_failed)
+}
+
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    plan: &Plan,
+    path: &[u8],
+    kind: EntryKind,
+    data: &[u8],
+) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_mtime(plan.mtime);
+    header.set_uid(0);
+    header.set_gid(0);
+    let path = crate::source::bytes_path(path);
+    match kind {
+        EntryKind::Folder => {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            tar.append_data(&mut header, path, io::empty())
+        }
+        EntryKind::File { executable } => {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(if executable { 0o755 } else { 0o644 });
+            header.set_size(data.len() as u64);
+            tar.append_data(&mut header, path, data)
+        }
+        EntryKind::Symlink => {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_mode(0o777);
+            header.set_size(0);
+            tar.append_link(&mut header, path, crate::source::bytes_path(data))
+        }
+    }
+}
+
+/// Adds or replaces this file's line in `SHA256SUMS` (the `sha256sum -c` format), keeping lines
+/// for other files, sorted by name.
+fn record_checksum(out_dir: &Path, file_name: &str, sha256: &str) -> Result<()> {
+    let path = out_dir.join("SHA256SUMS");
+    let mut lines: Vec<String> = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| {
+            line.split_once("  ")
+                .is_some_and(|(_, name)| name != file_name)
+        })
+        .map(str::to_string)
+        .collect();
+    lines.push(format!("{sha256}  {file_name}"));
+    lines.sort_by(|a, b| {
+        a.split_once("  ")
+            .map(|x| x.1)
+            .cmp(&b.split_once("  ").map(|x| x.1))
+    });
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    fsutil::write_atomic(&path, text.as_bytes())
+}
+
+/// Collects writes into fixed-size chunks for the compressor thread.
+struct ChunkSender {
+    buf: Vec<u8>,
+    tx: SyncSender<Vec<u8>>,
+}
+
+impl ChunkSender {
+    fn new(tx: SyncSender<Vec<u8>>) -> Self {
+        ChunkSender {
+            buf: Vec::with_capacity(CHUNK),
+            tx,
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the compressor stopped"))
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = CHUNK - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        Ok(())
+    }
+}

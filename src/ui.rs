@@ -1,0 +1,118 @@
+//! What the person watching sees: log lines and progress on stderr (stdout carries results),
+//! a redrawn line on a terminal, plain periodic lines in CI logs and pipes, and GitLab log
+//! sections around each stage.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use crate::gitlab;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Ui {
+    tty: bool,
+    ci: bool,
+}
+
+impl Ui {
+    pub fn from_env() -> Ui {
+        Ui {
+            tty: std::io::stderr().is_terminal(),
+            ci: gitlab::in_ci(),
+        }
+    }
+
+    pub fn info(&self, line: &str) {
+        eprintln!("{line}");
+    }
+
+    /// Runs `work` inside a collapsible log section when in GitLab CI.
+    pub fn section<T>(&self, name: &str, title: &str, work: impl FnOnce() -> T) -> T {
+        if self.ci {
+            eprintln!("{}", gitlab::section_start(name, title));
+        } else {
+            eprintln!("{title}");
+        }
+        let result = work();
+        if self.ci {
+            eprintln!("{}", gitlab::section_end(name));
+        }
+        result
+    }
+
+    pub fn progress(&self, label: &str) -> Progress {
+        Progress {
+            label: label.to_string(),
+            redraw: self.tty,
+            start: Instant::now(),
+            last_shown: Instant::now(),
+            bytes: 0,
+            items: 0,
+        }
+    }
+}
+
+/// Bytes and items done so far, shown with a rate.
+pub struct Progress {
+    label: String,
+    redraw: bool,
+    start: Instant,
+    last_shown: Instant,
+    bytes: u64,
+    items: u64,
+}
+
+impl Progress {
+    pub fn advance(&mut self, bytes: u64, items: u64) {
+        self.bytes += bytes;
+        self.items += items;
+        let every = if self.redraw {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(5)
+        };
+        if self.last_shown.elapsed() >= every {
+            self.last_shown = Instant::now();
+            self.show(false);
+        }
+    }
+
+    /// Prints the final line (only if progress was shown at all, or on a terminal).
+    pub fn finish(&mut self) {
+        if self.redraw {
+            self.show(true);
+        }
+    }
+
+    fn show(&self, last: bool) {
+        let seconds = self.start.elapsed().as_secs_f64().max(1e-3);
+        let line = format!(
+            "{}: {} from {} files, {}/s",
+            self.label,
+            human_bytes(self.bytes),
+            self.items,
+            human_bytes((self.bytes as f64 / seconds) as u64)
+        );
+        let mut err = std::io::stderr().lock();
+        let _ = if self.redraw {
+            write!(err, "\r{line:<72}{}", if last { "\n" } else { "" })
+        } else {
+            writeln!(err, "{line}")
+        };
+    }
+}
+
+/// `1.5 MiB`-style sizes for people; exact byte counts go in JSON.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

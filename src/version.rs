@@ -1,0 +1,571 @@
+//! Release versions read from git tags, in the schemes release engineers actually use:
+//! SemVer (`v1.2.3`, `1.2.3-rc.1`), DIRAC (`v8r2p44`, `v7r2-pre12`) and PEP 440 pre-releases
+//! (`v9.0.0a31`). All schemes map onto one comparable [`Version`], so a repository that changed
+//! style over the years (as DIRAC did) still sorts correctly.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How tags are read as versions.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Try semver, then dirac, then pep440; the first that fits wins.
+    #[default]
+    Auto,
+    /// Semantic Versioning 2.0: `v1.2.3`, `1.2.3-rc.1`, `1.2.3+build.5`.
+    Semver,
+    /// DIRAC / LHCbDIRAC: `v8r2p44` = 8.2.44, `v7r2` = 7.2.0, `v7r2-pre12` = pre-release of 7.2.0.
+    Dirac,
+    /// PEP 440 releases and pre-releases: `9.0`, `v9.0.0a31`, `1.2b3`, `2.0rc1`.
+    Pep440,
+}
+
+impl Scheme {
+    pub const CONCRETE: [Scheme; 3] = [Scheme::Semver, Scheme::Dirac, Scheme::Pep440];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Auto => "auto",
+            Scheme::Semver => "semver",
+            Scheme::Dirac => "dirac",
+            Scheme::Pep440 => "pep440",
+        }
+    }
+
+    fn example(self) -> &'static str {
+        match self {
+            Scheme::Auto => "",
+            Scheme::Semver => "v1.2.3 or 1.2.3-rc.1",
+            Scheme::Dirac => "v8r2p44 or v7r2-pre12",
+            Scheme::Pep440 => "9.0.0, v9.0.0a31 or 2.0rc1",
+        }
+    }
+}
+
+/// One dot-separated pre-release identifier. Numbers sort before words, numbers numerically,
+/// words by ASCII: the SemVer precedence rules, which also order PEP 440's `a` < `b` < `rc`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Ident {
+    Num(u64),
+    Alpha(String),
+}
+
+impl fmt::Display for Ident {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ident::Num(n) => write!(f, "{n}"),
+            Ident::Alpha(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A parsed version. Ordering ignores the scheme and SemVer build metadata; `1.2` equals
+/// `1.2.0`; a pre-release sorts before its release.
+#[derive(Clone, Debug)]
+pub struct Version {
+    scheme: Scheme,
+    release: Vec<u64>,
+    pre: Vec<Ident>,
+    build: Option<String>,
+}
+
+impl Version {
+    /// Parses `text` (a tag with any monorepo prefix already removed) with one scheme; `Auto`
+    /// tries each. The error lists every scheme tried and why it did not fit.
+    pub fn parse(text: &str, scheme: Scheme) -> Result<Version, String> {
+        let schemes: &[Scheme] = match scheme {
+            Scheme::Auto => &Scheme::CONCRETE,
+            Scheme::Semver => &[Scheme::Semver],
+            Scheme::Dirac => &[Scheme::Dirac],
+            Scheme::Pep440 => &[Scheme::Pep440],
+        };
+        let mut reasons = Vec::new();
+        for &s in schemes {
+            let parsed = match s {
+                Scheme::Semver => parse_semver(text),
+                Scheme::Dirac => parse_dirac(text),
+                _ => parse_pep440(text),
+            };
+            match parsed {
+                Ok(v) => return Ok(v),
+                Err(why) => reasons.push(format!("{} ({why}; e.g. {})", s.name(), s.example())),
+            }
+        }
+        Err(format!(
+            "`{text}` fits no version scheme; tried {}",
+            reasons.join(", ")
+        ))
+    }
+
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    pub fn is_prerelease(&self) -> bool {
+        !self.pre.is_empty()
+    }
+
+    fn component(&self, i: usize) -> u64 {
+        self.release.get(i).copied().unwrap_or(0)
+    }
+
+    pub fn major(&self) -> u64 {
+        self.component(0)
+    }
+
+    pub fn minor(&self) -> u64 {
+        self.component(1)
+    }
+
+    pub fn patch(&self) -> u64 {
+        self.component(2)
+    }
+
+    /// Release components with trailing zeros removed, so `1.2` and `1.2.0` compare equal.
+    fn significant_release(&self) -> &[u64] {
+        let len = self
+            .release
+            .iter()
+            .rposition(|&n| n != 0)
+            .map_or(0, |i| i + 1);
+        &self.release[..len]
+    }
+}
+
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.significant_release()
+            .cmp(other.significant_release())
+            .then_with(|| match (self.pre.is_empty(), other.pre.is_empty()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                (false, false) => self.pre.cmp(&other.pre),
+            })
+    }
+}
+
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Version {}
+
+/// The normalised version text, in the notation of the scheme that parsed it:
+/// `8.2.44`, `7.2.0-pre12`, `1.2.3-rc.1`, `9.0.0a31`.
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let release: Vec<String> = self.release.iter().map(u64::to_string).collect();
+        f.write_str(&release.join("."))?;
+        let pre: Vec<String> = self.pre.iter().map(Ident::to_string).collect();
+        match self.scheme {
+            Scheme::Semver if !pre.is_empty() => write!(f, "-{}", pre.join("."))?,
+            Scheme::Dirac if !pre.is_empty() => write!(f, "-{}", pre.concat())?,
+            Scheme::Pep440 => f.write_str(&pre.concat())?,
+            _ => {}
+        }
+        if let Some(build) = &self.build {
+            write!(f, "+{build}")?;
+        }
+        Ok(())
+    }
+}
+
+fn strip_v(text: &str) -> &str {
+    text.strip_prefix(['v', 'V']).unwrap_or(text)
+}
+
+/// A decimal number without sign; `strict` forbids leading zeros (SemVer's rule).
+fn number(text: &str, strict: bool) -> Result<u64, String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("`{text}` is not a number"));
+    }
+    if strict && text.len() > 1 && text.starts_with('0') {
+        return Err(format!("`{text}` has a leading zero"));
+    }
+    text.parse().map_err(|_| format!("`{text}` is too large"))
+}
+
+fn parse_semver(text: &str) -> Result<Version, String> {
+    let text = strip_v(text);
+    let (text, build) = match text.split_once('+') {
+        Some((t, b)) => {
+            if b.is_empty() || !b.split('.').all(valid_semver_ident) {
+                return Err(format!(
+                    "build metadata `{b}` is not dot-separated [0-9A-Za-z-]"
+                ));
+            }
+            (t, Some(b.to_string()))
+        }
+        None => (text, None),
+    };
+    let (core, pre) = match text.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (text, None),
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.len() != 3 {
+        return Err(format!("`{core}` is not MAJOR.MINOR.PATCH"));
+    }
+    let release = parts
+        .iter()
+        .map(|p| number(p, true))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pre = match pre {
+        None => Vec::new(),
+        Some(p) => p
+            .split('.')
+            .map(|id| {
+                if !valid_semver_ident(id) {
+                    Err(format!(
+                        "pre-release identifier `{id}` is empty or not [0-9A-Za-z-]"
+                    ))
+                } else if id.bytes().all(|b| b.is_ascii_digit()) {
+                    number(id, true).map(Ident::Num)
+                } else {
+                    Ok(Ident::Alpha(id.to_string()))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok(Version {
+        scheme: Scheme::Semver,
+        release,
+        pre,
+        build,
+    })
+}
+
+fn valid_semver_ident(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Splits `text` at the first non-digit: ("123", rest).
+fn leading_digits(text: &str) -> (&str, &str) {
+    let end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    text.split_at(end)
+}
+
+fn parse_dirac(text: &str) -> Result<Version, String> {
+    let rest = text
+        .strip_prefix('v')
+        .ok_or_else(|| "does not start with `v`".to_string())?;
+    let (major, rest) = leading_digits(rest);
+    let major = number(major, false)?;
+    let rest = rest
+        .strip_prefix('r')
+        .ok_or_else(|| "no `r<minor>` after the major number".to_string())?;
+    let (minor, mut rest) = leading_digits(rest);
+    let minor = number(minor, false)?;
+    let mut patch = 0;
+    if let Some(after_p) = rest.strip_prefix('p') {
+        let (digits, after) = leading_digits(after_p);
+        patch = number(digits, false)?;
+        rest = after;
+    }
+    let pre = match rest {
+        "" => Vec::new(),
+        _ => {
+            let digits = rest
+                .strip_prefix("-pre")
+                .ok_or_else(|| format!("unexpected `{rest}` (only `-preN` may follow)"))?;
+            vec![
+                Ident::Alpha("pre".into()),
+                Ident::Num(number(digits, false)?),
+            ]
+        }
+    };
+    Ok(Version {
+        scheme: Scheme::Dirac,
+        release: vec![major, minor, patch],
+        pre,
+        build: None,
+    })
+}
+
+fn parse_pep440(text: &str) -> Result<Version, String> {
+    let lower = strip_v(text).to_ascii_lowercase();
+    let end = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
+    let (release_text, rest) = lower.split_at(end);
+    // A separator before the pre-release ("1.0.rc1", "1.0-rc1") leaves a trailing dot here.
+    let release_text = release_text.strip_suffix('.').unwrap_or(release_text);
+    let release = release_text
+        .split('.')
+        .map(|p| number(p, false))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rest = rest.trim_start_matches(['-', '_']);
+    if rest.is_empty() {
+        return Ok(Version {
+            scheme: Scheme::Pep440,
+            release,
+            pre: Vec::new(),
+            build: None,
+        });
+    }
+    // PEP 440 spellings, normalised: alpha→a, beta→b, c/pre/preview→rc. Longest first.
+    const SPELLINGS: [(&str, &str); 7] = [
+        ("preview", "rc"),
+        ("alpha", "a"),
+        ("beta", "b"),
+        ("pre", "rc"),
+        ("rc", "rc"),
+        ("a", "a"),
+        ("b", "b"),
+    ];
+    let (label, after) = SPELLINGS
+        .iter()
+        .chain(&[("c", "rc")])
+        .find_map(|(spelling, label)| rest.strip_prefix(spelling).map(|after| (*label, after)))
+        .ok_or_else(|| {
+            format!("`{rest}` is not a pre-release (a, b, rc); post, dev, epoch and local versions are not release tags")
+        })?;
+    let digits = after.trim_start_matches(['-', '_', '.']);
+    let n = if digits.is_empty() {
+        0
+    } else {
+        number(digits, false)?
+    };
+    Ok(Version {
+        scheme: Scheme::Pep440,
+        release,
+        pre: vec![Ident::Alpha(label.into()), Ident::Num(n)],
+        build: None,
+    })
+}
+
+/// A release tag and the version it names.
+#[derive(Clone, Debug)]
+pub struct TaggedVersion {
+    pub tag: String,
+    pub version: Version,
+}
+
+/// Reads tags as versions: strips the monorepo prefix, then applies the scheme.
+#[derive(Clone, Debug, Default)]
+pub struct TagReader {
+    pub scheme: Scheme,
+    pub prefix: String,
+}
+
+impl TagReader {
+    /// `Ok(None)` for a tag outside this prefix (another component of a monorepo).
+    pub fn read(&self, tag: &str) -> Result<Option<Version>, String> {
+        match tag.strip_prefix(self.prefix.as_str()) {
+            None => Ok(None),
+            Some(rest) => Version::parse(rest, self.scheme).map(Some),
+        }
+    }
+
+    /// Like [`TagReader::read`], but a tag outside the prefix is an error too, for a tag the
+    /// user asked for by name.
+    pub fn read_required(&self, tag: &str) -> Result<Version, String> {
+        match self.read(tag)? {
+            Some(v) => Ok(v),
+            None => Err(format!(
+                "`{tag}` does not start with the tag prefix `{}` set in version.tag_prefix",
+                self.prefix
+            )),
+        }
+    }
+
+    /// Reads many tags; returns the versions newest first and how many tags fitted no scheme.
+    pub fn read_all<'a>(
+        &self,
+        tags: impl IntoIterator<Item = &'a str>,
+    ) -> (Vec<TaggedVersion>, usize) {
+        let mut skipped = 0;
+        let mut versions: Vec<TaggedVersion> = tags
+            .into_iter()
+            .filter_map(|tag| match self.read(tag) {
+                Ok(Some(version)) => Some(TaggedVersion {
+                    tag: tag.to_string(),
+                    version,
+                }),
+                Ok(None) => None,
+                Err(_) => {
+                    skipped += 1;
+                    None
+                }
+            })
+            .collect();
+        sort_newest_first(&mut versions);
+        (versions, skipped)
+    }
+}
+
+/// Newest first; equal versions under different tags (`v1.0` and `1.0.0`) by tag name.
+pub fn sort_newest_first(versions: &mut [TaggedVersion]) {
+    versions.sort_by(|a, b| b.version.cmp(&a.version).then_with(|| a.tag.cmp(&b.tag)));
+}
+
+/// The release this one follows: the highest final release below `current` on the same
+/// `major.minor` line, or, on the first release of a line, the highest final release below it.
+pub fn previous_release<'a>(
+    newest_first: &'a [TaggedVersion],
+    current: &Version,
+) -> Option<&'a TaggedVersion> {
+    let below = || {
+        newest_first
+            .iter()
+            .filter(|t| !t.version.is_prerelease() && t.version < *current)
+    };
+    below()
+        .find(|t| t.version.major() == current.major() && t.version.minor() == current.minor())
+        .or_else(|| below().next())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(text: &str) -> Version {
+        Version::parse(text, Scheme::Auto).unwrap()
+    }
+
+    #[test]
+    fn schemes_parse_and_normalise() {
+        let cases = [
+            ("v1.2.3", Scheme::Semver, "1.2.3", false),
+            ("1.2.3-rc.1", Scheme::Semver, "1.2.3-rc.1", true),
+            ("v1.2.3+build.7", Scheme::Semver, "1.2.3+build.7", false),
+            ("v8r2p44", Scheme::Dirac, "8.2.44", false),
+            ("v7r2", Scheme::Dirac, "7.2.0", false),
+            ("v7r2-pre12", Scheme::Dirac, "7.2.0-pre12", true),
+            ("v9.0.0a31", Scheme::Pep440, "9.0.0a31", true),
+            ("2.0rc1", Scheme::Pep440, "2.0rc1", true),
+            ("1.0-beta.2", Scheme::Pep440, "1.0b2", true),
+            ("v1.2", Scheme::Pep440, "1.2", false),
+            ("1.0c3", Scheme::Pep440, "1.0rc3", true),
+            ("1.0.preview2", Scheme::Pep440, "1.0rc2", true),
+        ];
+        for (tag, scheme, shown, pre) in cases {
+            let parsed = v(tag);
+            assert_eq!(parsed.scheme(), scheme, "{tag}");
+            assert_eq!(parsed.to_string(), shown, "{tag}");
+            assert_eq!(parsed.is_prerelease(), pre, "{tag}");
+        }
+        assert_eq!(
+            (
+                v("v8r2p44").major(),
+                v("v8r2p44").minor(),
+                v("v8r2p44").patch()
+            ),
+            (8, 2, 44)
+        );
+    }
+
+    #[test]
+    fn ordering_is_by_version_across_schemes() {
+        let mut tags: Vec<TaggedVersion> = [
+            "v7r2",
+            "v7r2-pre12",
+            "v7r2-pre3",
+            "v7r10p1",
+            "v8.0.0a31",
+            "v8.0.0b2",
+            "v8.0.0rc1",
+            "v8.0.0",
+            "v10.0.0",
+            "v9.0.0",
+            "v7r2p9",
+            "v7r2p10",
+        ]
+        .iter()
+        .map(|t| TaggedVersion {
+            tag: t.to_string(),
+            version: v(t),
+        })
+        .collect();
+        sort_newest_first(&mut tags);
+        let order: Vec<&str> = tags.iter().map(|t| t.tag.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "v10.0.0",
+                "v9.0.0",
+                "v8.0.0",
+                "v8.0.0rc1",
+                "v8.0.0b2",
+                "v8.0.0a31",
+                "v7r10p1",
+                "v7r2p10",
+                "v7r2p9",
+                "v7r2",
+                "v7r2-pre12",
+                "v7r2-pre3"
+            ]
+        );
+        assert_eq!(v("1.2"), v("1.2.0"));
+        assert!(v("1.2.3-alpha.1") < v("1.2.3-alpha.beta"));
+        assert!(v("1.2.3-rc.2") < v("1.2.3-rc.10"));
+    }
+
+    #[test]
+    fn bad_tags_name_every_scheme_tried() {
+        let err = Version::parse("release-2020", Scheme::Auto).unwrap_err();
+        for scheme in ["semver", "dirac", "pep440"] {
+            assert!(err.contains(scheme), "{err}");
+        }
+        assert!(Version::parse("v1.2.3", Scheme::Dirac).is_err());
+        assert!(Version::parse("01.2.3", Scheme::Semver).is_err());
+        assert!(Version::parse("1.0.post1", Scheme::Pep440).is_err());
+        assert!(Version::parse("v7r2-rc1", Scheme::Dirac).is_err());
+    }
+
+    #[test]
+    fn prefix_and_skip_count() {
+        let reader = TagReader {
+            scheme: Scheme::Auto,
+            prefix: "api/".into(),
+        };
+        let (versions, skipped) =
+            reader.read_all(["api/v1.2.3", "api/v1.10.0", "web/v9.0.0", "api/nightly"]);
+        let tags: Vec<&str> = versions.iter().map(|t| t.tag.as_str()).collect();
+        assert_eq!(tags, ["api/v1.10.0", "api/v1.2.3"]);
+        assert_eq!(skipped, 1);
+        assert!(reader
+            .read_required("web/v9.0.0")
+            .unwrap_err()
+            .contains("tag prefix"));
+    }
+
+    #[test]
+    fn previous_release_prefers_the_same_line() {
+        let mut tags: Vec<TaggedVersion> = ["v8r2p43", "v8r2p44", "v8r3p1", "v8r3-pre1", "v8r1p9"]
+            .iter()
+            .map(|t| TaggedVersion {
+                tag: t.to_string(),
+                version: v(t),
+            })
+            .collect();
+        sort_newest_first(&mut tags);
+        assert_eq!(
+            previous_release(&tags, &v("v8r2p44")).unwrap().tag,
+            "v8r2p43"
+        );
+        assert_eq!(
+            previous_release(&tags, &v("v8r3p0")).unwrap().tag,
+            "v8r2p44"
+        );
+        assert_eq!(previous_release(&tags, &v("v8r3p2")).unwrap().tag, "v8r3p1");
+        assert!(previous_release(&tags, &v("v8r1p0")).is_none());
+    }
+}

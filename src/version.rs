@@ -321,7 +321,7 @@ fn parse_pep440(text: &str) -> Result<Version, String> {
         });
     }
     // PEP 440 spellings, normalised: alpha→a, beta→b, c/pre/preview→rc. Longest first.
-    const SPELLINGS: [(&str, &str); 7] = [
+    const SPELLINGS: [(&str, &str); 8] = [
         ("preview", "rc"),
         ("alpha", "a"),
         ("beta", "b"),
@@ -329,10 +329,10 @@ fn parse_pep440(text: &str) -> Result<Version, String> {
         ("rc", "rc"),
         ("a", "a"),
         ("b", "b"),
+        ("c", "rc"),
     ];
     let (label, after) = SPELLINGS
         .iter()
-        .chain(&[("c", "rc")])
         .find_map(|(spelling, label)| rest.strip_prefix(spelling).map(|after| (*label, after)))
         .ok_or_else(|| {
             format!("`{rest}` is not a pre-release (a, b, rc); post, dev, epoch and local versions are not release tags")
@@ -386,12 +386,12 @@ impl TagReader {
         }
     }
 
-    /// Reads many tags; returns the versions newest first and how many tags fitted no scheme.
+    /// Reads many tags; returns the versions newest first and the tags that fitted no scheme.
     pub fn read_all<'a>(
         &self,
         tags: impl IntoIterator<Item = &'a str>,
-    ) -> (Vec<TaggedVersion>, usize) {
-        let mut skipped = 0;
+    ) -> (Vec<TaggedVersion>, Vec<&'a str>) {
+        let mut skipped = Vec::new();
         let mut versions: Vec<TaggedVersion> = tags
             .into_iter()
             .filter_map(|tag| match self.read(tag) {
@@ -401,7 +401,7 @@ impl TagReader {
                 }),
                 Ok(None) => None,
                 Err(_) => {
-                    skipped += 1;
+                    skipped.push(tag);
                     None
                 }
             })
@@ -540,7 +540,7 @@ mod tests {
             reader.read_all(["api/v1.2.3", "api/v1.10.0", "web/v9.0.0", "api/nightly"]);
         let tags: Vec<&str> = versions.iter().map(|t| t.tag.as_str()).collect();
         assert_eq!(tags, ["api/v1.10.0", "api/v1.2.3"]);
-        assert_eq!(skipped, 1);
+        assert_eq!(skipped, ["api/nightly"]);
         assert!(reader
             .read_required("web/v9.0.0")
             .unwrap_err()

@@ -49,11 +49,14 @@ pub fn build(
         "" => String::new(),
         folder => format!("{folder}/"),
     };
+    let file_name = target
+        .render(spec.file.as_str())
+        .map_err(|why| Error::input(format!("tarball.file: {why}")))?;
     let plan = Plan {
-        file_name: format!("{}-{}.tar.gz", target.name, target.version),
+        file_name,
         prefix,
         mtime: target.mtime,
-        level: spec.level,
+        level: spec.level.0,
         selection: Selection {
             excludes: &excludes,
             submodules: spec.submodules,

@@ -27,10 +27,18 @@ pub fn run(cli: &Cli, args: &VersionsArgs) -> Result<()> {
     }
     let tags = project.source.tag_names()?;
     let (versions, skipped) = reader.read_all(tags.iter().map(String::as_str));
-    if skipped > 0 {
+    if !skipped.is_empty() {
+        let examples: Vec<&str> = skipped.iter().take(5).copied().collect();
         eprintln!(
-            "skipped {skipped} tag(s) that fit no {} version scheme",
-            reader.scheme.name()
+            "skipped {} tag(s) that fit no version scheme ({}): {}{}",
+            skipped.len(),
+            reader.scheme.name(),
+            examples.join(", "),
+            if skipped.len() > examples.len() {
+                ", ..."
+            } else {
+                ""
+            }
         );
     }
     let mut out = String::new();

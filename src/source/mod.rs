@@ -171,6 +171,7 @@ impl Source {
             selection,
             export_ignore: ExportIgnore::default(),
             path: Vec::new(),
+            pending_folders: Vec::new(),
             visit,
         };
         walker.folder(&tree)
@@ -193,6 +194,9 @@ struct Walker<'a, 'v> {
     export_ignore: ExportIgnore,
     /// Path of the folder being walked, `/`-terminated unless it is the root.
     path: Vec<u8>,
+    /// Folders entered but not yet visited, as lengths of `path`: a folder is only visited once
+    /// something inside it is, so exclusions and skipped submodules leave no empty folders.
+    pending_folders: Vec<usize>,
     visit: &'v mut dyn FnMut(&Entry) -> Result<()>,
 }
 
@@ -228,18 +232,17 @@ impl Walker<'_, '_> {
         }
         match entry.kind() {
             Some(ObjectType::Tree) => {
-                (self.visit)(&Entry {
-                    path: &path,
-                    kind: EntryKind::Folder,
-                    data: &[],
-                })?;
                 let tree = self
                     .repo
                     .find_tree(entry.id())
                     .map_err(git_failed("read a tree"))?;
+                self.pending_folders.push(self.path.len());
                 self.path.push(b'/');
                 let result = self.folder(&tree);
                 self.path.pop();
+                if self.pending_folders.last() == Some(&self.path.len()) {
+                    self.pending_folders.pop();
+                }
                 result
             }
             Some(ObjectType::Blob) => {
@@ -250,6 +253,7 @@ impl Walker<'_, '_> {
                     },
                 };
                 let blob = find_blob(self.repo, entry.id())?;
+                self.visit_pending_folders()?;
                 (self.visit)(&Entry {
                     path: &path,
                     kind,
@@ -267,6 +271,17 @@ impl Walker<'_, '_> {
             },
             _ => Ok(()),
         }
+    }
+
+    fn visit_pending_folders(&mut self) -> Result<()> {
+        for len in std::mem::take(&mut self.pending_folders) {
+            (self.visit)(&Entry {
+                path: &self.path[..len],
+                kind: EntryKind::Folder,
+                data: &[],
+            })?;
+        }
+        Ok(())
     }
 }
 

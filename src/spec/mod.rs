@@ -57,6 +57,10 @@ pub struct TarballSpec {
     /// {minor} {patch}. Default `{name}-{version}/`.
     #[serde(default = "default_prefix")]
     pub prefix: Text,
+    /// File name of the tarball in the output folder; must end in `.tar.gz`. Same
+    /// placeholders. Default `{name}-{version}.tar.gz`.
+    #[serde(default = "default_file")]
+    pub file: Text,
     /// Globs (from the repository root) of paths to leave out, on top of `.gitattributes`
     /// `export-ignore`. `*` stays within a folder, `**` crosses folders, `dir/**` also drops
     /// the folder itself.
@@ -69,19 +73,19 @@ pub struct TarballSpec {
     #[serde(default)]
     pub compression: Compression,
     /// Compression level, 1 (fastest) to 9 (smallest). Default 6, like `gzip`.
-    #[serde(default = "default_level")]
-    #[schemars(range(min = 1, max = 9))]
-    pub level: u32,
+    #[serde(default)]
+    pub level: Level,
 }
 
 impl Default for TarballSpec {
     fn default() -> Self {
         TarballSpec {
             prefix: default_prefix(),
+            file: default_file(),
             exclude: Vec::new(),
             submodules: Submodules::default(),
             compression: Compression::default(),
-            level: default_level(),
+            level: Level::default(),
         }
     }
 }
@@ -104,12 +108,38 @@ pub enum Compression {
     Gzip,
 }
 
+fn default_file() -> Text {
+    Text::unplaced("{name}-{version}.tar.gz")
+}
+
 fn default_prefix() -> Text {
     Text::unplaced("{name}-{version}/")
 }
 
-fn default_level() -> u32 {
-    6
+/// A compression level from 1 to 9, checked while parsing so the error points at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[schemars(transparent)]
+pub struct Level(#[schemars(range(min = 1, max = 9))] pub u32);
+
+impl Default for Level {
+    fn default() -> Self {
+        Level(6)
+    }
+}
+
+impl<'de> Deserialize<'de> for Level {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let expected = "expected a compression level from 1 (fastest) to 9 (smallest)";
+        match u64::deserialize(deserializer) {
+            Ok(n @ 1..=9) => Ok(Level(n as u32)),
+            Ok(n) => Err(serde::de::Error::custom(format!(
+                "{n} is out of range: {expected}"
+            ))),
+            Err(_) => Err(serde::de::Error::custom(expected)),
+        }
+    }
 }
 
 impl Spec {
@@ -129,15 +159,22 @@ impl Spec {
             serde_saphyr::from_str::<Spec>(yaml).map_err(|e| yaml_error(file, &e))?
         };
         let mut problems = Vec::new();
+        let mut unresolved = Vec::new();
         for text in spec.texts_mut() {
             match interpolate(&text.value, lookup) {
                 Ok(value) => text.value = value,
-                Err(why) => problems.push(format!("{}: {why}", text.place(file))),
+                Err(why) => {
+                    unresolved.push(text.place(file));
+                    problems.push(format!("{}: {why}", text.place(file)));
+                }
             }
         }
-        if problems.is_empty() {
-            problems = spec.check(file);
-        }
+        // A value whose variable is missing would only produce a second, misleading error.
+        problems.extend(spec.check(file).into_iter().filter(|p| {
+            !unresolved
+                .iter()
+                .any(|place| p.starts_with(&format!("{place}:")))
+        }));
         if problems.is_empty() {
             Ok(spec)
         } else {
@@ -150,6 +187,7 @@ impl Spec {
         let mut texts: Vec<&mut Text> = self.name.iter_mut().collect();
         texts.push(&mut self.version.tag_prefix);
         texts.push(&mut self.tarball.prefix);
+        texts.push(&mut self.tarball.file);
         texts.extend(self.tarball.exclude.iter_mut());
         texts
     }
@@ -172,16 +210,19 @@ impl Spec {
                 prefix.place(file)
             ));
         }
+        let file_name = &self.tarball.file;
+        if let Err(why) = template::check(file_name.as_str()) {
+            problems.push(format!("{}: tarball.file: {why}", file_name.place(file)));
+        } else if file_name.as_str().contains('/') || !file_name.as_str().ends_with(".tar.gz") {
+            problems.push(format!(
+                "{}: tarball.file `{file_name}` must be a plain file name ending in `.tar.gz`",
+                file_name.place(file)
+            ));
+        }
         for pattern in &self.tarball.exclude {
             if let Err(why) = Excludes::new([pattern.as_str()]) {
                 problems.push(format!("{}: tarball.exclude: {why}", pattern.place(file)));
             }
-        }
-        if !(1..=9).contains(&self.tarball.level) {
-            problems.push(format!(
-                "{file}: tarball.level is {}, expected a number from 1 to 9",
-                self.tarball.level
-            ));
         }
         problems
     }
@@ -211,19 +252,28 @@ fn is_blank_yaml(yaml: &str) -> bool {
     })
 }
 
+/// `file:line:column: message`, then the parser's snippet of the offending lines.
 fn yaml_error(file: &str, err: &serde_saphyr::Error) -> Error {
     let place = match err.location() {
         Some(at) if at.line() > 0 => format!("{file}:{}:{}", at.line(), at.column()),
         _ => file.to_string(),
     };
-    let options = serde_saphyr::render_options! { source_name: Some(file) };
-    invalid(
-        file,
-        vec![format!(
-            "{place}: {}",
-            err.render_with_options(options).trim_end()
-        )],
-    )
+    let plain = err.render_with_options(
+        serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off },
+    );
+    // The plain rendering ends with " at line L, column C", which `place` already says.
+    let message = match plain.rfind(" at line ") {
+        Some(at) => &plain[..at],
+        None => plain.as_str(),
+    };
+    let rendered =
+        err.render_with_options(serde_saphyr::render_options! { source_name: Some(file) });
+    let mut problem = format!("{place}: {message}");
+    for line in rendered.lines().skip(1) {
+        problem.push_str("\n  ");
+        problem.push_str(line);
+    }
+    invalid(file, vec![problem])
 }
 
 fn invalid(file: &str, problems: Vec<String>) -> Error {

@@ -1,0 +1,220 @@
+//! Test harness: real git repositories made with the git CLI, the real tagpilot binary, and
+//! independent readers (`tar`, `gzip`, `git archive`) to check what it wrote.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Variables of the caller's environment that would change tagpilot's behaviour.
+const LEAKY_VARS: [&str; 6] = [
+    "GITLAB_CI",
+    "CI_COMMIT_TAG",
+    "SOURCE_DATE_EPOCH",
+    "TAGPILOT_DOTENV",
+    "CI_PROJECT_DIR",
+    "CI_REGISTRY_IMAGE",
+];
+
+/// A finished tagpilot run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "tagpilot failed:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts the exit code and that stderr says `needle`.
+    pub fn fails_with(self, code: i32, needle: &str) -> Run {
+        assert_eq!(
+            self.code, code,
+            "wrong exit code:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+}
+
+/// A tagpilot command run in `cwd` with a clean environment.
+pub fn tagpilot(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tagpilot"));
+    cmd.current_dir(cwd);
+    for var in LEAKY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let out: Output = cmd.output().expect("tagpilot runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn sh(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A git repository in a temporary folder, driven through the git CLI.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+    commits: std::cell::Cell<u32>,
+}
+
+impl Repo {
+    pub fn new() -> Repo {
+        let repo = Repo {
+            dir: tempfile::Builder::new()
+                .prefix("tagpilot-src-")
+                .tempdir()
+                .unwrap(),
+            commits: std::cell::Cell::new(0),
+        };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        sh(Command::new("git")
+            .current_dir(self.path())
+            .args(["-c", "user.name=Test", "-c", "user.email=test@example.org"])
+            .args(args))
+    }
+
+    pub fn write(&self, path: &str, content: impl AsRef<[u8]>) -> &Self {
+        let full = self.path().join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, content).unwrap();
+        self
+    }
+
+    pub fn executable(&self, path: &str) -> &Self {
+        let full = self.path().join(path);
+        std::fs::set_permissions(&full, std::fs::Permissions::from_mode(0o755)).unwrap();
+        self
+    }
+
+    pub fn symlink(&self, path: &str, target: &str) -> &Self {
+        std::os::unix::fs::symlink(target, self.path().join(path)).unwrap();
+        self
+    }
+
+    /// Commits everything with a fixed, increasing date, so runs are comparable.
+    pub fn commit(&self, message: &str) -> &Self {
+        self.commits.set(self.commits.get() + 1);
+        let date = format!("2024-03-{:02}T12:00:00+01:00", self.commits.get());
+        self.git(&["add", "-A"]);
+        sh(Command::new("git")
+            .current_dir(self.path())
+            .env("GIT_AUTHOR_DATE", &date)
+            .env("GIT_COMMITTER_DATE", &date)
+            .args(["-c", "user.name=Test", "-c", "user.email=test@example.org"])
+            .args(["commit", "-q", "--allow-empty", "-m", message]));
+        self
+    }
+
+    pub fn tag(&self, name: &str) -> &Self {
+        self.git(&["tag", "-a", name, "-m", name]);
+        self
+    }
+}
+
+/// What a folder holds, for comparing two extracted archives: path → kind and content.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Node {
+    Folder,
+    File { executable: bool, bytes: Vec<u8> },
+    Symlink(PathBuf),
+}
+
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
+    let mut nodes = BTreeMap::new();
+    collect(root, root, &mut nodes);
+    nodes
+}
+
+fn collect(root: &Path, dir: &Path, nodes: &mut BTreeMap<PathBuf, Node>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let relative = path.strip_prefix(root).unwrap().to_path_buf();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.file_type().is_symlink() {
+            nodes.insert(relative, Node::Symlink(std::fs::read_link(&path).unwrap()));
+        } else if meta.is_dir() {
+            nodes.insert(relative, Node::Folder);
+            collect(root, &path, nodes);
+        } else {
+            let executable = meta.permissions().mode() & 0o100 != 0;
+            nodes.insert(
+                relative,
+                Node::File {
+                    executable,
+                    bytes: std::fs::read(&path).unwrap(),
+                },
+            );
+        }
+    }
+}
+
+/// Extracts a tar (optionally gzip'd) with the system `tar` into a new temporary folder.
+pub fn extract(archive: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    sh(Command::new("tar")
+        .arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(dir.path()));
+    dir
+}
+
+/// `git archive` of `tag` with `prefix`, extracted: the reference for tarball contents.
+pub fn git_archive_extracted(repo: &Repo, tag: &str, prefix: &str) -> tempfile::TempDir {
+    let tar = repo.path().join("../").join(format!(
+        "{}.reference.tar",
+        repo.dir.path().file_name().unwrap().to_string_lossy()
+    ));
+    repo.git(&[
+        "archive",
+        "--format=tar",
+        &format!("--prefix={prefix}"),
+        "-o",
+        tar.to_str().unwrap(),
+        tag,
+    ]);
+    let dir = extract(&tar);
+    std::fs::remove_file(&tar).unwrap();
+    dir
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}

@@ -440,6 +440,13 @@ mod tests {
         Version::parse(text, Scheme::Auto).unwrap()
     }
 
+    /// Tags read with `auto`, newest first.
+    fn sorted(tags: &[&str]) -> Vec<TaggedVersion> {
+        let (versions, skipped) = TagReader::default().read_all(tags.iter().copied());
+        assert!(skipped.is_empty(), "{skipped:?}");
+        versions
+    }
+
     #[test]
     fn schemes_parse_and_normalise() {
         let cases = [
@@ -474,7 +481,7 @@ mod tests {
 
     #[test]
     fn ordering_is_by_version_across_schemes() {
-        let mut tags: Vec<TaggedVersion> = [
+        let tags = sorted(&[
             "v7r2",
             "v7r2-pre12",
             "v7r2-pre3",
@@ -487,14 +494,7 @@ mod tests {
             "v9.0.0",
             "v7r2p9",
             "v7r2p10",
-        ]
-        .iter()
-        .map(|t| TaggedVersion {
-            tag: t.to_string(),
-            version: v(t),
-        })
-        .collect();
-        sort_newest_first(&mut tags);
+        ]);
         let order: Vec<&str> = tags.iter().map(|t| t.tag.as_str()).collect();
         assert_eq!(
             order,
@@ -549,14 +549,7 @@ mod tests {
 
     #[test]
     fn previous_release_prefers_the_same_line() {
-        let mut tags: Vec<TaggedVersion> = ["v8r2p43", "v8r2p44", "v8r3p1", "v8r3-pre1", "v8r1p9"]
-            .iter()
-            .map(|t| TaggedVersion {
-                tag: t.to_string(),
-                version: v(t),
-            })
-            .collect();
-        sort_newest_first(&mut tags);
+        let tags = sorted(&["v8r2p43", "v8r2p44", "v8r3p1", "v8r3-pre1", "v8r1p9"]);
         assert_eq!(
             previous_release(&tags, &v("v8r2p44")).unwrap().tag,
             "v8r2p43"

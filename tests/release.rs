@@ -116,13 +116,7 @@ fn tag_selection_and_previous_release() {
     assert_eq!(record["tag"], "v1.1.0");
     assert_eq!(record["previous"]["tag"], "v1.0.0");
     // The tarball holds the tagged content, not HEAD's.
-    let tree = snapshot(
-        extract(&out.path().join(format!(
-            "{}-1.1.0.tar.gz",
-            repo.path().file_name().unwrap().to_string_lossy()
-        )))
-        .path(),
-    );
+    let tree = snapshot(extract(&out.path().join(format!("{}-1.1.0.tar.gz", repo.name()))).path());
     assert!(tree.values().any(|n| *n
         == Node::File {
             executable: false,

@@ -48,12 +48,7 @@ fn content_matches_git_archive() {
         .args(["tarball", "--tag", "v1.2.3", "--out"])
         .arg(out.path()))
     .ok();
-    let name = repo
-        .path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let name = repo.name();
     let tarball = out.path().join(format!("{name}-1.2.3.tar.gz"));
     assert!(
         result.stdout.contains(&tarball.display().to_string()),
@@ -109,11 +104,7 @@ fn headers_are_normalised() {
         .args(["tarball", "--tag", "v1.2.3", "--out"])
         .arg(out.path()))
     .ok();
-    let tarball = std::fs::read_dir(out.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
-        .unwrap();
+    let tarball = find_tarball(out.path());
     let listing = sh(Command::new("tar")
         .args(["--numeric-owner", "--full-time", "-tvzf"])
         .arg(&tarball)
@@ -144,11 +135,7 @@ fn tarball_bytes(repo_dir: &std::path::Path, envs: &[(&str, &str)]) -> Vec<u8> {
         cmd.env(k, v);
     }
     run(&mut cmd).ok();
-    let path = std::fs::read_dir(out.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
-        .unwrap();
+    let path = find_tarball(out.path());
     std::fs::read(path).unwrap()
 }
 
@@ -305,11 +292,7 @@ fn submodules_are_an_error_or_skipped_never_empty() {
         .args(["tarball", "--tag", "v1.0.0", "--out"])
         .arg(out.path()))
     .ok();
-    let tarball = std::fs::read_dir(out.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
-        .unwrap();
+    let tarball = find_tarball(out.path());
     let tree = snapshot(extract(&tarball).path());
     assert!(
         tree.keys().all(|p| !p.to_string_lossy().contains("vendor")),
@@ -335,12 +318,7 @@ fn a_released_file_is_never_replaced_by_different_bytes() {
     assert_eq!(first.stdout, again.stdout);
     assert!(again.stderr.contains("unchanged"), "{}", again.stderr);
 
-    let name = repo
-        .path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .into_owned();
+    let name = repo.name();
     let path = out.path().join(format!("{name}-1.0.0.tar.gz"));
     let before = std::fs::read(&path).unwrap();
     repo.write("tagpilot.yaml", "tarball:\n  prefix: other/\n");

@@ -103,6 +103,15 @@ impl Repo {
         self.dir.path()
     }
 
+    /// The folder name, which is tagpilot's default release name.
+    pub fn name(&self) -> String {
+        self.path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }
+
     pub fn git(&self, args: &[&str]) -> String {
         sh(Command::new("git")
             .current_dir(self.path())
@@ -217,4 +226,13 @@ pub fn git_archive_extracted(repo: &Repo, tag: &str, prefix: &str) -> tempfile::
 
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The one `.tar.gz` in an output folder.
+pub fn find_tarball(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .unwrap_or_else(|| panic!("no .tar.gz in {}", dir.display()))
 }

@@ -6,6 +6,7 @@ pub mod digest;
 pub mod error;
 pub mod fsutil;
 pub mod gitlab;
+pub mod gzip;
 pub mod record;
 pub mod source;
 pub mod spec;

@@ -2,23 +2,21 @@
 //! depend only on the tree, the prefix, the mtime and the (pinned) compressor and level.
 //!
 //! Normalised per entry: mtime = one fixed time, uid/gid 0 with empty names, mode 0644 / 0755
-//! (executables and folders) / 0777 (symlinks), GNU format, git tree order. gzip header without
-//! name or time. Compression is zlib-rs at the spec's level.
+//! (executables and folders) / 0777 (symlinks), GNU format, git tree order. Compressed by
+//! [`crate::gzip`]: zlib-rs at the spec's level in fixed blocks, on every core, with the same
+//! bytes whatever the core count.
 //!
-//! Two threads: this one walks the tree and writes tar bytes into a bounded channel; the other
-//! compresses, hashes and writes the file. Memory holds at most a few chunks plus the largest
-//! single file (libgit2 inflates a blob whole).
+//! This thread walks the tree and writes tar bytes; compression, hashing and the file write
+//! happen on other threads. Memory holds a few blocks plus the largest single file (libgit2
+//! inflates a blob whole).
 
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, SyncSender};
-use std::thread;
-
-use flate2::{Compression, GzBuilder};
 
 use crate::digest::{self, HashingWriter};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::gzip::{self, ParallelGzip};
 use crate::source::{Commit, Entry, EntryKind, Selection, Source};
 use crate::ui::Progress;
 
@@ -58,9 +56,6 @@ pub struct Built {
     pub unchanged: bool,
 }
 
-const CHUNK: usize = 1 << 18;
-const CHUNKS_IN_FLIGHT: usize = 4;
-
 /// Builds the tarball in `out_dir` (atomically) and records it in `out_dir/SHA256SUMS`.
 pub fn build(
     source: &Source,
@@ -77,37 +72,21 @@ pub fn build(
         .try_clone()
         .map_err(|e| Error::io("write", temp.path(), e))?;
 
-    let (tx, rx) = sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
-    let level = plan.level;
-    let compressor = thread::spawn(move || -> io::Result<(String, u64)> {
-        let hashing = HashingWriter::new(BufWriter::with_capacity(CHUNK, file));
-        let mut gz = GzBuilder::new()
-            .mtime(0)
-            .write(hashing, Compression::new(level));
-        for chunk in rx {
-            gz.write_all(&chunk)?;
-        }
-        let (mut out, sha256, size) = gz.finish()?.finish();
-        out.flush()?;
-        Ok((sha256, size))
-    });
-
+    let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let mut tar = tar::Builder::new(ParallelGzip::new(sink, plan.level, gzip::default_workers()));
     let mut counts = (0u64, 0u64);
-    let packed = pack(
-        source,
-        commit,
-        plan,
-        ChunkSender::new(tx),
-        progress,
-        &mut counts,
-    );
-    // The sender is dropped by now, so the compressor sees the end of input and finishes.
-    let compressed = compressor
-        .join()
-        .map_err(|_| Error::failed("the compressor thread panicked"))?;
-    // A compressor failure (disk full) is the root cause of any write error the packer saw.
-    let (sha256, size) = compressed.map_err(|e| Error::io("write", temp.path(), e))?;
-    packed?;
+    let packed = pack(&mut tar, source, commit, plan, progress, &mut counts);
+    let finished = tar.into_inner().and_then(ParallelGzip::finish);
+    let write_failed = |e: io::Error| Error::io("write", temp.path(), e);
+    let sink = match (packed, finished) {
+        (Ok(()), Ok(sink)) => sink,
+        // A failed write (disk full) is the root cause of any broken pipe the packer saw.
+        (_, Err(e)) if e.kind() != io::ErrorKind::BrokenPipe => return Err(write_failed(e)),
+        (Err(e), _) => return Err(e),
+        (Ok(()), Err(e)) => return Err(write_failed(e)),
+    };
+    let (mut buffered, sha256, size) = sink.finish();
+    buffered.flush().map_err(write_failed)?;
     progress.finish();
 
     let unchanged = match digest::sha256_file(&final_path) {
@@ -139,35 +118,32 @@ pub fn build(
     })
 }
 
-/// Writes the tar stream. Returns when the tree is packed or the compressor stopped.
-fn pack(
+/// Writes the tar entries (not the end-of-archive marker, which `into_inner` adds).
+fn pack<W: Write>(
+    tar: &mut tar::Builder<W>,
     source: &Source,
     commit: &Commit,
     plan: &Plan,
-    sink: ChunkSender,
     progress: &mut Progress,
     counts: &mut (u64, u64),
 ) -> Result<()> {
-    let mut tar = tar::Builder::new(sink);
     let write_failed = |e: io::Error| Error::failed(format!("could not write the tarball: {e}"));
     if !plan.prefix.is_empty() {
         let prefix = plan.prefix.trim_end_matches('/');
-        append(&mut tar, plan, prefix.as_bytes(), EntryKind::Folder, &[]).map_err(write_failed)?;
+        append(tar, plan, prefix.as_bytes(), EntryKind::Folder, &[]).map_err(write_failed)?;
         counts.0 += 1;
     }
     source.walk(commit, &plan.selection, &mut |entry: &Entry| {
         let mut path = Vec::with_capacity(plan.prefix.len() + entry.path.len());
         path.extend_from_slice(plan.prefix.as_bytes());
         path.extend_from_slice(entry.path);
-        append(&mut tar, plan, &path, entry.kind, entry.data).map_err(write_failed)?;
+        append(tar, plan, &path, entry.kind, entry.data).map_err(write_failed)?;
         let content = entry.data.len() as u64;
         counts.0 += 1;
         counts.1 += content;
         progress.advance(content, 1);
         Ok(())
-    })?;
-    let mut sink = tar.into_inner().map_err(write_failed)?;
-    sink.flush().map_err(write_failed)
+    })
 }
 
 fn append<W: Write>(
@@ -225,45 +201,4 @@ fn record_checksum(out_dir: &Path, file_name: &str, sha256: &str) -> Result<()> 
     });
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     fsutil::write_atomic(&path, text.as_bytes())
-}
-
-/// Collects writes into fixed-size chunks for the compressor thread.
-struct ChunkSender {
-    buf: Vec<u8>,
-    tx: SyncSender<Vec<u8>>,
-}
-
-impl ChunkSender {
-    fn new(tx: SyncSender<Vec<u8>>) -> Self {
-        ChunkSender {
-            buf: Vec::with_capacity(CHUNK),
-            tx,
-        }
-    }
-
-    fn send(&mut self) -> io::Result<()> {
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx
-            .send(full)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the compressor stopped"))
-    }
-}
-
-impl Write for ChunkSender {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = CHUNK - self.buf.len();
-        let n = room.min(data.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK {
-            self.send()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.send()?;
-        }
-        Ok(())
-    }
 }

@@ -50,9 +50,28 @@ pub struct Selection<'a> {
     pub submodules: Submodules,
 }
 
+/// libgit2 maps packfiles into memory in windows, by default up to 8 GiB of them: a release
+/// from a large repository would then "use" as much memory as its pack is big. Reads go through
+/// the page cache either way; capping the mapping keeps the resident size flat.
+const PACK_WINDOW: usize = 4 << 20;
+const PACK_MAPPED_LIMIT: usize = 16 << 20;
+
+fn limit_pack_mapping() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: libgit2's global options must not change while other threads use libgit2;
+        // this runs once, before the first repository is opened.
+        unsafe {
+            let _ = git2::opts::set_mwindow_size(PACK_WINDOW);
+            let _ = git2::opts::set_mwindow_mapped_limit(PACK_MAPPED_LIMIT);
+        }
+    });
+}
+
 impl Source {
     /// Opens the repository containing `dir` (like git, searching parent folders).
     pub fn open(dir: &Path) -> Result<Source> {
+        limit_pack_mapping();
         let repo = Repository::discover(dir).map_err(|e| {
             Error::input(format!(
                 "{} is not inside a git repository ({})",

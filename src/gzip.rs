@@ -133,7 +133,6 @@ impl<W: Write + Send + 'static> Write for ParallelGzip<W> {
 }
 
 fn deflate_worker(level: u32, jobs: &Mutex<Receiver<Job>>, done: &Sender<Deflated>) {
-    let mut compress = Compress::new(Compression::new(level), false);
     loop {
         let job = match jobs.lock() {
             Ok(queue) => match queue.recv() {
@@ -144,7 +143,7 @@ fn deflate_worker(level: u32, jobs: &Mutex<Receiver<Job>>, done: &Sender<Deflate
         };
         let mut crc = crc32fast::Hasher::new();
         crc.update(&job.data);
-        let bytes = deflate_block(&mut compress, &job);
+        let bytes = deflate_block(level, &job);
         let result = Deflated {
             index: job.index,
             bytes,
@@ -157,8 +156,11 @@ fn deflate_worker(level: u32, jobs: &Mutex<Receiver<Job>>, done: &Sender<Deflate
     }
 }
 
-fn deflate_block(compress: &mut Compress, job: &Job) -> io::Result<Vec<u8>> {
-    compress.reset();
+/// Deflates one block with a fresh compressor. Reusing one per worker (`reset`) is not enough:
+/// zlib-rs then produced different bytes depending on which block the worker did before, which
+/// made the output depend on thread scheduling.
+fn deflate_block(level: u32, job: &Job) -> io::Result<Vec<u8>> {
+    let mut compress = Compress::new(Compression::new(level), false);
     if !job.dictionary.is_empty() {
         compress
             .set_dictionary(&job.dictionary)
@@ -265,6 +267,48 @@ mod tests {
         }
         assert_eq!(gunzip(&one), data);
         assert!(one.len() < data.len() / 2, "it compresses");
+    }
+
+    /// Workers pick up blocks in a different order every run; the bytes must not care which
+    /// block a worker compressed before (mixed text and noise, as in a real source tree).
+    #[test]
+    fn output_does_not_depend_on_scheduling() {
+        let mut data = Vec::new();
+        let mut state = 1u64;
+        for round in 0..24 {
+            if round % 3 == 0 {
+                for _ in 0..BLOCK / 8 {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    data.extend_from_slice(&state.to_le_bytes());
+                }
+            } else {
+                data.extend_from_slice(&sample(BLOCK / 2 + round * 1000));
+            }
+        }
+        let reference = gzip(&data, 6, 1, 65536);
+        for run in 0..6 {
+            assert!(
+                gzip(&data, 6, 2 + run % 3, 65536) == reference,
+                "run {run} differs"
+            );
+        }
+        assert_eq!(gunzip(&reference), data);
+    }
+
+    /// x86 machine code is what once exposed state leaking between blocks (zlib-rs reused
+    /// through `reset`); this test binary is megabytes of it.
+    #[test]
+    fn machine_code_gives_the_same_bytes_for_any_worker_count() {
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let data = &exe[..exe.len().min(24 * BLOCK)];
+        let reference = gzip(data, 6, 1, 65536);
+        for workers in [2, 3, 4, 2, 3, 4] {
+            assert!(
+                gzip(data, 6, workers, 65536) == reference,
+                "{workers} workers differ"
+            );
+        }
+        assert_eq!(gunzip(&reference), data);
     }
 
     #[test]

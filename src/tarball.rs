@@ -17,7 +17,7 @@ use crate::digest::{self, HashingWriter};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::gzip::{self, ParallelGzip};
-use crate::source::{Commit, Entry, EntryKind, Selection, Source};
+use crate::source::{Commit, Content, Entry, EntryKind, Selection, Source};
 use crate::ui::Progress;
 
 /// How to pack one tarball.
@@ -130,15 +130,20 @@ fn pack<W: Write>(
     let write_failed = |e: io::Error| Error::failed(format!("could not write the tarball: {e}"));
     if !plan.prefix.is_empty() {
         let prefix = plan.prefix.trim_end_matches('/');
-        append(tar, plan, prefix.as_bytes(), EntryKind::Folder, &[]).map_err(write_failed)?;
+        let folder = Entry {
+            path: prefix.as_bytes(),
+            kind: EntryKind::Folder,
+            content: Content::Bytes(&[]),
+        };
+        append(tar, plan, prefix.as_bytes(), folder).map_err(write_failed)?;
         counts.0 += 1;
     }
-    source.walk(commit, &plan.selection, &mut |entry: &Entry| {
+    source.walk(commit, &plan.selection, &mut |entry: Entry| {
         let mut path = Vec::with_capacity(plan.prefix.len() + entry.path.len());
         path.extend_from_slice(plan.prefix.as_bytes());
         path.extend_from_slice(entry.path);
-        append(tar, plan, &path, entry.kind, entry.data).map_err(write_failed)?;
-        let content = entry.data.len() as u64;
+        let content = entry.content.len();
+        append(tar, plan, &path, entry).map_err(write_failed)?;
         counts.0 += 1;
         counts.1 += content;
         progress.advance(content, 1);
@@ -146,36 +151,41 @@ fn pack<W: Write>(
     })
 }
 
+/// Appends one entry at `path` (the entry's own path with the prefix in front).
 fn append<W: Write>(
     tar: &mut tar::Builder<W>,
     plan: &Plan,
     path: &[u8],
-    kind: EntryKind,
-    data: &[u8],
+    entry: Entry,
 ) -> io::Result<()> {
     let mut header = tar::Header::new_gnu();
     header.set_mtime(plan.mtime);
     header.set_uid(0);
     header.set_gid(0);
+    header.set_size(0);
     let path = crate::source::bytes_path(path);
-    match kind {
-        EntryKind::Folder => {
+    match (entry.kind, entry.content) {
+        (EntryKind::Folder, _) => {
             header.set_entry_type(tar::EntryType::Directory);
             header.set_mode(0o755);
-            header.set_size(0);
             tar.append_data(&mut header, path, io::empty())
         }
-        EntryKind::File { executable } => {
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_mode(if executable { 0o755 } else { 0o644 });
-            header.set_size(data.len() as u64);
-            tar.append_data(&mut header, path, data)
-        }
-        EntryKind::Symlink => {
+        (EntryKind::Symlink, content) => {
+            let Content::Bytes(target) = content else {
+                return Err(io::Error::other("a symlink target is never streamed"));
+            };
             header.set_entry_type(tar::EntryType::Symlink);
             header.set_mode(0o777);
-            header.set_size(0);
-            tar.append_link(&mut header, path, crate::source::bytes_path(data))
+            tar.append_link(&mut header, path, crate::source::bytes_path(target))
+        }
+        (EntryKind::File { executable }, content) => {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(if executable { 0o755 } else { 0o644 });
+            header.set_size(content.len());
+            match content {
+                Content::Bytes(bytes) => tar.append_data(&mut header, path, bytes),
+                Content::Stream { reader, .. } => tar.append_data(&mut header, path, reader),
+            }
         }
     }
 }

@@ -23,6 +23,8 @@ fn tricky_repo() -> Repo {
             (0..=255u8).cycle().take(70_000).collect::<Vec<u8>>(),
         )
         .write("data/empty", "")
+        // Over the streaming threshold, and machine code (which once exposed a compressor bug).
+        .write("lib/native.so", machine_code(6 << 20))
         .write("docs/index.md", "not shipped\n")
         .write("src/pkg/tests/test_core.py", "assert True\n")
         .write("src/pkg/generated.c", "int x;\n")
@@ -38,6 +40,13 @@ fn tricky_repo() -> Repo {
         );
     repo.commit("first").tag("v1.2.3");
     repo
+}
+
+/// `len` bytes of real machine code: the start of the tagpilot binary.
+fn machine_code(len: usize) -> Vec<u8> {
+    let mut bytes = std::fs::read(env!("CARGO_BIN_EXE_tagpilot")).unwrap();
+    bytes.truncate(len);
+    bytes
 }
 
 #[test]
@@ -337,4 +346,53 @@ fn a_released_file_is_never_replaced_by_different_bytes() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(stray.is_empty(), "no temporary files left: {stray:?}");
+}
+
+/// Large files are streamed, whether loose, packed whole or packed as a delta; every path gives
+/// the same bytes as `git archive`.
+#[test]
+fn large_files_on_every_storage_path() {
+    let repo = Repo::new();
+    let mut big = machine_code(5 << 20);
+    repo.write("big.bin", &big).commit("v1").tag("v1.0.0");
+    big[1000..1010].copy_from_slice(b"0123456789");
+    repo.write("big.bin", &big).commit("v2").tag("v2.0.0");
+    let check = |tag: &str, label: &str| {
+        let out = tempfile::tempdir().unwrap();
+        run(tagpilot(repo.path())
+            .args(["tarball", "--tag", tag, "--out"])
+            .arg(out.path()))
+        .ok();
+        let version = tag.trim_start_matches('v');
+        let ours = snapshot(extract(&find_tarball(out.path())).path());
+        let reference = snapshot(
+            git_archive_extracted(&repo, tag, &format!("{}-{version}/", repo.name())).path(),
+        );
+        assert!(
+            ours == reference,
+            "{label}: content differs from git archive"
+        );
+    };
+    check("v2.0.0", "loose objects");
+    repo.git(&["gc", "-q", "--aggressive"]);
+    let verify = repo.git(&["verify-pack", "-v", &pack_index(&repo)]);
+    assert!(
+        verify
+            .lines()
+            .any(|l| l.contains(" blob ") && l.split_whitespace().count() > 5),
+        "one version of big.bin should be stored as a delta:\n{verify}"
+    );
+    check("v1.0.0", "packed");
+    check("v2.0.0", "packed");
+}
+
+fn pack_index(repo: &Repo) -> String {
+    let packs = repo.path().join(".git/objects/pack");
+    std::fs::read_dir(&packs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "idx"))
+        .unwrap()
+        .display()
+        .to_string()
 }

@@ -4,7 +4,9 @@
 
 mod attributes;
 mod excludes;
+mod packs;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Oid, Repository, Tree};
@@ -13,6 +15,10 @@ use crate::error::{Error, Result};
 use crate::spec::Submodules;
 use attributes::ExportIgnore;
 pub use excludes::Excludes;
+use packs::Packs;
+
+/// Files larger than this are streamed rather than read whole.
+const STREAM_FROM: usize = 4 << 20;
 
 /// A git repository that releases are cut from.
 pub struct Source {
@@ -37,11 +43,33 @@ pub enum EntryKind {
 }
 
 /// One archived path. `path` is relative to the repository root, `/`-separated, with no
-/// trailing slash; `data` is a file's bytes or a symlink's target (empty for folders).
+/// trailing slash. `content` is a file's bytes or a symlink's target (empty for folders).
 pub struct Entry<'a> {
     pub path: &'a [u8],
     pub kind: EntryKind,
-    pub data: &'a [u8],
+    pub content: Content<'a>,
+}
+
+pub enum Content<'a> {
+    Bytes(&'a [u8]),
+    /// A large file, read as a stream of exactly `size` bytes.
+    Stream {
+        size: u64,
+        reader: &'a mut dyn Read,
+    },
+}
+
+impl Content<'_> {
+    pub fn len(&self) -> u64 {
+        match self {
+            Content::Bytes(bytes) => bytes.len() as u64,
+            Content::Stream { size, .. } => *size,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What to leave out of the tree, and how to treat submodules.
@@ -179,7 +207,7 @@ impl Source {
         &self,
         commit: &Commit,
         selection: &Selection,
-        visit: &mut dyn FnMut(&Entry) -> Result<()>,
+        visit: &mut dyn FnMut(Entry) -> Result<()>,
     ) -> Result<()> {
         let tree = self
             .repo
@@ -187,6 +215,11 @@ impl Source {
             .map_err(git_failed("read the tree of the commit"))?;
         let mut walker = Walker {
             repo: &self.repo,
+            odb: self
+                .repo
+                .odb()
+                .map_err(git_failed("open the object store"))?,
+            packs: None,
             selection,
             export_ignore: ExportIgnore::default(),
             path: Vec::new(),
@@ -209,6 +242,9 @@ impl From<&git2::Commit<'_>> for Commit {
 
 struct Walker<'a, 'v> {
     repo: &'a Repository,
+    odb: git2::Odb<'a>,
+    /// Opened on the first large file.
+    packs: Option<Packs>,
     selection: &'a Selection<'a>,
     export_ignore: ExportIgnore,
     /// Path of the folder being walked, `/`-terminated unless it is the root.
@@ -216,7 +252,7 @@ struct Walker<'a, 'v> {
     /// Folders entered but not yet visited, as lengths of `path`: a folder is only visited once
     /// something inside it is, so exclusions and skipped submodules leave no empty folders.
     pending_folders: Vec<usize>,
-    visit: &'v mut dyn FnMut(&Entry) -> Result<()>,
+    visit: &'v mut dyn FnMut(Entry) -> Result<()>,
 }
 
 impl Walker<'_, '_> {
@@ -271,12 +307,19 @@ impl Walker<'_, '_> {
                         executable: mode & 0o111 != 0,
                     },
                 };
-                let blob = find_blob(self.repo, entry.id())?;
                 self.visit_pending_folders()?;
-                (self.visit)(&Entry {
+                let (size, _) = self
+                    .odb
+                    .read_header(entry.id())
+                    .map_err(git_failed("read a file"))?;
+                if kind != EntryKind::Symlink && size > STREAM_FROM {
+                    return self.visit_large_file(&path, kind, entry.id(), size as u64);
+                }
+                let blob = find_blob(self.repo, entry.id())?;
+                (self.visit)(Entry {
                     path: &path,
                     kind,
-                    data: blob.content(),
+                    content: Content::Bytes(blob.content()),
                 })
             }
             Some(ObjectType::Commit) => match self.selection.submodules {
@@ -294,13 +337,51 @@ impl Walker<'_, '_> {
 
     fn visit_pending_folders(&mut self) -> Result<()> {
         for len in std::mem::take(&mut self.pending_folders) {
-            (self.visit)(&Entry {
+            (self.visit)(Entry {
                 path: &self.path[..len],
                 kind: EntryKind::Folder,
-                data: &[],
+                content: Content::Bytes(&[]),
             })?;
         }
         Ok(())
+    }
+
+    /// Streams a large file: straight from its pack when stored whole there, else through
+    /// libgit2's stream (loose objects); only a deltified blob is read whole.
+    fn visit_large_file(&mut self, path: &[u8], kind: EntryKind, id: Oid, size: u64) -> Result<()> {
+        let objects = self.repo.path().join("objects");
+        let packs = self.packs.get_or_insert_with(|| Packs::open(&objects));
+        let read_failed =
+            |e: std::io::Error| Error::failed(format!("git: could not read a file: {e}"));
+        if let Some(mut stream) = packs
+            .blob_stream(id.as_bytes(), size)
+            .map_err(read_failed)?
+        {
+            return (self.visit)(Entry {
+                path,
+                kind,
+                content: Content::Stream {
+                    size,
+                    reader: &mut stream,
+                },
+            });
+        }
+        if let Ok((mut reader, _, ObjectType::Blob)) = self.odb.reader(id) {
+            return (self.visit)(Entry {
+                path,
+                kind,
+                content: Content::Stream {
+                    size,
+                    reader: &mut reader,
+                },
+            });
+        }
+        let blob = find_blob(self.repo, id)?;
+        (self.visit)(Entry {
+            path,
+            kind,
+            content: Content::Bytes(blob.content()),
+        })
     }
 }
 

@@ -101,6 +101,13 @@ impl Progress {
     }
 }
 
+/// Writes results to stdout. A closed pipe (`tagpilot versions | head -1`) is the reader saying
+/// it has enough, not an error, so it ends output quietly instead of panicking like `print!`.
+pub fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// `1.5 MiB`-style sizes for people; exact byte counts go in JSON.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -124,3 +124,30 @@ fn a_repository_without_spec_or_tags_is_fine() {
     let result = run(tagpilot(repo.path()).arg("versions")).ok();
     assert_eq!(result.stdout, "");
 }
+
+/// `tagpilot versions | head -1`: a reader that stops early is not an error.
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let repo = Repo::new();
+    repo.write("a", "a").commit("c");
+    let tags: Vec<String> = (0..6000)
+        .map(|n| format!("v1.{}.{}", n / 100, n % 100))
+        .collect();
+    tag_many(&repo, &tags);
+    let mut child = tagpilot(repo.path())
+        .arg("versions")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then hang up, like `head -1`.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(first.starts_with(b"v1.59.99\t"));
+}

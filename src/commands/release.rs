@@ -7,7 +7,7 @@ use crate::fsutil;
 use crate::record::{Record, Status};
 use crate::tarball::Existing;
 use crate::target::{self, Request};
-use crate::ui::{human_bytes, Ui};
+use crate::ui::{human_bytes, print_stdout, Ui};
 
 use super::{display, tarball, write_dotenv, Project};
 
@@ -74,7 +74,7 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     let record_path = save_record(out, &record)?;
     write_dotenv(cli, &record)?;
     match cli.output {
-        Output::Json => print!("{}", record.to_json()),
+        Output::Json => print_stdout(&record.to_json()),
         Output::Human => print_summary(&record, &record_path),
     }
     Ok(())
@@ -88,8 +88,8 @@ fn save_record(out: &std::path::Path, record: &Record) -> Result<std::path::Path
 }
 
 fn print_summary(record: &Record, record_path: &std::path::Path) {
-    println!(
-        "{} {}{}",
+    let mut text = format!(
+        "{} {}{}\n",
         record.name,
         record.version,
         if record.dry_run {
@@ -105,14 +105,18 @@ fn print_summary(record: &Record, record_path: &std::path::Path) {
             Status::NotSelected => "not selected",
             Status::Failed => "FAILED",
         };
-        println!("  {:<10} {:<13} {}", stage.name, status, stage.detail);
+        text.push_str(&format!(
+            "  {:<10} {:<13} {}\n",
+            stage.name, status, stage.detail
+        ));
     }
     if let Some(tarball) = &record.tarball {
-        println!(
-            "  tarball:  {} ({})",
+        text.push_str(&format!(
+            "  tarball:  {} ({})\n",
             tarball.path,
             human_bytes(tarball.size)
-        );
+        ));
     }
-    println!("  record:   {}", display(record_path));
+    text.push_str(&format!("  record:   {}\n", display(record_path)));
+    print_stdout(&text);
 }

@@ -4,6 +4,6 @@ use crate::error::Result;
 
 pub fn run() -> Result<()> {
     let schema = serde_json::to_string_pretty(&crate::spec::json_schema()).expect("schema is JSON");
-    println!("{schema}");
+    crate::ui::print_stdout(&format!("{schema}\n"));
     Ok(())
 }

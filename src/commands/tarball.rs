@@ -8,7 +8,7 @@ use crate::record::Record;
 use crate::source::{Excludes, Selection};
 use crate::tarball::{self, Built, Existing, Plan};
 use crate::target::{self, Request, Target};
-use crate::ui::{human_bytes, Ui};
+use crate::ui::{human_bytes, print_stdout, Ui};
 
 use super::{check_out_dir, display, write_dotenv, Project};
 
@@ -24,8 +24,12 @@ pub fn run(cli: &Cli, args: &TarballArgs, ui: &Ui) -> Result<()> {
     record.set_tarball(&built);
     write_dotenv(cli, &record)?;
     match cli.output {
-        Output::Json => print!("{}", record.to_json()),
-        Output::Human => println!("{}\tsha256:{}", display(&built.path), built.sha256),
+        Output::Json => print_stdout(&record.to_json()),
+        Output::Human => print_stdout(&format!(
+            "{}\tsha256:{}\n",
+            display(&built.path),
+            built.sha256
+        )),
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 use crate::cli::{Cli, Output, ProjectArgs};
 use crate::error::{Error, Result};
 use crate::target::release_name;
+use crate::ui::print_stdout;
 
 use super::{display, Project};
 
@@ -16,15 +17,15 @@ pub fn run(cli: &Cli, args: &ProjectArgs) -> Result<()> {
     };
     let name = release_name(&project.source, &project.spec);
     match cli.output {
-        Output::Json => println!(
-            "{}",
+        Output::Json => print_stdout(&format!(
+            "{}\n",
             serde_json::json!({ "file": display(file), "valid": true, "name": name })
-        ),
-        Output::Human => println!(
-            "{}: valid (release name `{name}`, version scheme {})",
+        )),
+        Output::Human => print_stdout(&format!(
+            "{}: valid (release name `{name}`, version scheme {})\n",
             display(file),
             project.spec.version.scheme.name()
-        ),
+        )),
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 use crate::cli::{Cli, Output, VersionsArgs};
 use crate::error::Result;
 use crate::target::tag_reader;
+use crate::ui::print_stdout;
 
 use super::Project;
 
@@ -66,6 +67,6 @@ pub fn run(cli: &Cli, args: &VersionsArgs) -> Result<()> {
             out = serde_json::to_string_pretty(&rows).expect("rows are JSON") + "\n";
         }
     }
-    print!("{out}");
+    print_stdout(&out);
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! tagpilot: from a git tag to a running release. See README.md and docs/.
 
+pub mod archive;
 pub mod cli;
 pub mod commands;
 pub mod digest;

@@ -1,23 +1,21 @@
 //! The release tarball: the selected git tree under a prefix folder, as a gzip'd tar whose bytes
 //! depend only on the tree, the prefix, the mtime and the (pinned) compressor and level.
 //!
-//! Normalised per entry: mtime = one fixed time, uid/gid 0 with empty names, mode 0644 / 0755
-//! (executables and folders) / 0777 (symlinks), GNU format, git tree order. Compressed by
-//! [`crate::gzip`]: zlib-rs at the spec's level in fixed blocks, on every core, with the same
-//! bytes whatever the core count.
+//! Entries are normalised by [`crate::archive`]; compression is [`crate::gzip`]: zlib-rs at the
+//! spec's level in fixed blocks, on every core, with the same bytes whatever the core count.
 //!
 //! This thread walks the tree and writes tar bytes; compression, hashing and the file write
-//! happen on other threads. Memory holds a few blocks plus the largest single file (libgit2
-//! inflates a blob whole).
+//! happen on other threads. Memory holds a few blocks; large files are streamed.
 
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::archive::{append_prefix_folders, append_tree, Counts, Normal};
 use crate::digest::{self, HashingWriter};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::gzip::{self, ParallelGzip};
-use crate::source::{Commit, Content, Entry, EntryKind, Selection, Source};
+use crate::source::{Commit, Selection, Source};
 use crate::ui::Progress;
 
 /// How to pack one tarball.
@@ -48,7 +46,7 @@ pub struct Built {
     pub sha256: String,
     /// Compressed size in bytes.
     pub size: u64,
-    /// Number of tar entries (folders, files, symlinks), the prefix folder included.
+    /// Number of tar entries (folders, files, symlinks), the prefix folders included.
     pub entries: u64,
     /// Total bytes of file contents.
     pub content_bytes: u64,
@@ -74,8 +72,25 @@ pub fn build(
 
     let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     let mut tar = tar::Builder::new(ParallelGzip::new(sink, plan.level, gzip::default_workers()));
-    let mut counts = (0u64, 0u64);
-    let packed = pack(&mut tar, source, commit, plan, progress, &mut counts);
+    let mut counts = Counts::default();
+    let normal = Normal {
+        mtime: plan.mtime,
+        uid: 0,
+        gid: 0,
+    };
+    let packed =
+        append_prefix_folders(&mut tar, normal, &plan.prefix, &mut counts).and_then(|()| {
+            append_tree(
+                &mut tar,
+                normal,
+                source,
+                commit,
+                &plan.selection,
+                &plan.prefix,
+                progress,
+                &mut counts,
+            )
+        });
     let finished = tar.into_inner().and_then(ParallelGzip::finish);
     let write_failed = |e: io::Error| Error::io("write", temp.path(), e);
     let sink = match (packed, finished) {
@@ -112,82 +127,10 @@ pub fn build(
         file_name: plan.file_name.clone(),
         sha256,
         size,
-        entries: counts.0,
-        content_bytes: counts.1,
+        entries: counts.entries,
+        content_bytes: counts.content_bytes,
         unchanged,
     })
-}
-
-/// Writes the tar entries (not the end-of-archive marker, which `into_inner` adds).
-fn pack<W: Write>(
-    tar: &mut tar::Builder<W>,
-    source: &Source,
-    commit: &Commit,
-    plan: &Plan,
-    progress: &mut Progress,
-    counts: &mut (u64, u64),
-) -> Result<()> {
-    let write_failed = |e: io::Error| Error::failed(format!("could not write the tarball: {e}"));
-    if !plan.prefix.is_empty() {
-        let prefix = plan.prefix.trim_end_matches('/');
-        let folder = Entry {
-            path: prefix.as_bytes(),
-            kind: EntryKind::Folder,
-            content: Content::Bytes(&[]),
-        };
-        append(tar, plan, prefix.as_bytes(), folder).map_err(write_failed)?;
-        counts.0 += 1;
-    }
-    source.walk(commit, &plan.selection, &mut |entry: Entry| {
-        let mut path = Vec::with_capacity(plan.prefix.len() + entry.path.len());
-        path.extend_from_slice(plan.prefix.as_bytes());
-        path.extend_from_slice(entry.path);
-        let content = entry.content.len();
-        append(tar, plan, &path, entry).map_err(write_failed)?;
-        counts.0 += 1;
-        counts.1 += content;
-        progress.advance(content, 1);
-        Ok(())
-    })
-}
-
-/// Appends one entry at `path` (the entry's own path with the prefix in front).
-fn append<W: Write>(
-    tar: &mut tar::Builder<W>,
-    plan: &Plan,
-    path: &[u8],
-    entry: Entry,
-) -> io::Result<()> {
-    let mut header = tar::Header::new_gnu();
-    header.set_mtime(plan.mtime);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_size(0);
-    let path = crate::source::bytes_path(path);
-    match (entry.kind, entry.content) {
-        (EntryKind::Folder, _) => {
-            header.set_entry_type(tar::EntryType::Directory);
-            header.set_mode(0o755);
-            tar.append_data(&mut header, path, io::empty())
-        }
-        (EntryKind::Symlink, content) => {
-            let Content::Bytes(target) = content else {
-                return Err(io::Error::other("a symlink target is never streamed"));
-            };
-            header.set_entry_type(tar::EntryType::Symlink);
-            header.set_mode(0o777);
-            tar.append_link(&mut header, path, crate::source::bytes_path(target))
-        }
-        (EntryKind::File { executable }, content) => {
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_mode(if executable { 0o755 } else { 0o644 });
-            header.set_size(content.len());
-            match content {
-                Content::Bytes(bytes) => tar.append_data(&mut header, path, bytes),
-                Content::Stream { reader, .. } => tar.append_data(&mut header, path, reader),
-            }
-        }
-    }
 }
 
 /// Adds or replaces this file's line in `SHA256SUMS` (the `sha256sum -c` format), keeping lines

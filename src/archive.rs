@@ -1,0 +1,116 @@
+//! Normalised tar entries, shared by the release tarball and image layers: one fixed mtime,
+//! configured owner with empty names, modes 0644 / 0755 (executables, folders) / 0777
+//! (symlinks), GNU format. Nothing about the machine or the moment leaks into the bytes.
+
+use std::io::{self, Write};
+
+use crate::error::{Error, Result};
+use crate::source::{bytes_path, Commit, Content, Entry, EntryKind, Selection, Source};
+use crate::ui::Progress;
+
+/// What every entry's header gets.
+#[derive(Clone, Copy, Debug)]
+pub struct Normal {
+    pub mtime: u64,
+    pub uid: u64,
+    pub gid: u64,
+}
+
+/// Entries and content bytes written so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counts {
+    pub entries: u64,
+    pub content_bytes: u64,
+}
+
+pub fn write_failed(e: io::Error) -> Error {
+    Error::failed(format!("could not write the archive: {e}"))
+}
+
+/// Appends the folders of `prefix` (`a/b/` gives `a` and `a/b`).
+pub fn append_prefix_folders<W: Write>(
+    tar: &mut tar::Builder<W>,
+    normal: Normal,
+    prefix: &str,
+    counts: &mut Counts,
+) -> Result<()> {
+    let mut path = String::new();
+    for part in prefix.split('/').filter(|p| !p.is_empty()) {
+        if !path.is_empty() {
+            path.push('/');
+        }
+        path.push_str(part);
+        let folder = Entry {
+            path: path.as_bytes(),
+            kind: EntryKind::Folder,
+            content: Content::Bytes(&[]),
+        };
+        append(tar, normal, path.as_bytes(), folder).map_err(write_failed)?;
+        counts.entries += 1;
+    }
+    Ok(())
+}
+
+/// Appends the selected tree of `commit` under `prefix` (empty, or ending in `/`).
+#[allow(clippy::too_many_arguments)] // each is a distinct input of the one walk
+pub fn append_tree<W: Write>(
+    tar: &mut tar::Builder<W>,
+    normal: Normal,
+    source: &Source,
+    commit: &Commit,
+    selection: &Selection,
+    prefix: &str,
+    progress: &mut Progress,
+    counts: &mut Counts,
+) -> Result<()> {
+    source.walk(commit, selection, &mut |entry: Entry| {
+        let mut path = Vec::with_capacity(prefix.len() + entry.path.len());
+        path.extend_from_slice(prefix.as_bytes());
+        path.extend_from_slice(entry.path);
+        let content = entry.content.len();
+        append(tar, normal, &path, entry).map_err(write_failed)?;
+        counts.entries += 1;
+        counts.content_bytes += content;
+        progress.advance(content, 1);
+        Ok(())
+    })
+}
+
+/// Appends one entry at `path` (which may differ from the entry's own path by a prefix).
+pub fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    normal: Normal,
+    path: &[u8],
+    entry: Entry,
+) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_mtime(normal.mtime);
+    header.set_uid(normal.uid);
+    header.set_gid(normal.gid);
+    header.set_size(0);
+    let path = bytes_path(path);
+    match (entry.kind, entry.content) {
+        (EntryKind::Folder, _) => {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            tar.append_data(&mut header, path, io::empty())
+        }
+        (EntryKind::Symlink, content) => {
+            let Content::Bytes(target) = content else {
+                return Err(io::Error::other("a symlink target is never streamed"));
+            };
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_mode(0o777);
+            tar.append_link(&mut header, path, bytes_path(target))
+        }
+        (EntryKind::File { executable }, content) => {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(if executable { 0o755 } else { 0o644 });
+            header.set_size(content.len());
+            match content {
+                Content::Bytes(bytes) => tar.append_data(&mut header, path, bytes),
+                Content::Stream { reader, .. } => tar.append_data(&mut header, path, reader),
+            }
+        }
+    }
+}

@@ -27,6 +27,22 @@ pub fn write_failed(e: io::Error) -> Error {
     Error::failed(format!("could not write the archive: {e}"))
 }
 
+/// Combines the outcome of writing entries with the outcome of finishing the compressed file.
+/// A failed finish (disk full) is the root cause of any broken pipe the writer saw, so it wins;
+/// otherwise the writer's own error (a submodule, say) is the one to report.
+pub fn settle<T>(
+    written: Result<()>,
+    finished: io::Result<T>,
+    file: &std::path::Path,
+) -> Result<T> {
+    match (written, finished) {
+        (Ok(()), Ok(value)) => Ok(value),
+        (_, Err(e)) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::io("write", file, e)),
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(Error::io("write", file, e)),
+    }
+}
+
 /// Appends the folders of `prefix` (`a/b/` gives `a` and `a/b`).
 pub fn append_prefix_folders<W: Write>(
     tar: &mut tar::Builder<W>,

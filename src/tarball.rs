@@ -7,10 +7,10 @@
 //! This thread walks the tree and writes tar bytes; compression, hashing and the file write
 //! happen on other threads. Memory holds a few blocks; large files are streamed.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::archive::{append_prefix_folders, append_tree, Counts, Normal};
+use crate::archive::{append_prefix_folders, append_tree, settle, Counts, Normal};
 use crate::digest::{self, HashingWriter};
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -92,16 +92,11 @@ pub fn build(
             )
         });
     let finished = tar.into_inner().and_then(ParallelGzip::finish);
-    let write_failed = |e: io::Error| Error::io("write", temp.path(), e);
-    let sink = match (packed, finished) {
-        (Ok(()), Ok(sink)) => sink,
-        // A failed write (disk full) is the root cause of any broken pipe the packer saw.
-        (_, Err(e)) if e.kind() != io::ErrorKind::BrokenPipe => return Err(write_failed(e)),
-        (Err(e), _) => return Err(e),
-        (Ok(()), Err(e)) => return Err(write_failed(e)),
-    };
+    let sink = settle(packed, finished, temp.path())?;
     let (mut buffered, sha256, size) = sink.finish();
-    buffered.flush().map_err(write_failed)?;
+    buffered
+        .flush()
+        .map_err(|e| Error::io("write", temp.path(), e))?;
     progress.finish();
 
     let unchanged = match digest::sha256_file(&final_path) {

@@ -36,6 +36,8 @@ pub enum Command {
     Release(ReleaseArgs),
     /// Build only the release tarball (`<name>-<version>.tar.gz` and `SHA256SUMS`).
     Tarball(TarballArgs),
+    /// Build the service's OCI image (the spec's `image:`) into an OCI image layout.
+    Image(ImageArgs),
     /// List the repository's release tags, newest first: TAG<TAB>VERSION<TAB>release|pre.
     Versions(VersionsArgs),
     /// Check a pipeline spec and report every problem in it.
@@ -99,6 +101,18 @@ pub struct TarballArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// Tag to release. Default: `$CI_COMMIT_TAG`, else the release tag on HEAD.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Write the image into this OCI image layout (created if missing; other images in it stay).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub oci_layout: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct VersionsArgs {
     #[command(flatten)]
     pub project: ProjectArgs,
@@ -114,12 +128,14 @@ pub struct VersionsArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StageName {
     Tarball,
+    Image,
 }
 
 impl StageName {
     pub fn as_str(self) -> &'static str {
         match self {
             StageName::Tarball => "tarball",
+            StageName::Image => "image",
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod fsutil;
 pub mod gitlab;
 pub mod gzip;
+pub mod image;
 pub mod oci;
 pub mod record;
 pub mod source;

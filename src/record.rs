@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::image::Built as ImageBuilt;
 use crate::tarball::Built;
 use crate::target::Target;
 
@@ -23,6 +24,7 @@ pub struct Record {
     pub dry_run: bool,
     pub stages: Vec<Stage>,
     pub tarball: Option<TarballRecord>,
+    pub image: Option<ImageBuilt>,
 }
 
 #[derive(Debug, Serialize)]
@@ -46,6 +48,8 @@ pub enum Status {
     AlreadyDone,
     /// Not selected (`--only` / `--skip`).
     NotSelected,
+    /// The spec has no section for it.
+    NotConfigured,
     Failed,
 }
 
@@ -77,6 +81,7 @@ impl Record {
             dry_run,
             stages: Vec::new(),
             tarball: None,
+            image: None,
         }
     }
 
@@ -98,6 +103,10 @@ impl Record {
         });
     }
 
+    pub fn set_image(&mut self, built: &ImageBuilt) {
+        self.image = Some(built.clone());
+    }
+
     /// `KEY=value` pairs for the GitLab dotenv report.
     pub fn dotenv(&self) -> Vec<(&'static str, String)> {
         let mut pairs = vec![
@@ -111,6 +120,10 @@ impl Record {
         if let Some(tarball) = &self.tarball {
             pairs.push(("TAGPILOT_TARBALL", tarball.file.clone()));
             pairs.push(("TAGPILOT_TARBALL_SHA256", tarball.sha256.clone()));
+        }
+        if let Some(image) = &self.image {
+            pairs.push(("TAGPILOT_IMAGE_DIGEST", image.digest.clone()));
+            pairs.push(("TAGPILOT_IMAGE_TAGS", image.tags.join(",")));
         }
         pairs
     }

@@ -1,5 +1,6 @@
 //! One module per subcommand. Each only sequences stages and prints; the work is below.
 
+pub mod image;
 pub mod release;
 pub mod schema;
 pub mod tarball;
@@ -20,6 +21,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Release(args) => release::run(&cli, args, &ui),
         Command::Tarball(args) => tarball::run(&cli, args, &ui),
+        Command::Image(args) => image::run(&cli, args, &ui),
         Command::Versions(args) => versions::run(&cli, args),
         Command::Validate(args) => validate::run(&cli, args),
         Command::Schema => schema::run(),

@@ -2,14 +2,14 @@
 //! the same code; it only turns off writes outside the output folder.
 
 use crate::cli::{Cli, Output, ReleaseArgs, StageName};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::record::{Record, Status};
 use crate::tarball::Existing;
 use crate::target::{self, Request};
 use crate::ui::{human_bytes, print_stdout, Ui};
 
-use super::{display, tarball, write_dotenv, Project};
+use super::{display, image, tarball, write_dotenv, Project};
 
 pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     let project = Project::open(&args.project)?;
@@ -17,6 +17,15 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         tag: args.tag.tag.clone(),
         snapshot: args.snapshot.clone(),
     };
+    let selected = |stage: StageName| {
+        (args.only.is_empty() || args.only.contains(&stage)) && !args.skip.contains(&stage)
+    };
+    if project.spec.image.is_some() && selected(StageName::Image) && !args.dry_run {
+        return Err(Error::input(
+            "this tagpilot writes images to OCI image layouts only and cannot push them to a registry, so a real release with an `image:` section would not publish its image",
+        )
+        .with_hint("Run `tagpilot release --dry-run` (the image goes to OUT/image), `tagpilot image --oci-layout DIR`, or skip the stage with --skip image"));
+    }
     let target = target::resolve(&project.source, &project.spec, &request)?;
     let out = &args.tag.out;
     ui.info(&format!(
@@ -36,9 +45,6 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     ));
 
     let mut record = Record::new(&target, args.dry_run);
-    let selected = |stage: StageName| {
-        (args.only.is_empty() || args.only.contains(&stage)) && !args.skip.contains(&stage)
-    };
     // A dry run or snapshot is a throw-away build: it may replace its own earlier output.
     let existing = if args.dry_run {
         Existing::Replace
@@ -69,6 +75,29 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         }
     } else {
         record.stage("tarball", Status::NotSelected, "");
+    }
+
+    if !selected(StageName::Image) {
+        record.stage("image", Status::NotSelected, "");
+    } else {
+        match image::build(&project, &target, &out.join("image"), ui) {
+            Ok(Some(built)) => {
+                let detail = format!(
+                    "OCI layout {}@{} tags {}",
+                    display(&built.layout),
+                    built.digest,
+                    built.tags.join(",")
+                );
+                record.stage("image", Status::Done, detail);
+                record.set_image(&built);
+            }
+            Ok(None) => record.stage("image", Status::NotConfigured, "no `image:` in the spec"),
+            Err(err) => {
+                record.stage("image", Status::Failed, err.message.clone());
+                save_record(out, &record)?;
+                return Err(err);
+            }
+        }
     }
 
     let record_path = save_record(out, &record)?;
@@ -103,6 +132,7 @@ fn print_summary(record: &Record, record_path: &std::path::Path) {
             Status::Done => "done",
             Status::AlreadyDone => "already done",
             Status::NotSelected => "not selected",
+            Status::NotConfigured => "not configured",
             Status::Failed => "FAILED",
         };
         text.push_str(&format!(
@@ -115,6 +145,15 @@ fn print_summary(record: &Record, record_path: &std::path::Path) {
             "  tarball:  {} ({})\n",
             tarball.path,
             human_bytes(tarball.size)
+        ));
+    }
+    if let Some(image) = &record.image {
+        let first_tag = image.tags.first().map_or("", String::as_str);
+        text.push_str(&format!(
+            "  image:    {}:{first_tag} ({}, skopeo inspect oci:{}:{first_tag})\n",
+            display(&image.layout),
+            image.digest,
+            display(&image.layout)
         ));
     }
     text.push_str(&format!("  record:   {}\n", display(record_path)));

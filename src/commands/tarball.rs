@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::cli::{Cli, Output, TarballArgs};
 use crate::error::{Error, Result};
 use crate::record::Record;
-use crate::source::{Excludes, Selection};
+use crate::source::Selection;
 use crate::tarball::{self, Built, Existing, Plan};
 use crate::target::{self, Request, Target};
 use crate::ui::{human_bytes, print_stdout, Ui};
@@ -44,8 +44,7 @@ pub fn build(
 ) -> Result<Built> {
     check_out_dir(out)?;
     let spec = &project.spec.tarball;
-    let excludes = Excludes::new(spec.exclude.iter().map(|t| t.as_str()))
-        .map_err(|why| Error::input(format!("tarball.exclude: {why}")))?;
+    let excludes = spec.excludes()?;
     let prefix = target
         .render(spec.prefix.as_str())
         .map_err(|why| Error::input(format!("tarball.prefix: {why}")))?;
@@ -64,6 +63,7 @@ pub fn build(
         selection: Selection {
             excludes: &excludes,
             submodules: spec.submodules,
+            export_ignore: true,
         },
     };
     ui.section("tarball", &format!("Building {}", plan.file_name), || {

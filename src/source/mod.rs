@@ -76,6 +76,9 @@ impl Content<'_> {
 pub struct Selection<'a> {
     pub excludes: &'a Excludes,
     pub submodules: Submodules,
+    /// Apply `.gitattributes` `export-ignore` (the release tree does; files the user listed
+    /// one by one do not).
+    pub export_ignore: bool,
 }
 
 /// libgit2 maps packfiles into memory in windows, by default up to 8 GiB of them: a release
@@ -213,7 +216,72 @@ impl Source {
             .repo
             .find_tree(commit.tree)
             .map_err(git_failed("read the tree of the commit"))?;
-        let mut walker = Walker {
+        self.walker(selection, visit)?.folder(&tree)
+    }
+
+    /// Walks the file or folder at `path` in `commit`; entries are relative to it (a file at
+    /// `path` itself comes with an empty path). Errors name the path if it is not there.
+    pub fn walk_path(
+        &self,
+        commit: &Commit,
+        path: &str,
+        selection: &Selection,
+        visit: &mut dyn FnMut(Entry) -> Result<()>,
+    ) -> Result<()> {
+        let object = self.object_at(commit, path)?;
+        let mut walker = self.walker(selection, visit)?;
+        match object.kind() {
+            Some(ObjectType::Tree) => {
+                let tree = object.peel_to_tree().map_err(git_failed("read a tree"))?;
+                walker.folder(&tree)
+            }
+            _ => {
+                let tree = self
+                    .repo
+                    .find_tree(commit.tree)
+                    .map_err(git_failed("read the tree of the commit"))?;
+                let entry = tree
+                    .get_path(Path::new(path))
+                    .map_err(git_failed("read a path"))?;
+                walker.entry(&entry)
+            }
+        }
+    }
+
+    /// The bytes of the file at `path` in `commit`.
+    pub fn read_file(&self, commit: &Commit, path: &str) -> Result<Vec<u8>> {
+        let object = self.object_at(commit, path)?;
+        let blob = object.peel_to_blob().map_err(|_| {
+            Error::input(format!(
+                "`{path}` is a folder at commit {}, not a file",
+                &commit.id[..12]
+            ))
+        })?;
+        Ok(blob.content().to_vec())
+    }
+
+    fn object_at(&self, commit: &Commit, path: &str) -> Result<git2::Object<'_>> {
+        let tree = self
+            .repo
+            .find_tree(commit.tree)
+            .map_err(git_failed("read the tree of the commit"))?;
+        let entry = tree.get_path(Path::new(path.trim_matches('/'))).map_err(|_| {
+            Error::input(format!(
+                "`{path}` is not in the repository at commit {} (files are read from the tagged commit, not the working tree)",
+                &commit.id[..12]
+            ))
+        })?;
+        entry
+            .to_object(&self.repo)
+            .map_err(git_failed("read a path"))
+    }
+
+    fn walker<'w, 'v>(
+        &'w self,
+        selection: &'w Selection<'w>,
+        visit: &'v mut dyn FnMut(Entry) -> Result<()>,
+    ) -> Result<Walker<'w, 'v>> {
+        Ok(Walker {
             repo: &self.repo,
             odb: self
                 .repo
@@ -225,8 +293,7 @@ impl Source {
             path: Vec::new(),
             pending_folders: Vec::new(),
             visit,
-        };
-        walker.folder(&tree)
+        })
     }
 }
 
@@ -280,7 +347,7 @@ impl Walker<'_, '_> {
     fn entry(&mut self, entry: &git2::TreeEntry) -> Result<()> {
         let is_folder = entry.kind() == Some(ObjectType::Tree);
         let path = self.path.clone();
-        if self.export_ignore.is_ignored(&path, is_folder)
+        if (self.selection.export_ignore && self.export_ignore.is_ignored(&path, is_folder))
             || self.selection.excludes.is_excluded(bytes_path(&path))
         {
             return Ok(());

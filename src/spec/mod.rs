@@ -2,6 +2,7 @@
 //! interpolation from the environment. Later stages (image, deploy) add their own sections
 //! here as new optional fields; each section owns its types, defaults and checks.
 
+pub mod image;
 mod interpolate;
 mod text;
 
@@ -36,6 +37,10 @@ pub struct Spec {
     /// The release tarball: the git tree at the tag, reproducibly packed.
     #[serde(default)]
     pub tarball: TarballSpec,
+    /// The service's OCI image: the release tree, extra files and an embedded supervisor
+    /// config on a pinned base.
+    #[serde(default)]
+    pub image: Option<image::ImageSpec>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -75,6 +80,14 @@ pub struct TarballSpec {
     /// Compression level, 1 (fastest) to 9 (smallest). Default 6, like `gzip`.
     #[serde(default)]
     pub level: Level,
+}
+
+impl TarballSpec {
+    /// The excludes as a matcher (checked at load, so this fails only on unchecked specs).
+    pub fn excludes(&self) -> Result<Excludes> {
+        Excludes::new(self.exclude.iter().map(|t| t.as_str()))
+            .map_err(|why| Error::input(format!("tarball.exclude: {why}")))
+    }
 }
 
 impl Default for TarballSpec {
@@ -189,6 +202,9 @@ impl Spec {
         texts.push(&mut self.tarball.prefix);
         texts.push(&mut self.tarball.file);
         texts.extend(self.tarball.exclude.iter_mut());
+        if let Some(image) = &mut self.image {
+            texts.extend(image.texts_mut());
+        }
         texts
     }
 
@@ -223,6 +239,9 @@ impl Spec {
             if let Err(why) = Excludes::new([pattern.as_str()]) {
                 problems.push(format!("{}: tarball.exclude: {why}", pattern.place(file)));
             }
+        }
+        if let Some(image) = &self.image {
+            problems.extend(image.check(file));
         }
         problems
     }

@@ -1,0 +1,78 @@
+//! `tagpilot image`, and the image stage that `release` runs.
+
+use std::path::Path;
+
+use crate::cli::{Cli, ImageArgs, Output};
+use crate::error::{Error, Result};
+use crate::image::{self, Built, Inputs};
+use crate::record::Record;
+use crate::target::{self, tag_reader, Request, Target};
+use crate::ui::{print_stdout, Ui};
+
+use super::{display, write_dotenv, Project};
+
+pub fn run(cli: &Cli, args: &ImageArgs, ui: &Ui) -> Result<()> {
+    let project = Project::open(&args.project)?;
+    let request = Request {
+        tag: args.tag.clone(),
+        snapshot: None,
+    };
+    let target = target::resolve(&project.source, &project.spec, &request)?;
+    let built = build(&project, &target, &args.oci_layout, ui)?.ok_or_else(|| {
+        Error::input(format!(
+            "the pipeline spec has no `image:` section ({})",
+            project
+                .spec_file
+                .as_deref()
+                .map_or("no tagpilot.yaml found".to_string(), display)
+        ))
+        .with_hint("Add one (see `tagpilot schema`), or pass --pipeline FILE")
+    })?;
+    let mut record = Record::new(&target, false);
+    record.set_image(&built);
+    write_dotenv(cli, &record)?;
+    match cli.output {
+        Output::Json => print_stdout(&record.to_json()),
+        Output::Human => print_stdout(&format!(
+            "{}@{}\t{}\n",
+            display(&built.layout),
+            built.digest,
+            built.tags.join(",")
+        )),
+    }
+    Ok(())
+}
+
+/// The image stage: `None` when the spec has no `image:` section.
+pub fn build(project: &Project, target: &Target, layout: &Path, ui: &Ui) -> Result<Option<Built>> {
+    let Some(image) = &project.spec.image else {
+        return Ok(None);
+    };
+    let (known, _) =
+        tag_reader(&project.spec).read_all(project.source.tag_names()?.iter().map(String::as_str));
+    let inputs = Inputs {
+        source: &project.source,
+        root: project.source.root(),
+        spec: &project.spec,
+        image,
+        target,
+        known: &known,
+    };
+    let title = format!(
+        "Building image {} {} into {}",
+        target.name,
+        target.version,
+        display(layout)
+    );
+    ui.section("image", &title, || {
+        let built = image::build(&inputs, layout, ui)?;
+        ui.info(&format!(
+            "image {} for {} ({} layers added), tags {}",
+            built.digest,
+            built.platforms.join(", "),
+            built.layers.len(),
+            built.tags.join(", ")
+        ));
+        Ok(Some(built))
+    })
+}

@@ -1,0 +1,233 @@
+//! The `image:` section: what goes into the service's OCI image and how it starts.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{Level, Text};
+use crate::supervisor;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// `scratch` (default), or `oci-layout:PATH[:TAG]`: an OCI image layout in the repository
+    /// (or an absolute path), pinned to its digest at build time.
+    #[serde(default = "scratch")]
+    pub base: Text,
+    /// Where the release tree goes in the image. Default `/opt/{name}`.
+    #[serde(default = "default_install_path")]
+    pub install_path: Text,
+    /// Extra files or folders from the repository at the tag (for example `images/<name>/etc`),
+    /// each copied to `dest` in their own layer.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    /// Owner of the release tree and extra files, `UID:GID`. Default `0:0`.
+    #[serde(default = "default_owner")]
+    pub owner: Text,
+    #[serde(default)]
+    pub env: BTreeMap<String, Text>,
+    #[serde(default)]
+    pub user: Option<Text>,
+    #[serde(default)]
+    pub workdir: Option<Text>,
+    /// Ports the service listens on, `9197/tcp` (or just `9197`).
+    #[serde(default)]
+    pub ports: Vec<Text>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, Text>,
+    /// Image tags. Templates with `{version}` or `{tag}` name this release; others (such as
+    /// `{major}.{minor}` or `latest`) move, and are never applied to pre-releases; `latest`
+    /// only to the highest release. Default `["{version}"]`.
+    #[serde(default = "default_tags")]
+    pub tags: Vec<Text>,
+    /// Platforms to build, `os/arch[/variant]`. Default: the base's (all of a multi-platform
+    /// base), or `linux/amd64` on scratch.
+    #[serde(default)]
+    pub platforms: Vec<Text>,
+    /// For images without a supervisor: the entrypoint and command.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<Text>>,
+    #[serde(default)]
+    pub cmd: Option<Vec<Text>>,
+    /// The process supervisor (ContainerPilot v3) and its embedded config.
+    #[serde(default)]
+    pub supervisor: Option<SupervisorSpec>,
+    /// gzip level for layers, 1 to 9. Default 6.
+    #[serde(default)]
+    pub level: Level,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Path in the repository (file or folder), read from the tagged commit.
+    pub src: Text,
+    /// Absolute path in the image.
+    pub dest: Text,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorSpec {
+    /// A ContainerPilot JSON5 file in the repository, embedded byte for byte. Give this or `config`.
+    #[serde(default)]
+    pub file: Option<Text>,
+    /// The ContainerPilot config written inline (jobs, consul, logging, stopTimeout, ...).
+    #[serde(default)]
+    pub config: Option<supervisor::Config>,
+    /// Where the config goes in the image. Default `/etc/containerpilot.json5`.
+    #[serde(default = "default_supervisor_path")]
+    pub path: Text,
+    /// The supervisor binary, provided by the base image: the image's entrypoint.
+    /// Default `/usr/local/bin/containerpilot`.
+    #[serde(default = "default_supervisor_binary")]
+    pub binary: Text,
+}
+
+fn scratch() -> Text {
+    Text::unplaced("scratch")
+}
+
+fn default_install_path() -> Text {
+    Text::unplaced("/opt/{name}")
+}
+
+fn default_owner() -> Text {
+    Text::unplaced("0:0")
+}
+
+fn default_tags() -> Vec<Text> {
+    vec![Text::unplaced("{version}")]
+}
+
+fn default_supervisor_path() -> Text {
+    Text::unplaced("/etc/containerpilot.json5")
+}
+
+fn default_supervisor_binary() -> Text {
+    Text::unplaced("/usr/local/bin/containerpilot")
+}
+
+impl ImageSpec {
+    pub fn texts_mut(&mut self) -> Vec<&mut Text> {
+        let mut texts: Vec<&mut Text> =
+            vec![&mut self.base, &mut self.install_path, &mut self.owner];
+        for file in &mut self.files {
+            texts.push(&mut file.src);
+            texts.push(&mut file.dest);
+        }
+        texts.extend(self.env.values_mut());
+        texts.extend(self.user.iter_mut());
+        texts.extend(self.workdir.iter_mut());
+        texts.extend(self.ports.iter_mut());
+        texts.extend(self.labels.values_mut());
+        texts.extend(self.tags.iter_mut());
+        texts.extend(self.platforms.iter_mut());
+        texts.extend(self.entrypoint.iter_mut().flatten());
+        texts.extend(self.cmd.iter_mut().flatten());
+        if let Some(supervisor) = &mut self.supervisor {
+            texts.extend(supervisor.file.iter_mut());
+            texts.push(&mut supervisor.path);
+            texts.push(&mut supervisor.binary);
+        }
+        texts
+    }
+
+    /// Checks beyond the types; each problem as `place: message`.
+    pub fn check(&self, file: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut problem = |text: &Text, what: &str, why: String| {
+            problems.push(format!("{}: image.{what}: {why}", text.place(file)))
+        };
+        let base = self.base.as_str();
+        if base != "scratch" && !base.starts_with("oci-layout:") {
+            problem(
+                &self.base,
+                "base",
+                format!("`{base}`: use `scratch` or `oci-layout:PATH[:TAG]` (pulling a base from a registry is not supported yet)"),
+            );
+        }
+        for (what, path) in [("install_path", &self.install_path)]
+            .into_iter()
+            .chain(self.files.iter().map(|f| ("files.dest", &f.dest)))
+            .chain(self.supervisor.iter().map(|s| ("supervisor.path", &s.path)))
+        {
+            if let Err(why) = check_absolute(path.as_str()) {
+                problem(path, what, why);
+            }
+        }
+        if let Err(why) = crate::template::check(self.install_path.as_str()) {
+            problem(&self.install_path, "install_path", why);
+        }
+        if parse_owner(self.owner.as_str()).is_none() {
+            problem(
+                &self.owner,
+                "owner",
+                format!("`{}` is not UID:GID (numbers, e.g. 1000:1000)", self.owner),
+            );
+        }
+        for tag in &self.tags {
+            if let Err(why) = crate::template::check(tag.as_str()) {
+                problem(tag, "tags", why);
+            }
+        }
+        for platform in &self.platforms {
+            if let Err(why) = crate::oci::Platform::parse(platform.as_str()) {
+                problem(platform, "platforms", why);
+            }
+        }
+        for port in &self.ports {
+            if normalise_port(port.as_str()).is_none() {
+                problem(
+                    port,
+                    "ports",
+                    format!("`{port}` is not PORT or PORT/tcp|udp|sctp"),
+                );
+            }
+        }
+        if let Some(supervisor) = &self.supervisor {
+            match (&supervisor.file, &supervisor.config) {
+                (Some(_), Some(_)) | (None, None) => problems.push(format!(
+                    "{file}: image.supervisor: give either `file` (a ContainerPilot JSON5 file) or `config` (inline), not {}",
+                    if supervisor.file.is_some() { "both" } else { "neither" }
+                )),
+                (None, Some(config)) => {
+                    for p in config.check(None) {
+                        problems.push(format!("{file}: image.supervisor.config.{}", p.message));
+                    }
+                }
+                (Some(_), None) => {} // read and checked with the repository at the tag
+            }
+            if self.entrypoint.is_some() {
+                problems.push(format!(
+                    "{file}: image.entrypoint: the supervisor is the entrypoint; drop one of them"
+                ));
+            }
+        }
+        problems
+    }
+}
+
+fn check_absolute(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') || path.split('/').any(|c| c == "..") {
+        Err(format!("`{path}` must be an absolute path without `..`"))
+    } else {
+        Ok(())
+    }
+}
+
+/// `UID:GID` as numbers.
+pub fn parse_owner(text: &str) -> Option<(u64, u64)> {
+    let (uid, gid) = text.split_once(':')?;
+    Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
+/// `9197` → `9197/tcp`; `53/udp` stays.
+pub fn normalise_port(text: &str) -> Option<String> {
+    let (port, proto) = text.split_once('/').unwrap_or((text, "tcp"));
+    let _: u16 = port.parse().ok()?;
+    ["tcp", "udp", "sctp"]
+        .contains(&proto)
+        .then(|| format!("{port}/{proto}"))
+}

@@ -1,0 +1,459 @@
+//! The OCI image stage, read back with independent tools: `skopeo inspect` and `umoci unpack`.
+//! They are Debian packages that `.ci/run` installs; on a laptop without them these tests say
+//! so and skip, and in CI (`CI=true`) a missing tool is a failure.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// `true` if `tool` runs here; in CI a missing tool fails the test instead.
+fn have(tool: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{tool} is required in CI (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: {tool} is not installed (apt-get install {tool})");
+    }
+    found
+}
+
+fn tools() -> bool {
+    have("skopeo") && have("umoci")
+}
+
+/// The sample DIRAC repository, made by the fixture script the README documents.
+fn dirac_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    sh(Command::new("bash")
+        .arg(Path::new(ROOT).join("fixtures/make-dirac-repo.sh"))
+        .arg(dir.path().join("dirac")));
+    dir
+}
+
+fn build_image(repo: &Path, pipeline: &Path, tag: &str, layout: &Path) -> Run {
+    run(tagpilot(repo)
+        .args(["image", "--output", "json", "--tag", tag, "--pipeline"])
+        .arg(pipeline)
+        .arg("--oci-layout")
+        .arg(layout))
+}
+
+fn skopeo_json(args: &[&str], reference: &str) -> Value {
+    let out = sh(Command::new("skopeo")
+        .arg("inspect")
+        .args(args)
+        .arg(reference));
+    serde_json::from_str(&out).unwrap()
+}
+
+fn unpack(layout: &Path, tag: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    sh(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:{tag}", layout.display()))
+        .arg(&bundle));
+    (dir, bundle.join("rootfs"))
+}
+
+#[test]
+fn dirac_image_read_back_by_skopeo_and_umoci() {
+    if !tools() {
+        return;
+    }
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let layout = work.path().join("layout");
+    let pipeline = Path::new(ROOT).join("pipelines/dirac.yaml");
+    let result = build_image(&repo, &pipeline, "v8r2p44", &layout).ok();
+    let record: Value = serde_json::from_str(&result.stdout).unwrap();
+    let digest = record["image"]["digest"].as_str().unwrap();
+    assert_eq!(
+        record["image"]["tags"],
+        serde_json::json!(["8.2.44", "v8r2p44", "8.2", "latest"])
+    );
+
+    let reference = format!("oci:{}:8.2.44", layout.display());
+    let inspect = skopeo_json(&[], &reference);
+    assert_eq!(inspect["Digest"], digest);
+    assert_eq!(
+        inspect["Created"], "2017-06-07T08:00:00Z",
+        "created = the tag's commit time"
+    );
+    assert_eq!(
+        inspect["Labels"]["org.opencontainers.image.version"],
+        "8.2.44"
+    );
+    assert_eq!(inspect["Labels"]["org.opencontainers.image.vendor"], "LHCb");
+    let commit = sh(Command::new("git")
+        .current_dir(&repo)
+        .args(["rev-parse", "v8r2p44^{commit}"]));
+    assert_eq!(
+        inspect["Labels"]["org.opencontainers.image.revision"],
+        commit.trim()
+    );
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 3);
+    let config = skopeo_json(&["--config"], &reference);
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/containerpilot"])
+    );
+    let env: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        env.contains(&"CONTAINERPILOT=/etc/containerpilot.json5"),
+        "{env:?}"
+    );
+    assert!(env.contains(&"DIRAC_ROOT=/opt/dirac"), "{env:?}");
+    assert_eq!(
+        config["config"]["ExposedPorts"],
+        serde_json::json!({"9197/tcp": {}})
+    );
+    assert_eq!(config["history"].as_array().unwrap().len(), 3);
+
+    // Every tag names the same image.
+    for tag in ["v8r2p44", "8.2", "latest"] {
+        let other = skopeo_json(&[], &format!("oci:{}:{tag}", layout.display()));
+        assert_eq!(other["Digest"], digest, "tag {tag}");
+    }
+
+    let (_keep, rootfs) = unpack(&layout, "8.2.44");
+    // The supervisor config, byte for byte, where the entrypoint will look for it.
+    assert_eq!(
+        std::fs::read(rootfs.join("etc/containerpilot.json5")).unwrap(),
+        std::fs::read(Path::new(ROOT).join("images/dirac/containerpilot.json5")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(rootfs.join("etc/dirac/dirac.cfg")).unwrap(),
+        std::fs::read(Path::new(ROOT).join("images/dirac/etc/dirac.cfg")).unwrap()
+    );
+    // The release tree is the tarball's content, at install_path.
+    let out = tempfile::tempdir().unwrap();
+    run(tagpilot(&repo)
+        .args(["tarball", "--tag", "v8r2p44", "--pipeline"])
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(out.path()))
+    .ok();
+    let tarball = snapshot(
+        &extract(&find_tarball(out.path()))
+            .path()
+            .join("DIRAC-v8r2p44"),
+    );
+    assert_eq!(snapshot(&rootfs.join("opt/dirac")), tarball);
+    assert!(matches!(
+        tarball[Path::new("src/DIRAC/Core/scripts/dirac-service")],
+        Node::File {
+            executable: true,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn same_tag_same_digest_on_another_clone() {
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let pipeline = Path::new(ROOT).join("pipelines/dirac.yaml");
+    let first = build_image(&repo, &pipeline, "v8r2p44", &work.path().join("a")).ok();
+    let clone = work.path().join("clone");
+    sh(Command::new("git")
+        .args(["clone", "-q", "--no-local"])
+        .arg(&repo)
+        .arg(&clone));
+    sh(Command::new("git").current_dir(&clone).args(["gc", "-q"]));
+    let second = run(tagpilot(&clone)
+        .args([
+            "image",
+            "--output",
+            "json",
+            "--tag",
+            "v8r2p44",
+            "--pipeline",
+        ])
+        .arg(&pipeline)
+        .arg("--oci-layout")
+        .arg(work.path().join("b"))
+        .env("TZ", "Asia/Kolkata"))
+    .ok();
+    let digest =
+        |run: &Run| serde_json::from_str::<Value>(&run.stdout).unwrap()["image"]["digest"].clone();
+    assert_eq!(digest(&first), digest(&second));
+}
+
+#[test]
+fn moving_tags_skip_pre_releases_and_older_releases() {
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let pipeline = Path::new(ROOT).join("pipelines/dirac.yaml");
+    let tags = |tag: &str| {
+        let run = build_image(&repo, &pipeline, tag, &work.path().join(tag)).ok();
+        serde_json::from_str::<Value>(&run.stdout).unwrap()["image"]["tags"].clone()
+    };
+    assert_eq!(
+        tags("v7r2-pre12"),
+        serde_json::json!(["7.2.0-pre12", "v7r2-pre12"])
+    );
+    assert_eq!(
+        tags("v8r2p43"),
+        serde_json::json!(["8.2.43", "v8r2p43", "8.2"]),
+        "not the highest: no latest"
+    );
+    assert_eq!(
+        tags("v9.0.0rc1"),
+        serde_json::json!(["9.0.0rc1", "v9.0.0rc1"])
+    );
+}
+
+/// A spec for the sample repository, with `image:` replaced.
+fn spec_with_image(dir: &Path, image: &str) -> PathBuf {
+    let path = dir.join("spec.yaml");
+    std::fs::write(
+        &path,
+        format!("name: dirac\nversion: {{ scheme: dirac }}\nimage:\n{image}"),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn multi_platform_base_gives_an_index() {
+    if !tools() {
+        return;
+    }
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    // A two-platform base, itself built by tagpilot from scratch.
+    let base_spec = spec_with_image(
+        work.path(),
+        "  install_path: /base\n  platforms: [linux/amd64, linux/arm64/v8]\n  env: { LANG: C.UTF-8 }\n  tags: [\"base\"]\n",
+    );
+    build_image(&repo, &base_spec, "v8r2p43", &work.path().join("base")).ok();
+
+    let app_spec = work.path().join("app.yaml");
+    std::fs::write(
+        &app_spec,
+        format!(
+            "name: dirac\nversion: {{ scheme: dirac }}\nimage:\n  base: oci-layout:{}:base\n  install_path: /opt/dirac\n  cmd: [\"python\", \"-m\", \"DIRAC\"]\n",
+            work.path().join("base").display()
+        ),
+    )
+    .unwrap();
+    let layout = work.path().join("app");
+    let result = build_image(&repo, &app_spec, "v8r2p44", &layout).ok();
+    let record: Value = serde_json::from_str(&result.stdout).unwrap();
+    assert_eq!(
+        record["image"]["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64/v8"])
+    );
+    assert_eq!(
+        record["image"]["media_type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let base_digest = sh(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:base", work.path().join("base").display())));
+    assert!(record["image"]["base_digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert!(!base_digest.is_empty());
+
+    for arch in ["amd64", "arm64"] {
+        let reference = format!("oci:{}:8.2.44", layout.display());
+        let inspect = skopeo_json(&["--override-arch", arch], &reference);
+        assert_eq!(inspect["Architecture"], arch);
+        assert_eq!(
+            inspect["Layers"].as_array().unwrap().len(),
+            2,
+            "base layer + release tree"
+        );
+        let config = skopeo_json(&["--config", "--override-arch", arch], &reference);
+        let env = config["config"]["Env"].to_string();
+        assert!(
+            env.contains("LANG=C.UTF-8"),
+            "the base's env is kept: {env}"
+        );
+        assert_eq!(
+            config["config"]["Cmd"],
+            serde_json::json!(["python", "-m", "DIRAC"])
+        );
+    }
+    // umoci takes one platform: skopeo copies the arm64 image out of the index first.
+    let single = work.path().join("single");
+    sh(Command::new("skopeo")
+        .args(["copy", "--override-arch", "arm64"])
+        .arg(format!("oci:{}:8.2.44", layout.display()))
+        .arg(format!("oci:{}:arm64", single.display())));
+    let (_keep, rootfs) = unpack(&single, "arm64");
+    assert!(
+        rootfs.join("base/RELEASE").is_file(),
+        "the base layer is there"
+    );
+    assert!(
+        rootfs.join("opt/dirac/RELEASE").is_file(),
+        "and ours on top"
+    );
+
+    // Asking for a platform the base lacks is an error naming what it offers.
+    let wrong = spec_with_image(
+        work.path(),
+        &format!(
+            "  base: oci-layout:{}:base\n  platforms: [linux/s390x]\n",
+            work.path().join("base").display()
+        ),
+    );
+    let out = work.path().join("never");
+    build_image(&repo, &wrong, "v8r2p44", &out).fails_with(
+        2,
+        "has no linux/s390x image; it offers linux/amd64, linux/arm64/v8",
+    );
+    assert!(!out.exists(), "nothing written for a bad base");
+}
+
+#[test]
+fn bad_input_stops_before_anything_is_written() {
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let cases = [
+        (
+            "  base: oci-layout:/nonexistent/layout\n".to_string(),
+            "could not read /nonexistent/layout/index.json",
+        ),
+        (
+            "  base: docker.io/library/debian:12\n".to_string(),
+            "use `scratch` or `oci-layout:PATH[:TAG]`",
+        ),
+        (
+            "  supervisor: { file: images/dirac/missing.json5 }\n".to_string(),
+            "`images/dirac/missing.json5` is not in the repository",
+        ),
+        (
+            "  supervisor:\n    config:\n      jobs: [{ name: web, exec: \"\" }]\n".to_string(),
+            "image.supervisor.config.jobs[0] `web`: `exec` is empty",
+        ),
+        (
+            "  supervisor:\n    config:\n      jobz: []\n".to_string(),
+            "unknown field `jobz`",
+        ),
+        ("  owner: root\n".to_string(), "`root` is not UID:GID"),
+        (
+            "  install_path: opt/dirac\n".to_string(),
+            "must be an absolute path",
+        ),
+    ];
+    for (image, needle) in cases {
+        let spec = spec_with_image(work.path(), &image);
+        let out = work.path().join("layout");
+        build_image(&repo, &spec, "v8r2p44", &out).fails_with(2, needle);
+        assert!(
+            !out.join("index.json").exists(),
+            "{needle}: an image was published"
+        );
+    }
+}
+
+#[test]
+fn a_supervisor_file_with_an_unknown_key_points_at_its_line() {
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let file = repo.join("images/dirac/containerpilot.json5");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "restarts: \"unlimited\",\n      port: 8500",
+        "restart: \"unlimited\",\n      port: 8500",
+    );
+    std::fs::write(&file, text).unwrap();
+    sh(Command::new("git").current_dir(&repo).args([
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@e",
+        "commit",
+        "-qam",
+        "typo",
+    ]));
+    sh(Command::new("git")
+        .current_dir(&repo)
+        .args(["tag", "v8r2p45"]));
+    let pipeline = Path::new(ROOT).join("pipelines/dirac.yaml");
+    let out = work.path().join("layout");
+    let result = build_image(&repo, &pipeline, "v8r2p45", &out)
+        .fails_with(2, "images/dirac/containerpilot.json5:18:7:");
+    assert!(
+        result.stderr.contains("unknown field `restart`"),
+        "{}",
+        result.stderr
+    );
+    assert!(!out.join("index.json").exists());
+}
+
+#[test]
+fn inline_supervisor_config_is_rendered_and_embedded() {
+    if !tools() {
+        return;
+    }
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let spec = spec_with_image(
+        work.path(),
+        "  supervisor:\n    path: /etc/cp/config.json5\n    config:\n      consul: localhost:8500\n      stopTimeout: 5s\n      jobs:\n        - name: web\n          exec: [\"python\", \"-m\", \"http.server\", \"8080\"]\n          port: 8080\n          health: { exec: \"curl -fs localhost:8080\", interval: 5, ttl: 10 }\n",
+    );
+    let layout = work.path().join("layout");
+    build_image(&repo, &spec, "v8r2p44", &layout).ok();
+    let (_keep, rootfs) = unpack(&layout, "8.2.44");
+    let embedded: Value =
+        serde_json::from_slice(&std::fs::read(rootfs.join("etc/cp/config.json5")).unwrap())
+            .unwrap();
+    assert_eq!(embedded["jobs"][0]["name"], "web");
+    assert_eq!(embedded["stopTimeout"], "5s");
+    assert_eq!(embedded["jobs"][0]["health"]["ttl"], 10);
+    let config = skopeo_json(&["--config"], &format!("oci:{}:8.2.44", layout.display()));
+    assert!(config["config"]["Env"]
+        .to_string()
+        .contains("CONTAINERPILOT=/etc/cp/config.json5"));
+}
+
+#[test]
+fn a_real_release_refuses_an_image_it_cannot_push() {
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let pipeline = Path::new(ROOT).join("pipelines/dirac.yaml");
+    let out = work.path().join("out");
+    run(tagpilot(&repo)
+        .args(["release", "--tag", "v8r2p44", "--pipeline"])
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(&out))
+    .fails_with(2, "cannot push them to a registry");
+    assert!(!out.exists(), "refused before any stage ran");
+    // Without the image stage, the rest of the release runs.
+    run(tagpilot(&repo)
+        .args([
+            "release",
+            "--tag",
+            "v8r2p44",
+            "--skip",
+            "image",
+            "--pipeline",
+        ])
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(&out))
+    .ok();
+    assert!(out.join("DIRAC-v8r2p44.tar.gz").is_file());
+}

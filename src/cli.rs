@@ -36,7 +36,7 @@ pub enum Command {
     Release(ReleaseArgs),
     /// Build only the release tarball (`<name>-<version>.tar.gz` and `SHA256SUMS`).
     Tarball(TarballArgs),
-    /// Build the service's OCI image (the spec's `image:`) into an OCI image layout.
+    /// Build the service's OCI image (the spec's `image:`) and push it, or write it to an OCI layout.
     Image(ImageArgs),
     /// List the repository's release tags, newest first: TAG<TAB>VERSION<TAB>release|pre.
     Versions(VersionsArgs),
@@ -84,6 +84,9 @@ pub struct ReleaseArgs {
         conflicts_with = "tag"
     )]
     pub snapshot: Option<String>,
+    /// Replace a version tag that already names other bytes in the registry.
+    #[arg(long)]
+    pub force: bool,
     /// Run only these stages.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "STAGE,..")]
     pub only: Vec<StageName>,
@@ -107,9 +110,16 @@ pub struct ImageArgs {
     /// Tag to release. Default: `$CI_COMMIT_TAG`, else the release tag on HEAD.
     #[arg(long, value_name = "TAG")]
     pub tag: Option<String>,
-    /// Write the image into this OCI image layout (created if missing; other images in it stay).
-    #[arg(long, value_name = "DIR", required = true)]
-    pub oci_layout: PathBuf,
+    /// Only write the image into this OCI image layout (created if missing; other images in it
+    /// stay); push nothing.
+    #[arg(long, value_name = "DIR")]
+    pub oci_layout: Option<PathBuf>,
+    /// Output folder: the image is built into OUT/image, then pushed.
+    #[arg(long, value_name = "DIR", default_value = "tagpilot-out")]
+    pub out: PathBuf,
+    /// Replace a version tag that already names other bytes in the registry.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +139,7 @@ pub struct VersionsArgs {
 pub enum StageName {
     Tarball,
     Image,
+    Push,
 }
 
 impl StageName {
@@ -136,6 +147,7 @@ impl StageName {
         match self {
             StageName::Tarball => "tarball",
             StageName::Image => "image",
+            StageName::Push => "push",
         }
     }
 }

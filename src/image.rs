@@ -12,11 +12,15 @@ use serde_json::json;
 
 use crate::archive::{append, append_prefix_folders, write_failed, Counts, Normal};
 use crate::error::{Error, Result};
+use crate::oci::auth;
 use crate::oci::blobs::BlobStore;
 use crate::oci::image::{assemble, rfc3339, BaseImage, Recipe};
 use crate::oci::layer::{self, Layer};
 use crate::oci::layout;
-use crate::oci::Platform;
+use crate::oci::push::{Push, Pushed};
+use crate::oci::reference::Reference;
+use crate::oci::registry::{Client, Connection};
+use crate::oci::{self, Descriptor, Platform};
 use crate::source::{Content, Entry, EntryKind, Excludes, Selection, Source};
 use crate::spec::image::{normalise_port, parse_owner, ImageSpec};
 use crate::spec::{Spec, Submodules};
@@ -34,6 +38,8 @@ pub struct Built {
     pub digest: String,
     pub media_type: String,
     pub tags: Vec<String>,
+    /// The tags that name this release and never move (the others are moving tags).
+    pub version_tags: Vec<String>,
     pub platforms: Vec<String>,
     /// `scratch`, or the base as written in the spec.
     pub base: String,
@@ -74,7 +80,7 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
         Some(spec) => Some((spec, supervisor_config(inputs, spec)?)),
         None => None,
     };
-    let tags = image_tags(image, target, inputs.known)?;
+    let (tags, version_tags) = image_tags(image, target, inputs.known)?;
     let (bases, base_digest, store) = resolve_base(inputs, &platforms, layout_dir)?;
     let family = bases[0].family;
     let (uid, gid) = parse_owner(image.owner.as_str())
@@ -235,6 +241,7 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
         digest: top.digest.clone(),
         media_type: top.media_type.clone(),
         tags,
+        version_tags,
         platforms: bases.iter().map(|b| b.platform.to_string()).collect(),
         base: base_name,
         base_digest,
@@ -387,14 +394,19 @@ fn standard_labels(
     labels
 }
 
-/// The tags for this release: version tags always, moving tags only for final releases, and
-/// `latest` only for the highest release.
-fn image_tags(image: &ImageSpec, target: &Target, known: &[TaggedVersion]) -> Result<Vec<String>> {
+/// The tags for this release, and which of them are version tags: version tags always, moving
+/// tags only for final releases, and `latest` only for the highest release.
+fn image_tags(
+    image: &ImageSpec,
+    target: &Target,
+    known: &[TaggedVersion],
+) -> Result<(Vec<String>, Vec<String>)> {
     let highest = known
         .iter()
         .find(|t| !t.version.is_prerelease())
         .is_none_or(|t| target.version >= t.version);
     let mut tags = Vec::new();
+    let mut version_tags = Vec::new();
     for template in &image.tags {
         let text = template.as_str();
         let moving = !text.contains("{version}") && !text.contains("{tag}");
@@ -414,11 +426,50 @@ fn image_tags(image: &ImageSpec, target: &Target, known: &[TaggedVersion]) -> Re
                 "image tag `{tag}` (from `{text}`) is not a valid tag: up to 128 of [A-Za-z0-9_.-], not starting with `.` or `-`"
             )));
         }
+        if !moving && !version_tags.contains(&tag) {
+            version_tags.push(tag.clone());
+        }
         if !tags.contains(&tag) {
             tags.push(tag);
         }
     }
-    Ok(tags)
+    Ok((tags, version_tags))
+}
+
+/// Pushes a built image to `image.repository` (or `$CI_REGISTRY_IMAGE`).
+pub fn push(built: &Built, image: &ImageSpec, force: bool, ui: &Ui) -> Result<Pushed> {
+    let repository = match &image.repository {
+        Some(repository) => repository.value.clone(),
+        None => std::env::var("CI_REGISTRY_IMAGE").ok().filter(|r| !r.is_empty()).ok_or_else(|| {
+            Error::input("no repository to push the image to: image.repository is not set and CI_REGISTRY_IMAGE is empty")
+                .with_hint("Set image.repository in the spec (GitLab CI sets CI_REGISTRY_IMAGE), or build without pushing: --dry-run, --skip push or `tagpilot image --oci-layout DIR`")
+        })?,
+    };
+    let reference = Reference::parse(&repository).map_err(Error::input)?;
+    let lookup = |name: &str| std::env::var(name).ok();
+    let credential = auth::find(&reference.registry, &lookup);
+    let connection = Connection {
+        insecure: image.insecure,
+        ca_file: image.ca_file.as_ref().map(|f| PathBuf::from(f.as_str())),
+    };
+    let mut client = Client::new(&reference, credential, &connection)?;
+    let store = BlobStore::open(&built.layout)?;
+    let top = Descriptor {
+        media_type: built.media_type.clone(),
+        digest: built.digest.clone(),
+        size: 0,
+        platform: None,
+        annotations: BTreeMap::new(),
+    };
+    let job = Push {
+        store: &store,
+        top: &top,
+        repository: format!("{}/{}", reference.registry, reference.repository),
+        tags: &built.tags,
+        immutable: &built.version_tags,
+        force,
+    };
+    oci::push::push(&mut client, &job, ui)
 }
 
 /// The distribution spec's tag grammar: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::image::Built as ImageBuilt;
+use crate::oci::push::Pushed;
 use crate::tarball::Built;
 use crate::target::Target;
 
@@ -25,6 +26,7 @@ pub struct Record {
     pub stages: Vec<Stage>,
     pub tarball: Option<TarballRecord>,
     pub image: Option<ImageBuilt>,
+    pub pushed: Option<Pushed>,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,6 +84,7 @@ impl Record {
             stages: Vec::new(),
             tarball: None,
             image: None,
+            pushed: None,
         }
     }
 
@@ -124,6 +127,9 @@ impl Record {
         if let Some(image) = &self.image {
             pairs.push(("TAGPILOT_IMAGE_DIGEST", image.digest.clone()));
             pairs.push(("TAGPILOT_IMAGE_TAGS", image.tags.join(",")));
+        }
+        if let Some(pushed) = &self.pushed {
+            pairs.push(("TAGPILOT_IMAGE", pushed.reference.clone()));
         }
         pairs
     }

@@ -429,7 +429,7 @@ fn inline_supervisor_config_is_rendered_and_embedded() {
 }
 
 #[test]
-fn a_real_release_refuses_an_image_it_cannot_push() {
+fn a_release_without_a_repository_says_where_to_set_it() {
     let work = dirac_repo();
     let repo = work.path().join("dirac");
     let pipeline = Path::new(ROOT).join("pipelines/dirac.yaml");
@@ -439,21 +439,30 @@ fn a_real_release_refuses_an_image_it_cannot_push() {
         .arg(&pipeline)
         .arg("--out")
         .arg(&out))
-    .fails_with(2, "cannot push them to a registry");
-    assert!(!out.exists(), "refused before any stage ran");
-    // Without the image stage, the rest of the release runs.
+    .fails_with(
+        2,
+        "image.repository is not set and CI_REGISTRY_IMAGE is empty",
+    );
+    let record = read_json(&out.join("release.json"));
+    assert_eq!(record["stages"][2]["name"], "push");
+    assert_eq!(record["stages"][2]["status"], "failed");
+    assert_eq!(record["stages"][1]["status"], "done", "the image was built");
+    // Skipping the push stage releases the rest.
     run(tagpilot(&repo)
         .args([
             "release",
             "--tag",
             "v8r2p44",
             "--skip",
-            "image",
+            "push",
             "--pipeline",
         ])
         .arg(&pipeline)
         .arg("--out")
         .arg(&out))
     .ok();
-    assert!(out.join("DIRAC-v8r2p44.tar.gz").is_file());
+    assert_eq!(
+        read_json(&out.join("release.json"))["stages"][2]["status"],
+        "not_selected"
+    );
 }

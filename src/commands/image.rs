@@ -18,7 +18,11 @@ pub fn run(cli: &Cli, args: &ImageArgs, ui: &Ui) -> Result<()> {
         snapshot: None,
     };
     let target = target::resolve(&project.source, &project.spec, &request)?;
-    let built = build(&project, &target, &args.oci_layout, ui)?.ok_or_else(|| {
+    let layout = args
+        .oci_layout
+        .clone()
+        .unwrap_or_else(|| args.out.join("image"));
+    let built = build(&project, &target, &layout, ui)?.ok_or_else(|| {
         Error::input(format!(
             "the pipeline spec has no `image:` section ({})",
             project
@@ -30,17 +34,34 @@ pub fn run(cli: &Cli, args: &ImageArgs, ui: &Ui) -> Result<()> {
     })?;
     let mut record = Record::new(&target, false);
     record.set_image(&built);
+    if args.oci_layout.is_none() {
+        let spec = project.spec.image.as_ref().expect("built from it");
+        record.pushed = Some(push(&built, spec, args.force, ui)?);
+    }
     write_dotenv(cli, &record)?;
     match cli.output {
         Output::Json => print_stdout(&record.to_json()),
-        Output::Human => print_stdout(&format!(
-            "{}@{}\t{}\n",
-            display(&built.layout),
-            built.digest,
-            built.tags.join(",")
-        )),
+        Output::Human => {
+            let place = match &record.pushed {
+                Some(pushed) => pushed.reference.clone(),
+                None => format!("{}@{}", display(&built.layout), built.digest),
+            };
+            print_stdout(&format!("{place}\t{}\n", built.tags.join(",")))
+        }
     }
     Ok(())
+}
+
+/// The push stage.
+pub fn push(
+    built: &Built,
+    spec: &crate::spec::image::ImageSpec,
+    force: bool,
+    ui: &Ui,
+) -> Result<crate::oci::push::Pushed> {
+    ui.section("push", &format!("Pushing image {}", built.digest), || {
+        image::push(built, spec, force, ui)
+    })
 }
 
 /// The image stage: `None` when the spec has no `image:` section.

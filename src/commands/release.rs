@@ -2,7 +2,7 @@
 //! the same code; it only turns off writes outside the output folder.
 
 use crate::cli::{Cli, Output, ReleaseArgs, StageName};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fsutil;
 use crate::record::{Record, Status};
 use crate::tarball::Existing;
@@ -20,12 +20,6 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     let selected = |stage: StageName| {
         (args.only.is_empty() || args.only.contains(&stage)) && !args.skip.contains(&stage)
     };
-    if project.spec.image.is_some() && selected(StageName::Image) && !args.dry_run {
-        return Err(Error::input(
-            "this tagpilot writes images to OCI image layouts only and cannot push them to a registry, so a real release with an `image:` section would not publish its image",
-        )
-        .with_hint("Run `tagpilot release --dry-run` (the image goes to OUT/image), `tagpilot image --oci-layout DIR`, or skip the stage with --skip image"));
-    }
     let target = target::resolve(&project.source, &project.spec, &request)?;
     let out = &args.tag.out;
     ui.info(&format!(
@@ -98,6 +92,35 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
                 return Err(err);
             }
         }
+    }
+
+    match (&record.image, &project.spec.image) {
+        _ if !selected(StageName::Push) => record.stage("push", Status::NotSelected, ""),
+        _ if args.dry_run => record.stage("push", Status::NotSelected, "dry run: nothing pushed"),
+        (Some(built), Some(spec)) => {
+            let built = built.clone();
+            match image::push(&built, spec, args.force, ui) {
+                Ok(pushed) => {
+                    let status = if pushed.uploaded_blobs == 0 {
+                        Status::AlreadyDone
+                    } else {
+                        Status::Done
+                    };
+                    record.stage(
+                        "push",
+                        status,
+                        format!("{} tags {}", pushed.reference, pushed.tags.join(",")),
+                    );
+                    record.pushed = Some(pushed);
+                }
+                Err(err) => {
+                    record.stage("push", Status::Failed, err.message.clone());
+                    save_record(out, &record)?;
+                    return Err(err);
+                }
+            }
+        }
+        _ => record.stage("push", Status::NotConfigured, "no image built"),
     }
 
     let record_path = save_record(out, &record)?;

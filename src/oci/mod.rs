@@ -1,10 +1,14 @@
 //! OCI images without a daemon: layers built straight from the git tree, config and manifest
 //! assembled on a pinned base, written to an OCI image layout.
 
+pub mod auth;
 pub mod blobs;
 pub mod image;
 pub mod layer;
 pub mod layout;
+pub mod push;
+pub mod reference;
+pub mod registry;
 
 use std::collections::BTreeMap;
 

@@ -11,6 +11,16 @@ use crate::supervisor;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
+    /// Repository the image is pushed to, e.g. `registry.example.org/lhcb/dirac`. Default:
+    /// `$CI_REGISTRY_IMAGE` (set in GitLab CI).
+    #[serde(default)]
+    pub repository: Option<Text>,
+    /// Speak plain HTTP to this registry (always allowed for loopback addresses).
+    #[serde(default)]
+    pub insecure: bool,
+    /// PEM file of CA certificates to trust for the registry instead of the system's.
+    #[serde(default)]
+    pub ca_file: Option<Text>,
     /// `scratch` (default), or `oci-layout:PATH[:TAG]`: an OCI image layout in the repository
     /// (or an absolute path), pinned to its digest at build time.
     #[serde(default = "scratch")]
@@ -155,6 +165,22 @@ impl ImageSpec {
         {
             if let Err(why) = check_absolute(path.as_str()) {
                 problem(path, what, why);
+            }
+        }
+        if let Some(repository) = &self.repository {
+            if let Err(why) = crate::oci::reference::Reference::parse(repository.as_str()) {
+                problem(repository, "repository", why);
+            } else if repository
+                .as_str()
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last.contains(':'))
+            {
+                problem(
+                    repository,
+                    "repository",
+                    "give the repository without a tag; tags come from image.tags".into(),
+                );
             }
         }
         if let Err(why) = crate::template::check(self.install_path.as_str()) {

@@ -2,19 +2,27 @@
 //! independent readers (`tar`, `gzip`, `git archive`) to check what it wrote.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod proxy;
+pub mod registry;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Variables of the caller's environment that would change tagpilot's behaviour.
-const LEAKY_VARS: [&str; 6] = [
+const LEAKY_VARS: [&str; 11] = [
     "GITLAB_CI",
     "CI_COMMIT_TAG",
     "SOURCE_DATE_EPOCH",
     "TAGPILOT_DOTENV",
     "CI_PROJECT_DIR",
     "CI_REGISTRY_IMAGE",
+    "CI_REGISTRY",
+    "CI_REGISTRY_USER",
+    "CI_REGISTRY_PASSWORD",
+    "DOCKER_CONFIG",
+    "DOCKER_AUTH_CONFIG",
 ];
 
 /// A finished tagpilot run.

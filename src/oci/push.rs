@@ -1,0 +1,146 @@
+//! Pushes an image from the local blob store to a registry, in the order that never leaves a
+//! tag pointing at something incomplete: every blob first (skipping those the registry has),
+//! then each platform's manifest by digest, then the index or manifest under each tag.
+//! A released version tag that already names other bytes is refused before anything is sent.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::ui::{human_bytes, Ui};
+
+use super::blobs::BlobStore;
+use super::registry::Client;
+use super::{Descriptor, DOCKER_LIST, OCI_INDEX};
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Pushed {
+    /// `registry/repository@sha256:…`: the pinned reference of what was pushed.
+    pub reference: String,
+    pub tags: Vec<String>,
+    pub uploaded_blobs: u64,
+    pub uploaded_bytes: u64,
+    /// Blobs the registry already had.
+    pub skipped_blobs: u64,
+}
+
+/// What to push and how.
+pub struct Push<'a> {
+    pub store: &'a BlobStore,
+    pub top: &'a Descriptor,
+    /// `registry/repository`, for the pinned reference.
+    pub repository: String,
+    pub tags: &'a [String],
+    /// Tags that name this release and must never move (the rest are moving tags).
+    pub immutable: &'a [String],
+    /// Replace an immutable tag that names other bytes.
+    pub force: bool,
+}
+
+pub fn push(client: &mut Client, job: &Push, ui: &Ui) -> Result<Pushed> {
+    for tag in job.immutable {
+        if let Some(existing) = client.manifest_digest(tag)? {
+            if existing != job.top.digest && !job.force {
+                return Err(Error::input(format!(
+                    "{}:{tag} already exists as {existing}; this build is {}. Released versions are immutable, so nothing was pushed",
+                    job.repository, job.top.digest
+                ))
+                .with_hint("If the old image is wrong and nobody runs it, push with --force; otherwise release a new version"));
+            }
+        }
+    }
+
+    let top_bytes = job.store.read(&job.top.digest)?;
+    let mut manifests: Vec<(String, String, Vec<u8>)> = Vec::new();
+    if job.top.media_type == OCI_INDEX || job.top.media_type == DOCKER_LIST {
+        let index: Value = parse(&top_bytes, &job.top.digest)?;
+        for child in index["manifests"].as_array().cloned().unwrap_or_default() {
+            let child: Descriptor = serde_json::from_value(child).map_err(|e| {
+                Error::failed(format!("bad descriptor in index {}: {e}", job.top.digest))
+            })?;
+            let bytes = job.store.read(&child.digest)?;
+            manifests.push((child.digest, child.media_type, bytes));
+        }
+    } else {
+        manifests.push((
+            job.top.digest.clone(),
+            job.top.media_type.clone(),
+            top_bytes.clone(),
+        ));
+    }
+
+    let mut blobs: Vec<(String, u64)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (digest, _, bytes) in &manifests {
+        let manifest: Value = parse(bytes, digest)?;
+        let descriptors = std::iter::once(&manifest["config"])
+            .chain(manifest["layers"].as_array().into_iter().flatten());
+        for descriptor in descriptors {
+            let digest = descriptor["digest"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if seen.insert(digest.clone()) {
+                blobs.push((digest, descriptor["size"].as_u64().unwrap_or(0)));
+            }
+        }
+    }
+
+    let mut report = Pushed {
+        reference: format!("{}@{}", job.repository, job.top.digest),
+        tags: job.tags.to_vec(),
+        ..Pushed::default()
+    };
+    for (digest, size) in &blobs {
+        if client.has_blob(digest)? {
+            report.skipped_blobs += 1;
+            continue;
+        }
+        let path = job.store.path(digest);
+        if !path.is_file() {
+            return Err(Error::failed(format!(
+                "blob {digest} is neither in the registry nor in the local layout {}",
+                path.display()
+            )));
+        }
+        let started = Instant::now();
+        client.upload_blob(digest, &path)?;
+        let seconds = started.elapsed().as_secs_f64().max(1e-3);
+        ui.info(&format!(
+            "  uploaded {} {} in {seconds:.1} s ({}/s)",
+            short(digest),
+            human_bytes(*size),
+            human_bytes((*size as f64 / seconds) as u64)
+        ));
+        report.uploaded_blobs += 1;
+        report.uploaded_bytes += size;
+    }
+    if manifests.len() > 1 || manifests[0].0 != job.top.digest {
+        for (digest, media_type, bytes) in &manifests {
+            client.put_manifest(digest, media_type, bytes)?;
+        }
+    }
+    for tag in job.tags {
+        client.put_manifest(tag, &job.top.media_type, &top_bytes)?;
+    }
+    ui.info(&format!(
+        "pushed {} as {} ({} blob(s), {} uploaded; {} already there)",
+        report.reference,
+        job.tags.join(", "),
+        report.uploaded_blobs,
+        human_bytes(report.uploaded_bytes),
+        report.skipped_blobs
+    ));
+    Ok(report)
+}
+
+fn parse(bytes: &[u8], digest: &str) -> Result<Value> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::failed(format!("manifest {digest} is not JSON: {e}")))
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(19)]
+}

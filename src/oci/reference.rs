@@ -1,0 +1,116 @@
+//! Image references: `registry.example.org:5000/group/name[:tag]`, with Docker's defaults
+//! (`debian` means `docker.io/library/debian`).
+
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    /// `host[:port]` as written (the key for credentials).
+    pub registry: String,
+    pub repository: String,
+    pub tag: Option<String>,
+}
+
+impl Reference {
+    pub fn parse(text: &str) -> Result<Reference, String> {
+        let bad = |why: &str| format!("`{text}` is not an image reference: {why}");
+        if text.contains('@') {
+            return Err(bad(
+                "a digest cannot be a push target; name a repository (and tag)",
+            ));
+        }
+        let (first, rest) = text.split_once('/').unwrap_or(("", text));
+        let explicit = first.contains(['.', ':']) || first == "localhost";
+        let (registry, path) = if explicit {
+            (first.to_string(), rest.to_string())
+        } else if first.is_empty() {
+            ("docker.io".to_string(), format!("library/{rest}"))
+        } else {
+            ("docker.io".to_string(), text.to_string())
+        };
+        let (repository, tag) = match path.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), Some(tag.to_string())),
+            _ => (path, None),
+        };
+        let valid_component = |c: &str| {
+            !c.is_empty()
+                && c.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+                })
+        };
+        if repository.is_empty() || !repository.split('/').all(valid_component) {
+            return Err(bad(
+                "the repository path takes lower-case letters, digits, `.`, `_`, `-` and `/`",
+            ));
+        }
+        Ok(Reference {
+            registry,
+            repository,
+            tag,
+        })
+    }
+
+    /// The host to connect to (Docker Hub's API lives on another host than its name).
+    pub fn api_host(&self) -> &str {
+        if self.registry == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            &self.registry
+        }
+    }
+
+    /// Registries on a loopback address may speak plain HTTP, as Docker allows.
+    pub fn is_loopback(&self) -> bool {
+        let host = self
+            .registry
+            .rsplit_once(':')
+            .map_or(self.registry.as_str(), |(h, p)| {
+                if p.bytes().all(|b| b.is_ascii_digit()) {
+                    h
+                } else {
+                    self.registry.as_str()
+                }
+            });
+        host == "localhost" || host.starts_with("127.") || host == "[::1]"
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_like_docker() {
+        let r = Reference::parse("registry.example.org:5000/lhcb/dirac:8.2.44").unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("registry.example.org:5000", "lhcb/dirac", Some("8.2.44"))
+        );
+        let hub = Reference::parse("debian").unwrap();
+        assert_eq!(
+            (
+                hub.registry.as_str(),
+                hub.repository.as_str(),
+                hub.api_host()
+            ),
+            ("docker.io", "library/debian", "registry-1.docker.io")
+        );
+        assert!(Reference::parse("127.0.0.1:5000/x").unwrap().is_loopback());
+        assert!(Reference::parse("localhost/x").unwrap().is_loopback());
+        assert!(!Reference::parse("gitlab.example.org/x")
+            .unwrap()
+            .is_loopback());
+        assert!(Reference::parse("Registry.example.org/UPPER").is_err());
+        assert!(Reference::parse("r.example.org/x@sha256:00").is_err());
+    }
+}

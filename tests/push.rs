@@ -1,0 +1,401 @@
+//! Pushing images to a real registry (Debian's docker-registry, htpasswd auth), read back with
+//! skopeo; faults injected by a proxy in front of it.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::proxy::{Fault, Proxy};
+use common::registry::{self, Registry, PASSWORD, USER};
+use common::*;
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn ready() -> bool {
+    let skopeo = Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !skopeo {
+        assert!(std::env::var("CI").is_err(), "skopeo is required in CI");
+        eprintln!("SKIPPED: skopeo is not installed");
+    }
+    skopeo && registry::available()
+}
+
+fn dirac_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    sh(Command::new("bash")
+        .arg(Path::new(ROOT).join("fixtures/make-dirac-repo.sh"))
+        .arg(dir.path().join("dirac")));
+    dir
+}
+
+/// `tagpilot image` pushing the DIRAC example to `host` with the registry's docker config.
+fn push(repo: &Path, out: &Path, host: &str, registry: &Registry, extra: &[&str]) -> Run {
+    run(tagpilot(repo)
+        .args([
+            "image",
+            "--output",
+            "json",
+            "--tag",
+            "v8r2p44",
+            "--pipeline",
+        ])
+        .arg(Path::new(ROOT).join("pipelines/dirac.yaml"))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("CI_REGISTRY_IMAGE", format!("{host}/lhcb/dirac"))
+        .env("DOCKER_CONFIG", registry.docker_config()))
+}
+
+fn skopeo(args: &[&str], reference: &str) -> std::process::Output {
+    Command::new("skopeo")
+        .arg("inspect")
+        .args([
+            "--tls-verify=false",
+            "--creds",
+            &format!("{USER}:{PASSWORD}"),
+        ])
+        .args(args)
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap()
+}
+
+fn pushed(run: &Run) -> Value {
+    serde_json::from_str::<Value>(&run.stdout).unwrap()["pushed"].clone()
+}
+
+#[test]
+fn push_read_back_and_rerun_uploads_nothing() {
+    if !ready() {
+        return;
+    }
+    let registry = Registry::start(true);
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let out = work.path().join("out");
+    let first = push(&repo, &out, &registry.host(), &registry, &[]).ok();
+    let record: Value = serde_json::from_str(&first.stdout).unwrap();
+    let digest = record["image"]["digest"].as_str().unwrap().to_string();
+    assert_eq!(
+        record["pushed"]["reference"],
+        format!("{}/lhcb/dirac@{digest}", registry.host())
+    );
+    assert_eq!(
+        record["pushed"]["uploaded_blobs"], 4,
+        "3 layers and the config"
+    );
+    assert!(
+        !first.stderr.contains(PASSWORD),
+        "the secret is never printed"
+    );
+
+    // The registry serves the exact manifest bytes under every tag.
+    let local = std::fs::read(
+        out.join("image/blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    for tag in ["8.2.44", "v8r2p44", "8.2", "latest"] {
+        let raw = skopeo(&["--raw"], &format!("{}/lhcb/dirac:{tag}", registry.host()));
+        assert!(
+            raw.status.success(),
+            "{}",
+            String::from_utf8_lossy(&raw.stderr)
+        );
+        assert!(raw.stdout == local, "tag {tag} serves other bytes");
+    }
+
+    let again = push(&repo, &out, &registry.host(), &registry, &[]).ok();
+    let second = pushed(&again);
+    assert_eq!(second["uploaded_blobs"], 0);
+    assert_eq!(second["uploaded_bytes"], 0);
+    assert_eq!(second["skipped_blobs"], 4);
+    assert_eq!(second["reference"], record["pushed"]["reference"]);
+}
+
+#[test]
+fn ci_credentials_and_a_full_release() {
+    if !ready() {
+        return;
+    }
+    let registry = Registry::start(true);
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let dotenv = work.path().join("tagpilot.env");
+    let result = run(tagpilot(&repo)
+        .args(["release", "--tag", "v8r2p44", "--pipeline"])
+        .arg(Path::new(ROOT).join("pipelines/dirac.yaml"))
+        .arg("--out")
+        .arg(work.path().join("out"))
+        .env("GITLAB_CI", "true")
+        .env("TAGPILOT_DOTENV", &dotenv)
+        .env("CI_REGISTRY", registry.host())
+        .env(
+            "CI_REGISTRY_IMAGE",
+            format!("{}/lhcb/dirac", registry.host()),
+        )
+        .env("CI_REGISTRY_USER", USER)
+        .env("CI_REGISTRY_PASSWORD", PASSWORD))
+    .ok();
+    assert!(
+        result.stderr.contains(":push[collapsed=false]"),
+        "{}",
+        result.stderr
+    );
+    let record = read_json(&work.path().join("out/release.json"));
+    let stages: Vec<(&str, &str)> = record["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        stages,
+        [("tarball", "done"), ("image", "done"), ("push", "done")]
+    );
+    let dotenv = std::fs::read_to_string(dotenv).unwrap();
+    let reference = record["pushed"]["reference"].as_str().unwrap();
+    assert!(
+        dotenv.contains(&format!("TAGPILOT_IMAGE={reference}\n")),
+        "{dotenv}"
+    );
+    assert!(
+        skopeo(&[], &format!("{}/lhcb/dirac:8.2.44", registry.host()))
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn credential_errors_say_which_credential_and_never_the_secret() {
+    if !ready() {
+        return;
+    }
+    let registry = Registry::start(true);
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let pipeline = Path::new(ROOT).join("pipelines/dirac.yaml");
+    let attempt = |user: Option<&str>, password: &str| {
+        let mut cmd = tagpilot(&repo);
+        cmd.args(["image", "--tag", "v8r2p44", "--pipeline"])
+            .arg(&pipeline)
+            .arg("--out")
+            .arg(work.path().join("out"))
+            .env("CI_REGISTRY", registry.host())
+            .env(
+                "CI_REGISTRY_IMAGE",
+                format!("{}/lhcb/dirac", registry.host()),
+            );
+        if let Some(user) = user {
+            cmd.env("CI_REGISTRY_USER", user)
+                .env("CI_REGISTRY_PASSWORD", password);
+        }
+        run(&mut cmd)
+    };
+    let wrong = attempt(Some(USER), "not-the-password").fails_with(
+        2,
+        "signed in as user `releaser` from CI_REGISTRY_USER/CI_REGISTRY_PASSWORD",
+    );
+    assert!(!wrong.stderr.contains("not-the-password"));
+    attempt(None, "").fails_with(2, "requires a login and no credential was found");
+    let repositories = registry
+        .storage()
+        .join("data/docker/registry/v2/repositories/lhcb/dirac/_manifests");
+    assert!(!repositories.exists(), "nothing was pushed");
+}
+
+#[test]
+fn a_released_version_tag_is_never_moved() {
+    if !ready() {
+        return;
+    }
+    let registry = Registry::start(true);
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    push(
+        &repo,
+        &work.path().join("a"),
+        &registry.host(),
+        &registry,
+        &[],
+    )
+    .ok();
+    let before = skopeo(
+        &["--raw"],
+        &format!("{}/lhcb/dirac:8.2.44", registry.host()),
+    )
+    .stdout;
+
+    // Same tag, different bytes: the spec changed since the release.
+    let changed = work.path().join("changed.yaml");
+    let spec = std::fs::read_to_string(Path::new(ROOT).join("pipelines/dirac.yaml")).unwrap();
+    std::fs::write(
+        &changed,
+        spec.replace(
+            "DIRAC_ROOT: /opt/dirac",
+            "DIRAC_ROOT: /opt/dirac\n    EXTRA: changed",
+        ),
+    )
+    .unwrap();
+    let changed_push = |extra: &[&str]| {
+        run(tagpilot(&repo)
+            .args([
+                "image",
+                "--output",
+                "json",
+                "--tag",
+                "v8r2p44",
+                "--pipeline",
+            ])
+            .arg(&changed)
+            .arg("--out")
+            .arg(work.path().join("b"))
+            .args(extra)
+            .env(
+                "CI_REGISTRY_IMAGE",
+                format!("{}/lhcb/dirac", registry.host()),
+            )
+            .env("DOCKER_CONFIG", registry.docker_config()))
+    };
+    changed_push(&[]).fails_with(2, "lhcb/dirac:8.2.44 already exists as sha256:");
+    assert_eq!(
+        skopeo(
+            &["--raw"],
+            &format!("{}/lhcb/dirac:8.2.44", registry.host())
+        )
+        .stdout,
+        before
+    );
+    let forced = changed_push(&["--force"]).ok();
+    let after = skopeo(
+        &["--raw"],
+        &format!("{}/lhcb/dirac:8.2.44", registry.host()),
+    )
+    .stdout;
+    assert!(after != before);
+    assert!(pushed(&forced)["reference"]
+        .as_str()
+        .unwrap()
+        .contains("@sha256:"));
+}
+
+#[test]
+fn transient_faults_are_retried() {
+    if !ready() {
+        return;
+    }
+    let registry = Registry::start(true);
+    // Connections 0 and 3 are reset, 1 and 4 answered 503, 2 cut mid-upload; the rest work.
+    let proxy = Proxy::start(registry.port, |n| match n {
+        0 | 3 => Fault::Reset,
+        1 | 4 => Fault::Unavailable,
+        2 => Fault::CutAfter(2000),
+        _ => Fault::Forward,
+    });
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let auth = registry.docker_config_for(&[proxy.host()]);
+    run(tagpilot(&repo)
+        .args(["image", "--tag", "v8r2p44", "--pipeline"])
+        .arg(Path::new(ROOT).join("pipelines/dirac.yaml"))
+        .arg("--out")
+        .arg(work.path().join("out"))
+        .env("CI_REGISTRY_IMAGE", format!("{}/lhcb/dirac", proxy.host()))
+        .env("DOCKER_CONFIG", &auth))
+    .ok();
+    assert!(
+        proxy.faults.load(std::sync::atomic::Ordering::Relaxed) >= 5,
+        "the faults happened"
+    );
+    assert!(
+        skopeo(&[], &format!("{}/lhcb/dirac:8.2.44", registry.host()))
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn a_registry_that_dies_mid_push_leaves_no_tag_and_a_rerun_completes() {
+    if !ready() {
+        return;
+    }
+    let mut registry = Registry::start(true);
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    // Big and incompressible, so the push is cut inside this layer's upload.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let big: Vec<u8> = (0..6_000_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(repo.join("big.bin"), big).unwrap();
+    sh(Command::new("git")
+        .current_dir(&repo)
+        .args(["add", "big.bin"]));
+    sh(Command::new("git").current_dir(&repo).args([
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@e",
+        "commit",
+        "-qm",
+        "big",
+    ]));
+    sh(Command::new("git")
+        .current_dir(&repo)
+        .args(["tag", "-f", "v8r2p44"]));
+    // Every connection dies after 3 MB in total have gone through: the registry "crashes".
+    let budget = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(3_000_000));
+    let proxy = Proxy::start(registry.port, move |_| {
+        let left = budget.load(std::sync::atomic::Ordering::Relaxed);
+        budget.store(0, std::sync::atomic::Ordering::Relaxed);
+        if left == 0 {
+            Fault::Reset
+        } else {
+            Fault::CutAfter(left)
+        }
+    });
+    let auth = registry.docker_config_for(&[proxy.host()]);
+    let attempt = |host: &str| {
+        run(tagpilot(&repo)
+            .args([
+                "image",
+                "--output",
+                "json",
+                "--tag",
+                "v8r2p44",
+                "--pipeline",
+            ])
+            .arg(Path::new(ROOT).join("pipelines/dirac.yaml"))
+            .arg("--out")
+            .arg(work.path().join("out"))
+            .env("CI_REGISTRY_IMAGE", format!("{host}/lhcb/dirac"))
+            .env("DOCKER_CONFIG", &auth))
+    };
+    let failed = attempt(&proxy.host());
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    assert!(failed.stderr.contains("attempt"), "{}", failed.stderr);
+    let tag = format!("{}/lhcb/dirac:8.2.44", registry.host());
+    assert!(
+        !skopeo(&[], &tag).status.success(),
+        "a half-pushed image must not be tagged"
+    );
+
+    registry.restart();
+    let rerun = attempt(&registry.host()).ok();
+    assert!(skopeo(&[], &tag).status.success());
+    assert!(pushed(&rerun)["reference"]
+        .as_str()
+        .unwrap()
+        .starts_with(&registry.host()));
+}

@@ -8,8 +8,10 @@ use std::process::Command;
 
 use common::proxy::{Fault, Proxy};
 use common::registry::{self, Registry, PASSWORD, USER};
+use common::token::TokenIssuer;
 use common::*;
 use serde_json::Value;
+use std::sync::atomic::Ordering;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -398,4 +400,54 @@ fn a_registry_that_dies_mid_push_leaves_no_tag_and_a_rerun_completes() {
         .as_str()
         .unwrap()
         .starts_with(&registry.host()));
+}
+
+/// GitLab's registry flow: a 401 with a Bearer challenge, a token from the realm for the Basic
+/// login, then the push with the token.
+#[test]
+fn bearer_tokens_from_the_challenge_realm() {
+    if !ready() {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let issuer = TokenIssuer::start(keys.path(), USER, PASSWORD);
+    let registry = Registry::start_with(registry::Auth::Token {
+        realm: issuer.realm(),
+        certificate: issuer.certificate.clone(),
+    });
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let result = push(
+        &repo,
+        &work.path().join("out"),
+        &registry.host(),
+        &registry,
+        &[],
+    )
+    .ok();
+    assert_eq!(pushed(&result)["uploaded_blobs"], 4);
+    assert!(
+        issuer.issued.load(Ordering::Relaxed) >= 1,
+        "a token was issued"
+    );
+
+    // A wrong password is refused by the token service, and the message says whose login it was.
+    let refused = run(tagpilot(&repo)
+        .args(["image", "--tag", "v8r2p44", "--pipeline"])
+        .arg(Path::new(ROOT).join("pipelines/dirac.yaml"))
+        .arg("--out")
+        .arg(work.path().join("out2"))
+        .env("CI_REGISTRY", registry.host())
+        .env(
+            "CI_REGISTRY_IMAGE",
+            format!("{}/lhcb/dirac", registry.host()),
+        )
+        .env("CI_REGISTRY_USER", USER)
+        .env("CI_REGISTRY_PASSWORD", "wrong"))
+    .fails_with(
+        2,
+        "refused user `releaser` from CI_REGISTRY_USER/CI_REGISTRY_PASSWORD",
+    );
+    assert!(!refused.stderr.contains("wrong\n"));
+    assert!(issuer.refused.load(Ordering::Relaxed) >= 1);
 }

@@ -4,6 +4,7 @@
 
 pub mod proxy;
 pub mod registry;
+pub mod token;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -79,13 +80,18 @@ pub fn run(cmd: &mut Command) -> Run {
 
 /// Runs a command that must succeed; returns its stdout.
 pub fn sh(cmd: &mut Command) -> String {
+    String::from_utf8_lossy(&sh_bytes(cmd)).into_owned()
+}
+
+/// Runs a command that must succeed; returns its stdout as bytes.
+pub fn sh_bytes(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out.stdout
 }
 
 /// A git repository in a temporary folder, driven through the git CLI.

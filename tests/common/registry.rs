@@ -14,6 +14,18 @@ pub struct Registry {
     config: PathBuf,
 }
 
+/// How the registry checks who is calling.
+pub enum Auth {
+    None,
+    /// Basic auth against an htpasswd file with `USER`/`PASSWORD`.
+    Htpasswd,
+    /// Bearer tokens from an issuer whose certificate the registry trusts.
+    Token {
+        realm: String,
+        certificate: PathBuf,
+    },
+}
+
 pub const USER: &str = "releaser";
 pub const PASSWORD: &str = "correct-horse-battery";
 
@@ -44,6 +56,10 @@ pub fn free_port() -> u16 {
 impl Registry {
     /// Starts a registry; with `auth`, only `USER`/`PASSWORD` may use it.
     pub fn start(auth: bool) -> Registry {
+        Registry::start_with(if auth { Auth::Htpasswd } else { Auth::None })
+    }
+
+    pub fn start_with(auth: Auth) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("tagpilot-registry-")
             .tempdir()
@@ -53,17 +69,22 @@ impl Registry {
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
         );
-        if auth {
-            let line = super::sh(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]));
-            std::fs::write(
-                dir.path().join("htpasswd"),
-                line.trim_end().to_string() + "\n",
-            )
-            .unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: tagpilot-test\n    path: {}\n",
-                dir.path().join("htpasswd").display()
-            ));
+        match auth {
+            Auth::None => {}
+            Auth::Htpasswd => {
+                let line = super::sh(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]));
+                std::fs::write(dir.path().join("htpasswd"), line.trim_end().to_string() + "\n").unwrap();
+                config.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: tagpilot-test\n    path: {}\n",
+                    dir.path().join("htpasswd").display()
+                ));
+            }
+            Auth::Token { realm, certificate } => config.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                super::token::SERVICE,
+                super::token::ISSUER,
+                certificate.display()
+            )),
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();

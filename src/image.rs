@@ -17,7 +17,7 @@ use crate::oci::blobs::BlobStore;
 use crate::oci::image::{assemble, rfc3339, BaseImage, Recipe};
 use crate::oci::layer::{self, Layer};
 use crate::oci::layout;
-use crate::oci::push::{Push, Pushed};
+use crate::oci::push::{BaseBlobs, Push, Pushed};
 use crate::oci::reference::Reference;
 use crate::oci::registry::{Client, Connection};
 use crate::oci::{self, Descriptor, Platform};
@@ -65,6 +65,9 @@ pub struct Inputs<'a> {
     pub target: &'a Target,
     /// Every release tag of the repository, newest first: decides `latest`.
     pub known: &'a [TaggedVersion],
+    /// Download a registry base's layers into the layout, so it is complete on its own (a
+    /// push does not need them: it mounts or copies them registry to registry).
+    pub fetch_base_layers: bool,
 }
 
 pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
@@ -273,11 +276,9 @@ fn resolve_base(
         let images = platforms.into_iter().map(BaseImage::scratch).collect();
         return Ok((images, None, BlobStore::open(layout_dir)?));
     }
-    let reference = base.strip_prefix("oci-layout:").ok_or_else(|| {
-        Error::input(format!(
-            "image.base `{base}`: use `scratch` or `oci-layout:PATH[:TAG]`"
-        ))
-    })?;
+    let Some(reference) = base.strip_prefix("oci-layout:") else {
+        return registry_base(inputs, platforms, layout_dir);
+    };
     let (path, tag) = split_layout_reference(reference);
     let path = inputs.root.join(path);
     let found = layout::open_base(&path, tag, platforms)?;
@@ -291,6 +292,65 @@ fn resolve_base(
         }
     }
     Ok((found.images, Some(found.digest), store))
+}
+
+/// A base from a registry, pinned to the digest its tag names now.
+fn registry_base(
+    inputs: &Inputs,
+    platforms: &[Platform],
+    layout_dir: &Path,
+) -> Result<(Vec<BaseImage>, Option<String>, BlobStore)> {
+    let base = inputs.image.base.as_str();
+    let reference =
+        Reference::parse(base).map_err(|why| Error::input(format!("image.base: {why}")))?;
+    let mut client = registry_client(&reference, inputs.image)?;
+    let (bytes, header_type, digest) = client.get_manifest(reference.manifest_reference())?;
+    let document: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::failed(format!("base {base}: the manifest is not JSON: {e}")))?;
+    let media_type = document["mediaType"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or(header_type);
+    let chosen = Descriptor {
+        media_type,
+        digest: digest.clone(),
+        size: bytes.len() as u64,
+        platform: None,
+        annotations: BTreeMap::new(),
+    };
+    let images = oci::base::select(&mut client, &chosen, platforms, &format!("base {base}"))?;
+    let store = BlobStore::open(layout_dir)?;
+    if inputs.fetch_base_layers {
+        for layer in images.iter().flat_map(|image| &image.layers) {
+            let digest = layer["digest"].as_str().unwrap_or_default();
+            if !store.contains(digest) {
+                let mut writer = store.writer()?;
+                std::io::copy(&mut client.get_blob(digest)?, &mut writer).map_err(|e| {
+                    Error::failed(format!(
+                        "base {base}: could not download layer {digest}: {e}"
+                    ))
+                })?;
+                let (got, _) = writer.commit(&store)?;
+                if got != digest {
+                    return Err(Error::failed(format!(
+                        "base {base}: layer {digest} arrived as {got}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok((images, Some(digest), store))
+}
+
+/// A client for `reference`'s registry, with the login found for it and the spec's TLS settings.
+fn registry_client(reference: &Reference, image: &ImageSpec) -> Result<Client> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let credential = auth::find(&reference.registry, &lookup);
+    let connection = Connection {
+        insecure: image.insecure,
+        ca_file: image.ca_file.as_ref().map(|f| PathBuf::from(f.as_str())),
+    };
+    Client::new(reference, credential, &connection)
 }
 
 /// `PATH[:TAG]`; a colon only counts as the tag separator after the last `/`.
@@ -446,13 +506,28 @@ pub fn push(built: &Built, image: &ImageSpec, force: bool, ui: &Ui) -> Result<Pu
         })?,
     };
     let reference = Reference::parse(&repository).map_err(Error::input)?;
-    let lookup = |name: &str| std::env::var(name).ok();
-    let credential = auth::find(&reference.registry, &lookup);
-    let connection = Connection {
-        insecure: image.insecure,
-        ca_file: image.ca_file.as_ref().map(|f| PathBuf::from(f.as_str())),
+    if reference.digest.is_some() || reference.tag.is_some() {
+        return Err(Error::input(format!(
+            "image.repository `{repository}` names a tag or digest; give the repository only (tags come from image.tags)"
+        )));
+    }
+    let mut client = registry_client(&reference, image)?;
+    let mut base = match image.base.as_str() {
+        "scratch" => None,
+        base if base.starts_with("oci-layout:") => None,
+        base => {
+            let base_reference = Reference::parse(base).map_err(Error::input)?;
+            let same_registry = base_reference.registry == reference.registry;
+            if same_registry {
+                client.also_pull(&base_reference.repository);
+            }
+            Some(BaseBlobs {
+                client: registry_client(&base_reference, image)?,
+                repository: base_reference.repository.clone(),
+                same_registry,
+            })
+        }
     };
-    let mut client = Client::new(&reference, credential, &connection)?;
     let store = BlobStore::open(&built.layout)?;
     let top = Descriptor {
         media_type: built.media_type.clone(),
@@ -469,7 +544,7 @@ pub fn push(built: &Built, image: &ImageSpec, force: bool, ui: &Ui) -> Result<Pu
         immutable: &built.version_tags,
         force,
     };
-    oci::push::push(&mut client, &job, ui)
+    oci::push::push(&mut client, &job, base.as_mut(), ui)
 }
 
 /// The distribution spec's tag grammar: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.

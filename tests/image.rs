@@ -336,8 +336,8 @@ fn bad_input_stops_before_anything_is_written() {
             "could not read /nonexistent/layout/index.json",
         ),
         (
-            "  base: docker.io/library/debian:12\n".to_string(),
-            "use `scratch` or `oci-layout:PATH[:TAG]`",
+            "  base: Not/A Valid:Ref\n".to_string(),
+            "is not an image reference",
         ),
         (
             "  supervisor: { file: images/dirac/missing.json5 }\n".to_string(),

@@ -451,3 +451,176 @@ fn bearer_tokens_from_the_challenge_realm() {
     assert!(!refused.stderr.contains("wrong\n"));
     assert!(issuer.refused.load(Ordering::Relaxed) >= 1);
 }
+
+/// Builds and pushes a one-layer base image `REGISTRY/base/mini:base` with tagpilot itself.
+fn push_base(repo: &Path, work: &Path, registry: &Registry) {
+    let spec = work.join("base.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: base\nimage:\n  repository: {}/base/mini\n  install_path: /base\n  env: {{ LANG: C.UTF-8 }}\n  tags: [\"base\"]\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    run(tagpilot(repo)
+        .args(["image", "--tag", "v8r2p43", "--pipeline"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(work.join("base-out"))
+        .env("DOCKER_CONFIG", registry.docker_config()))
+    .ok();
+}
+
+/// A spec for the app on `base`, pushed to `target/lhcb/dirac`.
+fn app_spec(work: &Path, base: &str, target: &str) -> std::path::PathBuf {
+    let spec = work.join("app.yaml");
+    std::fs::write(
+        &spec,
+        format!("name: dirac\nimage:\n  repository: {target}/lhcb/dirac\n  base: {base}\n  install_path: /opt/dirac\n"),
+    )
+    .unwrap();
+    spec
+}
+
+#[test]
+fn a_base_in_the_same_registry_is_mounted_not_uploaded() {
+    if !ready() {
+        return;
+    }
+    let registry = Registry::start(true);
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    push_base(&repo, work.path(), &registry);
+    let spec = app_spec(
+        work.path(),
+        &format!("{}/base/mini:base", registry.host()),
+        &registry.host(),
+    );
+    let result = run(tagpilot(&repo)
+        .args([
+            "image",
+            "--output",
+            "json",
+            "--tag",
+            "v8r2p44",
+            "--pipeline",
+        ])
+        .arg(&spec)
+        .arg("--out")
+        .arg(work.path().join("out"))
+        .env("DOCKER_CONFIG", registry.docker_config()))
+    .ok();
+    let report = pushed(&result);
+    assert_eq!(report["mounted_blobs"], 1, "the base layer: {report}");
+    assert_eq!(report["copied_blobs"], 0);
+    assert_eq!(report["uploaded_blobs"], 2, "our layer and config");
+    let record: Value = serde_json::from_str(&result.stdout).unwrap();
+    let base_digest = skopeo(&[], &format!("{}/base/mini:base", registry.host()));
+    let base_digest: Value = serde_json::from_slice(&base_digest.stdout).unwrap();
+    assert_eq!(
+        record["image"]["base_digest"], base_digest["Digest"],
+        "pinned to the base's digest"
+    );
+    let inspect: Value = serde_json::from_slice(
+        &skopeo(&[], &format!("{}/lhcb/dirac:8.2.44", registry.host())).stdout,
+    )
+    .unwrap();
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 2);
+    assert!(
+        inspect["Env"].to_string().contains("LANG=C.UTF-8"),
+        "the base's config is kept"
+    );
+
+    // The same build into a layout of its own downloads the base layer: complete, unpackable.
+    let layout = work.path().join("layout");
+    run(tagpilot(&repo)
+        .args(["image", "--tag", "v8r2p44", "--pipeline"])
+        .arg(&spec)
+        .arg("--oci-layout")
+        .arg(&layout)
+        .env("DOCKER_CONFIG", registry.docker_config()))
+    .ok();
+    let bundle = tempfile::tempdir().unwrap();
+    sh(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:8.2.44", layout.display()))
+        .arg(bundle.path().join("b")));
+    assert!(bundle.path().join("b/rootfs/base/RELEASE").is_file());
+    assert!(bundle.path().join("b/rootfs/opt/dirac/RELEASE").is_file());
+}
+
+#[test]
+fn a_base_in_another_registry_is_streamed_across() {
+    if !ready() {
+        return;
+    }
+    let source = Registry::start(true);
+    let target = Registry::start(true);
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    push_base(&repo, work.path(), &source);
+    let spec = app_spec(
+        work.path(),
+        &format!("{}/base/mini:base", source.host()),
+        &target.host(),
+    );
+    let result = run(tagpilot(&repo)
+        .args([
+            "image",
+            "--output",
+            "json",
+            "--tag",
+            "v8r2p44",
+            "--pipeline",
+        ])
+        .arg(&spec)
+        .arg("--out")
+        .arg(work.path().join("out"))
+        .env("DOCKER_CONFIG", source.docker_config_for(&[target.host()])))
+    .ok();
+    let report = pushed(&result);
+    assert_eq!(report["copied_blobs"], 1, "{report}");
+    assert_eq!(report["mounted_blobs"], 0);
+    // Every blob really is in the target: skopeo can copy the whole image out of it.
+    let copy = work.path().join("copy");
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &format!("{USER}:{PASSWORD}"),
+        ])
+        .arg(format!("docker://{}/lhcb/dirac:8.2.44", target.host()))
+        .arg(format!("oci:{}:x", copy.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_missing_or_unreachable_base_is_a_clear_error() {
+    if !ready() {
+        return;
+    }
+    let registry = Registry::start(true);
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let attempt = |base: &str| {
+        let spec = app_spec(work.path(), base, &registry.host());
+        run(tagpilot(&repo)
+            .args(["image", "--tag", "v8r2p44", "--pipeline"])
+            .arg(&spec)
+            .arg("--out")
+            .arg(work.path().join("out"))
+            .env("DOCKER_CONFIG", registry.docker_config()))
+    };
+    attempt(&format!("{}/base/none:1", registry.host()))
+        .fails_with(2, "could not read manifest 1: HTTP 404");
+    let closed = format!("127.0.0.1:{}/base/mini:1", registry::free_port());
+    attempt(&closed).fails_with(1, "could not read a manifest");
+}

@@ -22,7 +22,9 @@ pub fn run(cli: &Cli, args: &ImageArgs, ui: &Ui) -> Result<()> {
         .oci_layout
         .clone()
         .unwrap_or_else(|| args.out.join("image"));
-    let built = build(&project, &target, &layout, ui)?.ok_or_else(|| {
+    // An explicit layout is the product: it gets the base's layers too, to stand on its own.
+    let complete = args.oci_layout.is_some();
+    let built = build(&project, &target, &layout, complete, ui)?.ok_or_else(|| {
         Error::input(format!(
             "the pipeline spec has no `image:` section ({})",
             project
@@ -64,8 +66,15 @@ pub fn push(
     })
 }
 
-/// The image stage: `None` when the spec has no `image:` section.
-pub fn build(project: &Project, target: &Target, layout: &Path, ui: &Ui) -> Result<Option<Built>> {
+/// The image stage: `None` when the spec has no `image:` section. `complete` also downloads a
+/// registry base's layers into the layout.
+pub fn build(
+    project: &Project,
+    target: &Target,
+    layout: &Path,
+    complete: bool,
+    ui: &Ui,
+) -> Result<Option<Built>> {
     let Some(image) = &project.spec.image else {
         return Ok(None);
     };
@@ -78,6 +87,7 @@ pub fn build(project: &Project, target: &Target, layout: &Path, ui: &Ui) -> Resu
         image,
         target,
         known: &known,
+        fetch_base_layers: complete,
     };
     let title = format!(
         "Building image {} {} into {}",

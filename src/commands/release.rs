@@ -74,7 +74,8 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     if !selected(StageName::Image) {
         record.stage("image", Status::NotSelected, "");
     } else {
-        match image::build(&project, &target, &out.join("image"), ui) {
+        // A dry run's layout is what people inspect: complete it; a real release pushes instead.
+        match image::build(&project, &target, &out.join("image"), args.dry_run, ui) {
             Ok(Some(built)) => {
                 let detail = format!(
                     "OCI layout {}@{} tags {}",

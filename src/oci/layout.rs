@@ -8,9 +8,10 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::fsutil;
 
+use super::base::{self, Documents};
 use super::blobs::BlobStore;
 use super::image::BaseImage;
-use super::{Descriptor, Family, Platform, DOCKER_LIST, OCI_INDEX, REF_NAME};
+use super::{Descriptor, Platform, OCI_INDEX, REF_NAME};
 
 /// A base image found in a layout: one [`BaseImage`] per selected platform.
 pub struct LayoutBase {
@@ -20,14 +21,25 @@ pub struct LayoutBase {
     pub digest: String,
 }
 
+/// A layout's blobs as base documents.
+impl Documents for BlobStore {
+    fn manifest(&mut self, digest: &str) -> Result<Value> {
+        read_json(&self.path(digest))
+    }
+
+    fn config(&mut self, digest: &str) -> Result<Value> {
+        read_json(&self.path(digest))
+    }
+}
+
 /// Opens `root`, selects the image named `tag` (or the only one), and the `platforms` asked for
 /// (all of a multi-platform index when none are).
 pub fn open_base(root: &Path, tag: Option<&str>, platforms: &[Platform]) -> Result<LayoutBase> {
-    let place = || format!("base oci-layout:{}", root.display());
+    let place = format!("base oci-layout:{}", root.display());
     let index_path = root.join("index.json");
     let index: Value = read_json(&index_path)
         .map_err(|e| e.with_hint(format!("Is {} an OCI image layout?", root.display())))?;
-    let store = BlobStore::open(root)?;
+    let mut store = BlobStore::open(root)?;
     let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
     fn named(m: &Value) -> Option<&str> {
         m["annotations"][REF_NAME].as_str()
@@ -40,8 +52,7 @@ pub fn open_base(root: &Path, tag: Option<&str>, platforms: &[Platform]) -> Resu
     let Some(chosen) = chosen else {
         let names: Vec<&str> = manifests.iter().filter_map(named).collect();
         return Err(Error::input(format!(
-            "{}: no image {}; the layout has: {}",
-            place(),
+            "{place}: no image {}; the layout has: {}",
             tag.map_or(
                 "chosen (several are there, name one with :TAG)".to_string(),
                 |t| format!("named `{t}`")
@@ -54,102 +65,12 @@ pub fn open_base(root: &Path, tag: Option<&str>, platforms: &[Platform]) -> Resu
         )));
     };
     let chosen: Descriptor = serde_json::from_value(chosen.clone())
-        .map_err(|e| Error::input(format!("{}: bad descriptor in index.json: {e}", place())))?;
-
-    let images = if chosen.media_type == OCI_INDEX || chosen.media_type == DOCKER_LIST {
-        let list: Value = read_json(&store.path(&chosen.digest))?;
-        let entries: Vec<Descriptor> = serde_json::from_value(list["manifests"].clone())
-            .map_err(|e| Error::input(format!("{}: bad image index: {e}", place())))?;
-        let offered: Vec<&Descriptor> = entries
-            .iter()
-            .filter(|d| d.platform.as_ref().is_some_and(|p| p.os != "unknown"))
-            .collect();
-        let selected: Vec<&Descriptor> = if platforms.is_empty() {
-            offered.clone()
-        } else {
-            platforms
-                .iter()
-                .map(|want| {
-                    offered
-                        .iter()
-                        .find(|d| platform_matches(d.platform.as_ref(), want))
-                        .copied()
-                        .ok_or_else(|| missing_platform(&place(), want, &offered))
-                })
-                .collect::<Result<_>>()?
-        };
-        selected
-            .into_iter()
-            .map(|d| load_image(&store, d, &place()))
-            .collect::<Result<Vec<_>>>()?
-    } else {
-        let image = load_image(&store, &chosen, &place())?;
-        if let Some(want) = platforms
-            .iter()
-            .find(|p| !platform_matches(Some(&image.platform), p))
-        {
-            return Err(Error::input(format!(
-                "{} is for {} only, not {want}",
-                place(),
-                image.platform
-            ))
-            .with_hint(
-                "Use a multi-platform base, or set image.platforms to what the base offers",
-            ));
-        }
-        vec![image]
-    };
+        .map_err(|e| Error::input(format!("{place}: bad descriptor in index.json: {e}")))?;
+    let images = base::select(&mut store, &chosen, platforms, &place)?;
     Ok(LayoutBase {
         store,
         images,
         digest: chosen.digest,
-    })
-}
-
-fn platform_matches(have: Option<&Platform>, want: &Platform) -> bool {
-    have.is_some_and(|have| {
-        have.os == want.os
-            && have.architecture == want.architecture
-            && (want.variant.is_none() || have.variant == want.variant)
-    })
-}
-
-fn missing_platform(place: &str, want: &Platform, offered: &[&Descriptor]) -> Error {
-    let offered: Vec<String> = offered
-        .iter()
-        .filter_map(|d| d.platform.as_ref().map(Platform::to_string))
-        .collect();
-    Error::input(format!(
-        "{place} has no {want} image; it offers {}",
-        offered.join(", ")
-    ))
-}
-
-fn load_image(store: &BlobStore, descriptor: &Descriptor, place: &str) -> Result<BaseImage> {
-    let manifest: Value = read_json(&store.path(&descriptor.digest))?;
-    let media_type = manifest["mediaType"]
-        .as_str()
-        .unwrap_or(&descriptor.media_type);
-    let config_digest = manifest["config"]["digest"].as_str().ok_or_else(|| {
-        Error::input(format!(
-            "{place}: manifest {} has no config",
-            descriptor.digest
-        ))
-    })?;
-    let config: Value = read_json(&store.path(config_digest))?;
-    let platform = Platform {
-        architecture: config["architecture"]
-            .as_str()
-            .unwrap_or("amd64")
-            .to_string(),
-        os: config["os"].as_str().unwrap_or("linux").to_string(),
-        variant: config["variant"].as_str().map(str::to_string),
-    };
-    Ok(BaseImage {
-        family: Family::of_manifest(media_type),
-        platform,
-        config,
-        layers: manifest["layers"].as_array().cloned().unwrap_or_default(),
     })
 }
 

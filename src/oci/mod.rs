@@ -2,6 +2,7 @@
 //! assembled on a pinned base, written to an OCI image layout.
 
 pub mod auth;
+pub mod base;
 pub mod blobs;
 pub mod image;
 pub mod layer;

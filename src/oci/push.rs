@@ -22,8 +22,28 @@ pub struct Pushed {
     pub tags: Vec<String>,
     pub uploaded_blobs: u64,
     pub uploaded_bytes: u64,
+    /// Base blobs linked from the base's repository on the same registry (no bytes moved).
+    pub mounted_blobs: u64,
+    /// Base blobs streamed from the base's registry to this one.
+    pub copied_blobs: u64,
+    pub copied_bytes: u64,
     /// Blobs the registry already had.
     pub skipped_blobs: u64,
+}
+
+impl Pushed {
+    /// Nothing had to be sent: the registry had it all.
+    pub fn was_already_there(&self) -> bool {
+        self.uploaded_blobs + self.mounted_blobs + self.copied_blobs == 0
+    }
+}
+
+/// Where base layers that are not in the local layout come from.
+pub struct BaseBlobs {
+    pub client: Client,
+    /// The base's repository, to mount from when it is on the same registry.
+    pub repository: String,
+    pub same_registry: bool,
 }
 
 /// What to push and how.
@@ -39,7 +59,12 @@ pub struct Push<'a> {
     pub force: bool,
 }
 
-pub fn push(client: &mut Client, job: &Push, ui: &Ui) -> Result<Pushed> {
+pub fn push(
+    client: &mut Client,
+    job: &Push,
+    mut base: Option<&mut BaseBlobs>,
+    ui: &Ui,
+) -> Result<Pushed> {
     for tag in job.immutable {
         if let Some(existing) = client.manifest_digest(tag)? {
             if existing != job.top.digest && !job.force {
@@ -100,10 +125,34 @@ pub fn push(client: &mut Client, job: &Push, ui: &Ui) -> Result<Pushed> {
         }
         let path = job.store.path(digest);
         if !path.is_file() {
-            return Err(Error::failed(format!(
-                "blob {digest} is neither in the registry nor in the local layout {}",
-                path.display()
-            )));
+            let Some(base) = base.as_deref_mut() else {
+                return Err(Error::failed(format!(
+                    "blob {digest} is neither in the registry nor in the local layout {}",
+                    path.display()
+                )));
+            };
+            if base.same_registry && client.mount_blob(digest, &base.repository)? {
+                ui.info(&format!(
+                    "  mounted {} from {}",
+                    short(digest),
+                    base.repository
+                ));
+                report.mounted_blobs += 1;
+                continue;
+            }
+            let started = Instant::now();
+            let mut reader = base.client.get_blob(digest)?;
+            client.upload_blob_from(digest, *size, &mut reader)?;
+            ui.info(&format!(
+                "  copied {} {} from {} in {:.1} s",
+                short(digest),
+                human_bytes(*size),
+                base.client.reference(),
+                started.elapsed().as_secs_f64()
+            ));
+            report.copied_blobs += 1;
+            report.copied_bytes += size;
+            continue;
         }
         let started = Instant::now();
         client.upload_blob(digest, &path)?;
@@ -126,11 +175,14 @@ pub fn push(client: &mut Client, job: &Push, ui: &Ui) -> Result<Pushed> {
         client.put_manifest(tag, &job.top.media_type, &top_bytes)?;
     }
     ui.info(&format!(
-        "pushed {} as {} ({} blob(s), {} uploaded; {} already there)",
+        "pushed {} as {}: {} blob(s) uploaded ({}), {} mounted, {} copied ({}), {} already there",
         report.reference,
         job.tags.join(", "),
         report.uploaded_blobs,
         human_bytes(report.uploaded_bytes),
+        report.mounted_blobs,
+        report.copied_blobs,
+        human_bytes(report.copied_bytes),
         report.skipped_blobs
     ));
     Ok(report)

@@ -9,16 +9,23 @@ pub struct Reference {
     pub registry: String,
     pub repository: String,
     pub tag: Option<String>,
+    /// `sha256:…` when the reference pins one (`name@sha256:…`); only for pulling.
+    pub digest: Option<String>,
 }
 
 impl Reference {
-    pub fn parse(text: &str) -> Result<Reference, String> {
-        let bad = |why: &str| format!("`{text}` is not an image reference: {why}");
-        if text.contains('@') {
-            return Err(bad(
-                "a digest cannot be a push target; name a repository (and tag)",
-            ));
-        }
+    pub fn parse(full: &str) -> Result<Reference, String> {
+        let bad = |why: &str| format!("`{full}` is not an image reference: {why}");
+        let (text, digest) = match full.split_once('@') {
+            Some((name, digest)) => {
+                let hex = digest.strip_prefix("sha256:").unwrap_or("");
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(bad("the digest must be sha256: and 64 hex digits"));
+                }
+                (name, Some(digest.to_string()))
+            }
+            None => (full, None),
+        };
         let (first, rest) = text.split_once('/').unwrap_or(("", text));
         let explicit = first.contains(['.', ':']) || first == "localhost";
         let (registry, path) = if explicit {
@@ -47,7 +54,16 @@ impl Reference {
             registry,
             repository,
             tag,
+            digest,
         })
+    }
+
+    /// What to ask the registry for: the digest if pinned, else the tag, else `latest`.
+    pub fn manifest_reference(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
     }
 
     /// The host to connect to (Docker Hub's API lives on another host than its name).
@@ -81,6 +97,9 @@ impl fmt::Display for Reference {
         if let Some(tag) = &self.tag {
             write!(f, ":{tag}")?;
         }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
         Ok(())
     }
 }
@@ -112,5 +131,15 @@ mod tests {
             .is_loopback());
         assert!(Reference::parse("Registry.example.org/UPPER").is_err());
         assert!(Reference::parse("r.example.org/x@sha256:00").is_err());
+        let pinned = Reference::parse(&format!(
+            "r.example.org/base/alma:9@sha256:{}",
+            "a".repeat(64)
+        ))
+        .unwrap();
+        assert_eq!(
+            pinned.manifest_reference(),
+            format!("sha256:{}", "a".repeat(64))
+        );
+        assert_eq!(pinned.tag.as_deref(), Some("9"));
     }
 }

@@ -48,6 +48,8 @@ pub struct Client {
     reference: Reference,
     credential: Option<Credential>,
     authorization: Option<String>,
+    /// Other repositories a token must also allow pulling from (mount sources).
+    pull_from: Vec<String>,
 }
 
 impl Client {
@@ -76,7 +78,18 @@ impl Client {
             reference: reference.clone(),
             credential,
             authorization: None,
+            pull_from: Vec::new(),
         })
+    }
+
+    /// Lets this client's tokens also pull from `repository` (to mount blobs from it).
+    pub fn also_pull(&mut self, repository: &str) {
+        self.pull_from.push(repository.to_string());
+        self.authorization = None;
+    }
+
+    pub fn reference(&self) -> &Reference {
+        &self.reference
     }
 
     fn repo_url(&self, path: &str) -> String {
@@ -160,6 +173,113 @@ impl Client {
                 .map(str::to_string)),
             404 => Ok(None),
             _ => Err(self.refusal(response, &format!("check tag {reference}"))),
+        }
+    }
+
+    /// A manifest's exact bytes, its media type and its digest (from the registry's header, or
+    /// computed when it sends none).
+    pub fn get_manifest(&mut self, reference: &str) -> Result<(Vec<u8>, String, String)> {
+        let url = self.repo_url(&format!("manifests/{reference}"));
+        let response = self.send(
+            "GET",
+            &url,
+            &[("Accept", MANIFEST_TYPES)],
+            Payload::None,
+            "read a manifest",
+            ATTEMPTS,
+        )?;
+        if response.status().as_u16() != 200 {
+            return Err(self.refusal(response, &format!("read manifest {reference}")));
+        }
+        let media_type = header(&response, "Content-Type").unwrap_or_default();
+        let bytes = response
+            .into_body()
+            .with_config()
+            .limit(8 << 20)
+            .read_to_vec()
+            .map_err(|e| {
+                Error::failed(format!(
+                    "{}: could not read manifest {reference}: {e}",
+                    self.reference
+                ))
+            })?;
+        let digest = format!("sha256:{}", crate::digest::sha256_hex(&bytes));
+        if reference.starts_with("sha256:") && reference != digest {
+            return Err(Error::failed(format!(
+                "{}: the registry sent a manifest whose digest is {digest}, not the {reference} asked for",
+                self.reference
+            )));
+        }
+        Ok((bytes, media_type, digest))
+    }
+
+    /// A blob as a stream of its bytes (a config, or a layer to copy elsewhere).
+    pub fn get_blob(&mut self, digest: &str) -> Result<impl std::io::Read + use<>> {
+        let url = self.repo_url(&format!("blobs/{digest}"));
+        let response = self.send("GET", &url, &[], Payload::None, "read a blob", ATTEMPTS)?;
+        if response.status().as_u16() != 200 {
+            return Err(self.refusal(response, &format!("read blob {digest}")));
+        }
+        Ok(response
+            .into_body()
+            .into_with_config()
+            .limit(u64::MAX)
+            .reader())
+    }
+
+    /// Asks the registry to link a blob from another repository on it. `Ok(true)` when it did
+    /// (201); `Ok(false)` when it opened an upload instead (a legal 202) or cannot mount.
+    pub fn mount_blob(&mut self, digest: &str, from: &str) -> Result<bool> {
+        let url = self.repo_url(&format!(
+            "blobs/uploads/?mount={}&from={from}",
+            digest.replace(':', "%3A")
+        ));
+        let response = self.send("POST", &url, &[], Payload::None, "mount a blob", ATTEMPTS)?;
+        Ok(response.status().as_u16() == 201)
+    }
+
+    /// Uploads a blob streamed from `source` (another registry), `size` bytes long.
+    pub fn upload_blob_from(
+        &mut self,
+        digest: &str,
+        size: u64,
+        source: &mut dyn std::io::Read,
+    ) -> Result<()> {
+        let start = self.repo_url("blobs/uploads/");
+        let response = self.send(
+            "POST",
+            &start,
+            &[],
+            Payload::None,
+            "start an upload",
+            ATTEMPTS,
+        )?;
+        if response.status().as_u16() != 202 {
+            return Err(self.refusal(response, &format!("start the upload of blob {digest}")));
+        }
+        let location = self.location(&response)?;
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{separator}digest={}", digest.replace(':', "%3A"));
+        let length = size.to_string();
+        let mut request = self
+            .agent
+            .put(&url)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Length", &length);
+        if let Some(authorization) = &self.authorization {
+            request = request.header("Authorization", authorization);
+        }
+        let response = request
+            .send(ureq::SendBody::from_reader(source))
+            .map_err(|e| {
+                Error::failed(format!(
+                    "{}: could not copy blob {digest}: {e}",
+                    self.reference
+                ))
+            })?;
+        match response.status().as_u16() {
+            201 | 204 => Ok(()),
+            _ => Err(self.refusal(response, &format!("copy blob {digest}"))),
         }
     }
 
@@ -403,6 +523,14 @@ impl Client {
     }
 }
 
+fn header(response: &Response<Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+}
+
 fn retryable_status(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
 }
@@ -445,4 +573,37 @@ fn read_ca_file(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
         )));
     }
     Ok(certificates)
+}
+
+/// A registry's documents, for choosing a base from it.
+impl super::base::Documents for Client {
+    fn manifest(&mut self, digest: &str) -> Result<Value> {
+        let (bytes, _, _) = self.get_manifest(digest)?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::failed(format!(
+                "{}: manifest {digest} is not JSON: {e}",
+                self.reference
+            ))
+        })
+    }
+
+    fn config(&mut self, digest: &str) -> Result<Value> {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(self.get_blob(digest)?, 8 << 20),
+            &mut bytes,
+        )
+        .map_err(|e| {
+            Error::failed(format!(
+                "{}: could not read config {digest}: {e}",
+                self.reference
+            ))
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::failed(format!(
+                "{}: config {digest} is not JSON: {e}",
+                self.reference
+            ))
+        })
+    }
 }

@@ -21,8 +21,9 @@ pub struct ImageSpec {
     /// PEM file of CA certificates to trust for the registry instead of the system's.
     #[serde(default)]
     pub ca_file: Option<Text>,
-    /// `scratch` (default), or `oci-layout:PATH[:TAG]`: an OCI image layout in the repository
-    /// (or an absolute path), pinned to its digest at build time.
+    /// `scratch` (default); a registry reference (`registry.example.org/base/alma:9`, or
+    /// `...@sha256:…`); or `oci-layout:PATH[:TAG]`, an OCI image layout in the repository (or an
+    /// absolute path). Pinned to its digest at build time.
     #[serde(default = "scratch")]
     pub base: Text,
     /// Where the release tree goes in the image. Default `/opt/{name}`.
@@ -152,11 +153,13 @@ impl ImageSpec {
         };
         let base = self.base.as_str();
         if base != "scratch" && !base.starts_with("oci-layout:") {
-            problem(
-                &self.base,
-                "base",
-                format!("`{base}`: use `scratch` or `oci-layout:PATH[:TAG]` (pulling a base from a registry is not supported yet)"),
-            );
+            if let Err(why) = crate::oci::reference::Reference::parse(base) {
+                problem(
+                    &self.base,
+                    "base",
+                    format!("{why}; or use `scratch` or `oci-layout:PATH[:TAG]`"),
+                );
+            }
         }
         for (what, path) in [("install_path", &self.install_path)]
             .into_iter()

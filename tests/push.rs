@@ -624,3 +624,50 @@ fn a_missing_or_unreachable_base_is_a_clear_error() {
     let closed = format!("127.0.0.1:{}/base/mini:1", registry::free_port());
     attempt(&closed).fails_with(1, "could not read a manifest");
 }
+
+#[test]
+fn a_multi_platform_image_is_pushed_as_an_index() {
+    if !ready() {
+        return;
+    }
+    let registry = Registry::start(true);
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let spec = work.path().join("multi.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: dirac\nimage:\n  repository: {}/lhcb/dirac\n  platforms: [linux/amd64, linux/arm64/v8]\n  cmd: [\"/opt/dirac/dirac-service\"]\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let result = run(tagpilot(&repo)
+        .args([
+            "image",
+            "--output",
+            "json",
+            "--tag",
+            "v8r2p44",
+            "--pipeline",
+        ])
+        .arg(&spec)
+        .arg("--out")
+        .arg(work.path().join("out"))
+        .env("DOCKER_CONFIG", registry.docker_config()))
+    .ok();
+    let report = pushed(&result);
+    assert_eq!(
+        report["uploaded_blobs"], 3,
+        "one shared layer, two configs: {report}"
+    );
+    let reference = format!("{}/lhcb/dirac:8.2.44", registry.host());
+    let raw: Value = serde_json::from_slice(&skopeo(&["--raw"], &reference).stdout).unwrap();
+    assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(raw["manifests"].as_array().unwrap().len(), 2);
+    for arch in ["amd64", "arm64"] {
+        let inspect: Value =
+            serde_json::from_slice(&skopeo(&["--override-arch", arch], &reference).stdout).unwrap();
+        assert_eq!(inspect["Architecture"], arch);
+    }
+}

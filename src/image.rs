@@ -99,7 +99,11 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
     let install_path = target
         .render(image.install_path.as_str())
         .map_err(|why| Error::input(format!("image.install_path: {why}")))?;
-    let prefix = format!("{}/", install_path.trim_matches('/'));
+    // Paths in layers are relative to the root; `/` itself means no prefix at all.
+    let prefix = match install_path.trim_matches('/') {
+        "" => String::new(),
+        folder => format!("{folder}/"),
+    };
     let excludes = inputs.spec.tarball.excludes()?;
     let release_tree = Selection {
         excludes: &excludes,

@@ -2,6 +2,7 @@
 //! independent readers (`tar`, `gzip`, `git archive`) to check what it wrote.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod docker;
 pub mod proxy;
 pub mod registry;
 pub mod token;

@@ -1,0 +1,103 @@
+//! A real Docker engine for tests: Debian's `dockerd` on a private socket, data root and exec
+//! root, without touching the host's network (`--iptables=false --bridge=none`). Containers run
+//! with `--network none`. Stopped when dropped. Skips on a laptop without it; fails in CI.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Docker {
+    child: Child,
+    pub dir: PathBuf,
+}
+
+impl Docker {
+    /// Starts an engine, or `None` (saying why) where none can run outside CI.
+    pub fn start() -> Option<Docker> {
+        let installed = Command::new("dockerd")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let root = is_root();
+        if !installed || !root {
+            assert!(
+                std::env::var("CI").is_err(),
+                "dockerd (as root) is required in CI (.ci/run installs docker.io)"
+            );
+            eprintln!("SKIPPED: no Docker engine here (apt-get install docker.io, run as root)");
+            return None;
+        }
+        // Short paths: the socket path must fit in sun_path.
+        let dir = PathBuf::from(format!(
+            "/tmp/tpd-{}-{}",
+            std::process::id(),
+            super::registry::free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = Command::new("dockerd")
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .arg("--host")
+            .arg(format!("unix://{}", dir.join("docker.sock").display()))
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd starts");
+        let docker = Docker { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !docker
+            .command()
+            .arg("info")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not come up; see {}",
+                docker.dir.join("dockerd.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(docker)
+    }
+
+    /// A `docker` client command for this engine.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("docker");
+        cmd.env(
+            "DOCKER_HOST",
+            format!("unix://{}", self.dir.join("docker.sock").display()),
+        );
+        cmd.env("DOCKER_CONFIG", self.dir.join("client"));
+        cmd
+    }
+}
+
+impl Drop for Docker {
+    fn drop(&mut self) {
+        // SIGTERM lets dockerd unmount its layers; then the folder can go.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}

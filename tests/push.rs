@@ -671,3 +671,75 @@ fn a_multi_platform_image_is_pushed_as_an_index() {
         assert_eq!(inspect["Architecture"], arch);
     }
 }
+
+/// Behind a proxy that refuses big request bodies, large blobs go up in chunks.
+#[test]
+fn a_refused_big_upload_falls_back_to_chunks() {
+    if !ready() {
+        return;
+    }
+    let registry = Registry::start(true);
+    let proxy = Proxy::start(registry.port, |_| Fault::LimitBody(64 * 1024));
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    // A layer of a few MB: more than the proxy's limit, more than one 8 MiB chunk.
+    let mut state = 7u64;
+    let noise: Vec<u8> = (0..9_000_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(repo.join("noise.bin"), noise).unwrap();
+    sh(Command::new("git")
+        .current_dir(&repo)
+        .args(["add", "noise.bin"]));
+    sh(Command::new("git").current_dir(&repo).args([
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@e",
+        "commit",
+        "-qm",
+        "noise",
+    ]));
+    sh(Command::new("git")
+        .current_dir(&repo)
+        .args(["tag", "-f", "v8r2p44"]));
+    let auth = registry.docker_config_for(&[proxy.host()]);
+    let result = run(tagpilot(&repo)
+        .args([
+            "image",
+            "--output",
+            "json",
+            "--tag",
+            "v8r2p44",
+            "--pipeline",
+        ])
+        .arg(Path::new(ROOT).join("pipelines/dirac.yaml"))
+        .arg("--out")
+        .arg(work.path().join("out"))
+        .env("CI_REGISTRY_IMAGE", format!("{}/lhcb/dirac", proxy.host()))
+        .env("DOCKER_CONFIG", &auth))
+    .ok();
+    assert!(pushed(&result)["uploaded_bytes"].as_u64().unwrap() > 9_000_000);
+    // The image is complete in the registry: skopeo copies every blob out of it.
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &format!("{USER}:{PASSWORD}"),
+        ])
+        .arg(format!("docker://{}/lhcb/dirac:8.2.44", registry.host()))
+        .arg(format!("oci:{}:x", work.path().join("copy").display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

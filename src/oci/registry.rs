@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 use super::auth::{parse_challenge, Challenge, Credential};
 use super::reference::Reference;
 
+/// Bytes per `PATCH` when a registry refuses one big upload.
+const CHUNK: usize = 8 << 20;
+
 /// Attempts per request, and the first backoff (doubled each time).
 const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -140,6 +143,10 @@ impl Client {
             );
             match outcome {
                 Ok(response) if matches!(response.status().as_u16(), 201 | 204) => return Ok(()),
+                // Too big for one request (a proxy's body limit): send it in chunks instead.
+                Ok(response) if response.status().as_u16() == 413 => {
+                    return self.upload_chunked(digest, path)
+                }
                 Ok(response)
                     if attempt < ATTEMPTS
                         && (retryable_status(response.status().as_u16())
@@ -151,6 +158,80 @@ impl Client {
                 Err(e) => return Err(e),
             }
             backoff(attempt);
+        }
+    }
+
+    /// Uploads a blob in `PATCH` chunks (`Content-Range: first-last`, inclusive), following the
+    /// newest `Location` after each, then closes the session with `PUT ?digest=`.
+    fn upload_chunked(&mut self, digest: &str, path: &Path) -> Result<()> {
+        use std::io::Read;
+        let start = self.repo_url("blobs/uploads/");
+        let response = self.send(
+            "POST",
+            &start,
+            &[],
+            Payload::None,
+            "start an upload",
+            ATTEMPTS,
+        )?;
+        if response.status().as_u16() != 202 {
+            return Err(self.refusal(
+                response,
+                &format!("start the chunked upload of blob {digest}"),
+            ));
+        }
+        let mut location = self.location(&response)?;
+        let mut file = File::open(path).map_err(|e| Error::io("read", path, e))?;
+        let mut chunk = vec![0u8; CHUNK];
+        let mut offset = 0u64;
+        loop {
+            let mut filled = 0;
+            while filled < chunk.len() {
+                match file
+                    .read(&mut chunk[filled..])
+                    .map_err(|e| Error::io("read", path, e))?
+                {
+                    0 => break,
+                    n => filled += n,
+                }
+            }
+            if filled == 0 {
+                break;
+            }
+            let range = format!("{offset}-{}", offset + filled as u64 - 1);
+            let headers = [
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Range", range.as_str()),
+            ];
+            let response = self.send(
+                "PATCH",
+                &location,
+                &headers,
+                Payload::Bytes(&chunk[..filled]),
+                "upload a chunk",
+                1,
+            )?;
+            if response.status().as_u16() != 202 {
+                return Err(
+                    self.refusal(response, &format!("upload bytes {range} of blob {digest}"))
+                );
+            }
+            location = self.location(&response)?;
+            offset += filled as u64;
+        }
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{separator}digest={}", digest.replace(':', "%3A"));
+        let response = self.send(
+            "PUT",
+            &url,
+            &[],
+            Payload::Bytes(&[]),
+            "finish a chunked upload",
+            ATTEMPTS,
+        )?;
+        match response.status().as_u16() {
+            201 | 204 => Ok(()),
+            _ => Err(self.refusal(response, &format!("finish the upload of blob {digest}"))),
         }
     }
 
@@ -388,6 +469,7 @@ impl Client {
                 let file = File::open(path).map_err(ureq::Error::Io)?;
                 with_headers!(self.agent.put(url)).send(file)
             }
+            ("PATCH", Payload::Bytes(bytes)) => with_headers!(self.agent.patch(url)).send(bytes),
             (_, Payload::Bytes(bytes)) => with_headers!(self.agent.post(url)).send(bytes),
             (_, Payload::File(_)) => unreachable!("files are only PUT"),
         }

@@ -17,6 +17,9 @@ pub enum Fault {
     Unavailable,
     /// Forward, but cut both ways once this many bytes went to the registry.
     CutAfter(usize),
+    /// Like a proxy with a body-size limit: a PUT with a larger body gets `413`. Every request
+    /// is sent with `Connection: close`, so each arrives on a connection of its own.
+    LimitBody(usize),
 }
 
 pub struct Proxy {
@@ -76,16 +79,52 @@ fn serve(mut client: TcpStream, upstream: u16, fault: Fault) {
             let _ = client.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             let _ = client.shutdown(Shutdown::Both);
         }
-        Fault::Forward => forward(client, upstream, usize::MAX),
-        Fault::CutAfter(limit) => forward(client, upstream, limit),
+        Fault::Forward => forward(client, upstream, usize::MAX, Vec::new()),
+        Fault::CutAfter(limit) => forward(client, upstream, limit, Vec::new()),
+        Fault::LimitBody(max) => limit_body(client, upstream, max),
     }
 }
 
-fn forward(client: TcpStream, upstream: u16, limit: usize) {
-    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+fn limit_body(mut client: TcpStream, upstream: u16, max: usize) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let length: usize = text
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    if text.starts_with("PUT ") && length > max {
+        // Like nginx's lingering close: take the body, then answer, so the client reads the 413.
+        let _ = std::io::copy(&mut (&client).take(length as u64), &mut std::io::sink());
+        let _ = client.write_all(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    }
+    let head = text
+        .replacen("\r\n", "\r\nConnection: close\r\n", 1)
+        .into_bytes();
+    forward(client, upstream, usize::MAX, head)
+}
+
+/// Forwards both ways, `first` (already read from the client) ahead of the rest.
+fn forward(client: TcpStream, upstream: u16, limit: usize, first: Vec<u8>) {
+    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
         let _ = client.shutdown(Shutdown::Both);
         return;
     };
+    if server.write_all(&first).is_err() {
+        return;
+    }
     let (mut client_read, mut server_write) =
         (client.try_clone().unwrap(), server.try_clone().unwrap());
     let (mut server_read, mut client_write) = (server, client);

@@ -110,7 +110,7 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
         submodules: inputs.spec.tarball.submodules,
         export_ignore: true,
     };
-    let tree_layer = layer::build(&store, family, level, |tar, counts| {
+    let tree_layer = layer::build(&store, family, image.compression, level, |tar, counts| {
         let mut progress = ui.progress("image layer");
         append_prefix_folders(tar, owned, &prefix, counts)?;
         crate::archive::append_tree(
@@ -135,7 +135,7 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
     ));
 
     if !image.files.is_empty() {
-        let files_layer = layer::build(&store, family, level, |tar, counts| {
+        let files_layer = layer::build(&store, family, image.compression, level, |tar, counts| {
             append_files(tar, owned, inputs, counts)
         })?;
         let list: Vec<String> = image
@@ -182,27 +182,28 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
             gid: 0,
             ..owned
         };
-        let supervisor_layer = layer::build(&store, family, level, |tar, counts| {
-            let parent = path
-                .trim_start_matches('/')
-                .rsplit_once('/')
-                .map_or("", |(p, _)| p);
-            append_prefix_folders(tar, root_owned, parent, counts)?;
-            let entry = Entry {
-                path: path.as_bytes(),
-                kind: EntryKind::File { executable: false },
-                content: Content::Bytes(config),
-            };
-            append(
-                tar,
-                root_owned,
-                path.trim_start_matches('/').as_bytes(),
-                entry,
-            )
-            .map_err(write_failed)?;
-            counts.entries += 1;
-            Ok(())
-        })?;
+        let supervisor_layer =
+            layer::build(&store, family, image.compression, level, |tar, counts| {
+                let parent = path
+                    .trim_start_matches('/')
+                    .rsplit_once('/')
+                    .map_or("", |(p, _)| p);
+                append_prefix_folders(tar, root_owned, parent, counts)?;
+                let entry = Entry {
+                    path: path.as_bytes(),
+                    kind: EntryKind::File { executable: false },
+                    content: Content::Bytes(config),
+                };
+                append(
+                    tar,
+                    root_owned,
+                    path.trim_start_matches('/').as_bytes(),
+                    entry,
+                )
+                .map_err(write_failed)?;
+                counts.entries += 1;
+                Ok(())
+            })?;
         layers.push((
             supervisor_layer,
             format!("tagpilot: supervisor config {path}"),

@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod cli;
 pub mod commands;
+pub mod compress;
 pub mod digest;
 pub mod error;
 pub mod fsutil;

@@ -11,11 +11,12 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::archive::{append_prefix_folders, append_tree, settle, Counts, Normal};
+use crate::compress::Compressor;
 use crate::digest::{self, HashingWriter};
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::gzip::{self, ParallelGzip};
 use crate::source::{Commit, Selection, Source};
+use crate::spec::Compression;
 use crate::ui::Progress;
 
 /// How to pack one tarball.
@@ -26,6 +27,7 @@ pub struct Plan<'a> {
     pub prefix: String,
     /// Seconds since the epoch for every entry's mtime.
     pub mtime: u64,
+    pub compression: Compression,
     pub level: u32,
     pub selection: Selection<'a>,
 }
@@ -71,7 +73,9 @@ pub fn build(
         .map_err(|e| Error::io("write", temp.path(), e))?;
 
     let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let mut tar = tar::Builder::new(ParallelGzip::new(sink, plan.level, gzip::default_workers()));
+    let compressor = Compressor::new(plan.compression, sink, plan.level)
+        .map_err(|e| Error::failed(format!("could not start the compressor: {e}")))?;
+    let mut tar = tar::Builder::new(compressor);
     let mut counts = Counts::default();
     let normal = Normal {
         mtime: plan.mtime,
@@ -91,7 +95,7 @@ pub fn build(
                 &mut counts,
             )
         });
-    let finished = tar.into_inner().and_then(ParallelGzip::finish);
+    let finished = tar.into_inner().and_then(Compressor::finish);
     let sink = settle(packed, finished, temp.path())?;
     let (mut buffered, sha256, size) = sink.finish();
     buffered

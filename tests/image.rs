@@ -466,3 +466,44 @@ fn a_release_without_a_repository_says_where_to_set_it() {
         "not_selected"
     );
 }
+
+#[test]
+fn zstd_layers_carry_their_media_type() {
+    if !tools() {
+        return;
+    }
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let spec = spec_with_image(
+        work.path(),
+        "  install_path: /opt/dirac\n  compression: zstd\n  level: 3\n",
+    );
+    let layout = work.path().join("layout");
+    let first = build_image(&repo, &spec, "v8r2p44", &layout).ok();
+    let manifest: Value = serde_json::from_str(&sh(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:8.2.44", layout.display()))))
+    .unwrap();
+    let layer = &manifest["layers"][0];
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let blob = layout.join("blobs/sha256").join(
+        layer["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:"),
+    );
+    let listing = sh(Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc '{}' | tar -t", blob.display())));
+    assert!(
+        listing.lines().any(|l| l == "opt/dirac/RELEASE"),
+        "{listing}"
+    );
+    let again = build_image(&repo, &spec, "v8r2p44", &work.path().join("again")).ok();
+    let digest =
+        |run: &Run| serde_json::from_str::<Value>(&run.stdout).unwrap()["image"]["digest"].clone();
+    assert_eq!(digest(&first), digest(&again));
+}

@@ -396,3 +396,47 @@ fn pack_index(repo: &Repo) -> String {
         .display()
         .to_string()
 }
+
+#[test]
+fn zstd_tarballs_match_git_archive_too() {
+    let repo = tricky_repo();
+    repo.write(
+        "tagpilot.yaml",
+        "tarball:\n  compression: zstd\n  level: 3\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    run(tagpilot(repo.path())
+        .args(["tarball", "--tag", "v1.2.3", "--out"])
+        .arg(out.path()))
+    .ok();
+    let tarball = out.path().join(format!("{}-1.2.3.tar.zst", repo.name()));
+    sh(Command::new("zstd").arg("-tq").arg(&tarball));
+    let tar = out.path().join("plain.tar");
+    sh(Command::new("zstd")
+        .args(["-dq", "-o"])
+        .arg(&tar)
+        .arg(&tarball));
+    let ours = snapshot(extract(&tar).path());
+    let reference =
+        snapshot(git_archive_extracted(&repo, "v1.2.3", &format!("{}-1.2.3/", repo.name())).path());
+    assert_eq!(ours, reference);
+    // Same tag, same bytes, again.
+    let again = tempfile::tempdir().unwrap();
+    run(tagpilot(repo.path())
+        .args(["tarball", "--tag", "v1.2.3", "--out"])
+        .arg(again.path()))
+    .ok();
+    assert!(
+        std::fs::read(&tarball).unwrap()
+            == std::fs::read(again.path().join(format!("{}-1.2.3.tar.zst", repo.name()))).unwrap()
+    );
+    // A .tar.gz name with zstd is a spec error.
+    repo.write(
+        "tagpilot.yaml",
+        "tarball:\n  compression: zstd\n  file: x.tar.gz\n",
+    );
+    run(tagpilot(repo.path())
+        .args(["tarball", "--tag", "v1.2.3", "--out"])
+        .arg(again.path()))
+    .fails_with(2, "must be a plain file name ending in `.tar.zst`");
+}

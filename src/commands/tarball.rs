@@ -53,13 +53,14 @@ pub fn build(
         folder => format!("{folder}/"),
     };
     let file_name = target
-        .render(spec.file.as_str())
+        .render(&spec.file_template())
         .map_err(|why| Error::input(format!("tarball.file: {why}")))?;
     let plan = Plan {
         file_name,
         prefix,
         mtime: target.mtime,
         level: spec.level.0,
+        compression: spec.compression,
         selection: Selection {
             excludes: &excludes,
             submodules: spec.submodules,

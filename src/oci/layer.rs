@@ -1,17 +1,18 @@
 //! One image layer, built in a single streaming pass: tar entries → SHA-256 of the tar (the
-//! `diff_id` in the config) → parallel gzip → SHA-256 of the compressed blob (the descriptor's
+//! `diff_id` in the config) → gzip or zstd on every core → SHA-256 of the compressed blob (the descriptor's
 //! digest) → a file in the blob store. Nothing is held whole in memory.
 
 use crate::archive::{settle, Counts};
+use crate::compress::Compressor;
 use crate::digest::HashingWriter;
-use crate::error::Result;
-use crate::gzip::{self, ParallelGzip};
+use crate::error::{Error, Result};
+use crate::spec::Compression;
 
 use super::blobs::{BlobStore, BlobWriter};
 use super::{Descriptor, Family};
 
 /// Where layer entries are written.
-pub type LayerTar = tar::Builder<HashingWriter<ParallelGzip<BlobWriter>>>;
+pub type LayerTar = tar::Builder<HashingWriter<Compressor<BlobWriter>>>;
 
 #[derive(Clone, Debug)]
 pub struct Layer {
@@ -25,13 +26,19 @@ pub struct Layer {
 pub fn build(
     store: &BlobStore,
     family: Family,
+    compression: Compression,
     level: u32,
     fill: impl FnOnce(&mut LayerTar, &mut Counts) -> Result<()>,
 ) -> Result<Layer> {
+    let media_type = family.layer(compression).ok_or_else(|| {
+        Error::input("zstd layers need an OCI manifest, and the base is a Docker v2 image")
+            .with_hint("Use image.compression: gzip, or an OCI base")
+    })?;
     let blob = store.writer()?;
     let temp_path = blob.temp_path().to_path_buf();
-    let gz = ParallelGzip::new(blob, level, gzip::default_workers());
-    let mut tar = tar::Builder::new(HashingWriter::new(gz));
+    let compressor = Compressor::new(compression, blob, level)
+        .map_err(|e| Error::failed(format!("could not start the compressor: {e}")))?;
+    let mut tar = tar::Builder::new(HashingWriter::new(compressor));
     let mut counts = Counts::default();
     let filled = fill(&mut tar, &mut counts);
     let finished = tar.into_inner().and_then(|hashing| {
@@ -42,7 +49,7 @@ pub fn build(
     let (digest, size) = blob.commit(store)?;
     Ok(Layer {
         descriptor: Descriptor {
-            media_type: family.gzip_layer().to_string(),
+            media_type: media_type.to_string(),
             digest,
             size,
             platform: None,

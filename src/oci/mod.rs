@@ -19,6 +19,7 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
@@ -113,10 +114,14 @@ impl Family {
         }
     }
 
-    pub fn gzip_layer(self) -> &'static str {
-        match self {
-            Family::Oci => OCI_LAYER_GZIP,
-            Family::Docker => DOCKER_LAYER_GZIP,
+    /// The layer media type for `compression`; Docker v2 manifests have no zstd layers.
+    pub fn layer(self, compression: crate::spec::Compression) -> Option<&'static str> {
+        use crate::spec::Compression::*;
+        match (self, compression) {
+            (Family::Oci, Gzip) => Some(OCI_LAYER_GZIP),
+            (Family::Oci, Zstd) => Some(OCI_LAYER_ZSTD),
+            (Family::Docker, Gzip) => Some(DOCKER_LAYER_GZIP),
+            (Family::Docker, Zstd) => None,
         }
     }
 }

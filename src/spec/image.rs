@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Level, Text};
+use super::{Compression, Level, Text};
 use crate::supervisor;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -64,7 +64,10 @@ pub struct ImageSpec {
     /// The process supervisor (ContainerPilot v3) and its embedded config.
     #[serde(default)]
     pub supervisor: Option<SupervisorSpec>,
-    /// gzip level for layers, 1 to 9. Default 6.
+    /// Layer compression: `gzip` (default, what every runtime reads) or `zstd` (OCI bases only).
+    #[serde(default)]
+    pub compression: Compression,
+    /// Compression level for layers, 1 to 9. Default 6.
     #[serde(default)]
     pub level: Level,
 }

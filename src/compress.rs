@@ -1,0 +1,76 @@
+//! The compressors for tarballs and layers, with their output pinned: the same input, format
+//! and level give the same bytes on any machine, whatever its core count.
+//!
+//! - gzip: [`crate::gzip::ParallelGzip`] (zlib-rs in fixed blocks on every core).
+//! - zstd: libzstd in its multi-worker mode, whose output depends on the level but not on the
+//!   number of workers (single-threaded mode would differ, so it is never used).
+
+use std::io::{self, Write};
+
+use crate::gzip::{default_workers, ParallelGzip};
+use crate::spec::Compression;
+
+pub enum Compressor<W: Write + Send + 'static> {
+    Gzip(ParallelGzip<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write + Send + 'static> Compressor<W> {
+    pub fn new(format: Compression, out: W, level: u32) -> io::Result<Self> {
+        Ok(match format {
+            Compression::Gzip => Compressor::Gzip(ParallelGzip::new(out, level, default_workers())),
+            Compression::Zstd => {
+                let mut encoder = zstd::stream::write::Encoder::new(out, level as i32)?;
+                encoder.multithread(default_workers().max(1) as u32)?;
+                encoder.include_checksum(true)?;
+                Compressor::Zstd(encoder)
+            }
+        })
+    }
+
+    pub fn finish(self) -> io::Result<W> {
+        match self {
+            Compressor::Gzip(gz) => gz.finish(),
+            Compressor::Zstd(zstd) => zstd.finish(),
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> Write for Compressor<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Gzip(gz) => gz.write(data),
+            Compressor::Zstd(zstd) => zstd.write(data),
+        }
+    }
+
+    /// Block and frame boundaries never depend on flushes, so flushing does nothing here.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zstd_output_does_not_depend_on_the_worker_count() {
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let data = &exe[..exe.len().min(6 << 20)];
+        let compress = |workers: u32| {
+            let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+            encoder.multithread(workers).unwrap();
+            encoder.include_checksum(true).unwrap();
+            encoder.write_all(data).unwrap();
+            encoder.finish().unwrap()
+        };
+        let one = compress(1);
+        assert!(compress(2) == one && compress(4) == one);
+        assert_eq!(zstd::stream::decode_all(&one[..]).unwrap(), data);
+        let ours = Compressor::new(Compression::Zstd, Vec::new(), 3).unwrap();
+        let mut ours = ours;
+        ours.write_all(data).unwrap();
+        assert!(ours.finish().unwrap() == one);
+    }
+}

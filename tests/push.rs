@@ -743,3 +743,41 @@ fn a_refused_big_upload_falls_back_to_chunks() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A token that stops being enough mid-push (as an expired one does) is replaced by a new one.
+#[test]
+fn a_token_that_stops_working_is_fetched_again() {
+    if !ready() {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let issuer = TokenIssuer::start(keys.path(), USER, PASSWORD);
+    issuer.pull_only_first.store(1, Ordering::Relaxed);
+    let registry = Registry::start_with(registry::Auth::Token {
+        realm: issuer.realm(),
+        certificate: issuer.certificate.clone(),
+    });
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let result = push(
+        &repo,
+        &work.path().join("out"),
+        &registry.host(),
+        &registry,
+        &[],
+    )
+    .ok();
+    assert_eq!(pushed(&result)["uploaded_blobs"], 4);
+    assert_eq!(
+        issuer.issued.load(Ordering::Relaxed),
+        2,
+        "a pull-only token, then a new one"
+    );
+    // skopeo goes through the same token service and finds the image complete.
+    let inspect = skopeo(&[], &format!("{}/lhcb/dirac:8.2.44", registry.host()));
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+}

@@ -16,6 +16,9 @@ pub const ISSUER: &str = "tagpilot-test-issuer";
 
 pub struct TokenIssuer {
     pub port: u16,
+    /// Tokens to hand out that allow only `pull` before the real ones: the registry then
+    /// answers 401 in the middle of a push, as it does when a token expires.
+    pub pull_only_first: Arc<AtomicUsize>,
     pub issued: Arc<AtomicUsize>,
     pub refused: Arc<AtomicUsize>,
     pub certificate: PathBuf,
@@ -58,7 +61,9 @@ impl TokenIssuer {
         let port = listener.local_addr().unwrap().port();
         let issued = Arc::new(AtomicUsize::new(0));
         let refused = Arc::new(AtomicUsize::new(0));
+        let pull_only_first = Arc::new(AtomicUsize::new(0));
         let (issued_count, refused_count) = (Arc::clone(&issued), Arc::clone(&refused));
+        let weak_tokens = Arc::clone(&pull_only_first);
         let expected = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
@@ -87,7 +92,11 @@ impl TokenIssuer {
                     continue;
                 }
                 let repository = query_scope(&request_line).unwrap_or_default();
-                let token = sign(&key, &x5c, user, &repository);
+                let weak = weak_tokens
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok();
+                let actions: &[&str] = if weak { &["pull"] } else { &["pull", "push"] };
+                let token = sign(&key, &x5c, user, &repository, actions);
                 issued_count.fetch_add(1, Ordering::Relaxed);
                 let body = format!(r#"{{"token":"{token}","expires_in":300}}"#);
                 let _ = stream.write_all(
@@ -97,6 +106,7 @@ impl TokenIssuer {
         });
         TokenIssuer {
             port,
+            pull_only_first,
             issued,
             refused,
             certificate,
@@ -114,7 +124,7 @@ fn query_scope(request_line: &str) -> Option<String> {
     let query = target.split_once('?')?.1;
     query.split('&').find_map(|pair| {
         let value = pair.strip_prefix("scope=")?;
-        let decoded = value.replace("%3A", ":").replace("%2C", ",");
+        let decoded = percent_decode(value);
         decoded
             .strip_prefix("repository:")?
             .rsplit_once(':')
@@ -122,7 +132,33 @@ fn query_scope(request_line: &str) -> Option<String> {
     })
 }
 
-fn sign(key: &Path, x5c: &str, user: &str, repository: &str) -> String {
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn sign(key: &Path, x5c: &str, user: &str, repository: &str, actions: &[&str]) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -131,7 +167,7 @@ fn sign(key: &Path, x5c: &str, user: &str, repository: &str) -> String {
     let claims = serde_json::json!({
         "iss": ISSUER, "sub": user, "aud": SERVICE,
         "iat": now, "nbf": now - 10, "exp": now + 300, "jti": format!("{now}-{repository}"),
-        "access": [{ "type": "repository", "name": repository, "actions": ["pull", "push"] }],
+        "access": [{ "type": "repository", "name": repository, "actions": actions }],
     });
     let signing_input = format!(
         "{}.{}",

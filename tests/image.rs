@@ -12,33 +12,8 @@ use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// `true` if `tool` runs here; in CI a missing tool fails the test instead.
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").is_err(),
-            "{tool} is required in CI (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: {tool} is not installed (apt-get install {tool})");
-    }
-    found
-}
-
 fn tools() -> bool {
-    have("skopeo") && have("umoci")
-}
-
-/// The sample DIRAC repository, made by the fixture script the README documents.
-fn dirac_repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    sh(Command::new("bash")
-        .arg(Path::new(ROOT).join("fixtures/make-dirac-repo.sh"))
-        .arg(dir.path().join("dirac")));
-    dir
+    tool_available("skopeo", "skopeo") && tool_available("umoci", "umoci")
 }
 
 fn build_image(repo: &Path, pipeline: &Path, tag: &str, layout: &Path) -> Run {

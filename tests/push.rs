@@ -16,42 +16,38 @@ use std::sync::atomic::Ordering;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn ready() -> bool {
-    let skopeo = Command::new("skopeo")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !skopeo {
-        assert!(std::env::var("CI").is_err(), "skopeo is required in CI");
-        eprintln!("SKIPPED: skopeo is not installed");
-    }
-    skopeo && registry::available()
+    tool_available("skopeo", "skopeo") && registry::available()
 }
 
-fn dirac_repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    sh(Command::new("bash")
-        .arg(Path::new(ROOT).join("fixtures/make-dirac-repo.sh"))
-        .arg(dir.path().join("dirac")));
-    dir
+/// `tagpilot image --output json --tag v8r2p44 --pipeline SPEC --out OUT`, run in `repo`.
+fn image_command(
+    repo: &Path,
+    spec: impl AsRef<std::ffi::OsStr>,
+    out: impl AsRef<std::ffi::OsStr>,
+) -> Command {
+    let mut cmd = tagpilot(repo);
+    cmd.args([
+        "image",
+        "--output",
+        "json",
+        "--tag",
+        "v8r2p44",
+        "--pipeline",
+    ])
+    .arg(spec)
+    .arg("--out")
+    .arg(out);
+    cmd
 }
 
 /// `tagpilot image` pushing the DIRAC example to `host` with the registry's docker config.
 fn push(repo: &Path, out: &Path, host: &str, registry: &Registry, extra: &[&str]) -> Run {
-    run(tagpilot(repo)
-        .args([
-            "image",
-            "--output",
-            "json",
-            "--tag",
-            "v8r2p44",
-            "--pipeline",
-        ])
-        .arg(Path::new(ROOT).join("pipelines/dirac.yaml"))
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .env("CI_REGISTRY_IMAGE", format!("{host}/lhcb/dirac"))
-        .env("DOCKER_CONFIG", registry.docker_config()))
+    run(
+        image_command(repo, Path::new(ROOT).join("pipelines/dirac.yaml"), out)
+            .args(extra)
+            .env("CI_REGISTRY_IMAGE", format!("{host}/lhcb/dirac"))
+            .env("DOCKER_CONFIG", registry.docker_config()),
+    )
 }
 
 fn skopeo(args: &[&str], reference: &str) -> std::process::Output {
@@ -66,6 +62,26 @@ fn skopeo(args: &[&str], reference: &str) -> std::process::Output {
         .arg(format!("docker://{reference}"))
         .output()
         .unwrap()
+}
+
+/// Copies an image out of a registry into an OCI layout: only works if every blob is there.
+fn copy_out(reference: &str, layout: &Path) {
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &format!("{USER}:{PASSWORD}"),
+        ])
+        .arg(format!("docker://{reference}"))
+        .arg(format!("oci:{}:x", layout.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn pushed(run: &Run) -> Value {
@@ -246,18 +262,7 @@ fn a_released_version_tag_is_never_moved() {
     )
     .unwrap();
     let changed_push = |extra: &[&str]| {
-        run(tagpilot(&repo)
-            .args([
-                "image",
-                "--output",
-                "json",
-                "--tag",
-                "v8r2p44",
-                "--pipeline",
-            ])
-            .arg(&changed)
-            .arg("--out")
-            .arg(work.path().join("b"))
+        run(image_command(&repo, &changed, work.path().join("b"))
             .args(extra)
             .env(
                 "CI_REGISTRY_IMAGE",
@@ -303,13 +308,13 @@ fn transient_faults_are_retried() {
     let work = dirac_repo();
     let repo = work.path().join("dirac");
     let auth = registry.docker_config_for(&[proxy.host()]);
-    run(tagpilot(&repo)
-        .args(["image", "--tag", "v8r2p44", "--pipeline"])
-        .arg(Path::new(ROOT).join("pipelines/dirac.yaml"))
-        .arg("--out")
-        .arg(work.path().join("out"))
-        .env("CI_REGISTRY_IMAGE", format!("{}/lhcb/dirac", proxy.host()))
-        .env("DOCKER_CONFIG", &auth))
+    run(image_command(
+        &repo,
+        Path::new(ROOT).join("pipelines/dirac.yaml"),
+        work.path().join("out"),
+    )
+    .env("CI_REGISTRY_IMAGE", format!("{}/lhcb/dirac", proxy.host()))
+    .env("DOCKER_CONFIG", &auth))
     .ok();
     assert!(
         proxy.faults.load(std::sync::atomic::Ordering::Relaxed) >= 5,
@@ -331,31 +336,7 @@ fn a_registry_that_dies_mid_push_leaves_no_tag_and_a_rerun_completes() {
     let work = dirac_repo();
     let repo = work.path().join("dirac");
     // Big and incompressible, so the push is cut inside this layer's upload.
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let big: Vec<u8> = (0..6_000_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    std::fs::write(repo.join("big.bin"), big).unwrap();
-    sh(Command::new("git")
-        .current_dir(&repo)
-        .args(["add", "big.bin"]));
-    sh(Command::new("git").current_dir(&repo).args([
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@e",
-        "commit",
-        "-qm",
-        "big",
-    ]));
-    sh(Command::new("git")
-        .current_dir(&repo)
-        .args(["tag", "-f", "v8r2p44"]));
+    commit_file_and_retag(&repo, "big.bin", &noise(6_000_000), "v8r2p44");
     // Every connection dies after 3 MB in total have gone through: the registry "crashes".
     let budget = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(3_000_000));
     let proxy = Proxy::start(registry.port, move |_| {
@@ -369,20 +350,13 @@ fn a_registry_that_dies_mid_push_leaves_no_tag_and_a_rerun_completes() {
     });
     let auth = registry.docker_config_for(&[proxy.host()]);
     let attempt = |host: &str| {
-        run(tagpilot(&repo)
-            .args([
-                "image",
-                "--output",
-                "json",
-                "--tag",
-                "v8r2p44",
-                "--pipeline",
-            ])
-            .arg(Path::new(ROOT).join("pipelines/dirac.yaml"))
-            .arg("--out")
-            .arg(work.path().join("out"))
-            .env("CI_REGISTRY_IMAGE", format!("{host}/lhcb/dirac"))
-            .env("DOCKER_CONFIG", &auth))
+        run(image_command(
+            &repo,
+            Path::new(ROOT).join("pipelines/dirac.yaml"),
+            work.path().join("out"),
+        )
+        .env("CI_REGISTRY_IMAGE", format!("{host}/lhcb/dirac"))
+        .env("DOCKER_CONFIG", &auth))
     };
     let failed = attempt(&proxy.host());
     assert_eq!(failed.code, 1, "{}", failed.stderr);
@@ -402,6 +376,17 @@ fn a_registry_that_dies_mid_push_leaves_no_tag_and_a_rerun_completes() {
         .starts_with(&registry.host()));
 }
 
+/// A registry that takes Bearer tokens from a test issuer (keys live in the returned folder).
+fn token_registry() -> (tempfile::TempDir, TokenIssuer, Registry) {
+    let keys = tempfile::tempdir().unwrap();
+    let issuer = TokenIssuer::start(keys.path(), USER, PASSWORD);
+    let registry = Registry::start_with(registry::Auth::Token {
+        realm: issuer.realm(),
+        certificate: issuer.certificate.clone(),
+    });
+    (keys, issuer, registry)
+}
+
 /// GitLab's registry flow: a 401 with a Bearer challenge, a token from the realm for the Basic
 /// login, then the push with the token.
 #[test]
@@ -409,12 +394,7 @@ fn bearer_tokens_from_the_challenge_realm() {
     if !ready() {
         return;
     }
-    let keys = tempfile::tempdir().unwrap();
-    let issuer = TokenIssuer::start(keys.path(), USER, PASSWORD);
-    let registry = Registry::start_with(registry::Auth::Token {
-        realm: issuer.realm(),
-        certificate: issuer.certificate.clone(),
-    });
+    let (_keys, issuer, registry) = token_registry();
     let work = dirac_repo();
     let repo = work.path().join("dirac");
     let result = push(
@@ -432,18 +412,18 @@ fn bearer_tokens_from_the_challenge_realm() {
     );
 
     // A wrong password is refused by the token service, and the message says whose login it was.
-    let refused = run(tagpilot(&repo)
-        .args(["image", "--tag", "v8r2p44", "--pipeline"])
-        .arg(Path::new(ROOT).join("pipelines/dirac.yaml"))
-        .arg("--out")
-        .arg(work.path().join("out2"))
-        .env("CI_REGISTRY", registry.host())
-        .env(
-            "CI_REGISTRY_IMAGE",
-            format!("{}/lhcb/dirac", registry.host()),
-        )
-        .env("CI_REGISTRY_USER", USER)
-        .env("CI_REGISTRY_PASSWORD", "wrong"))
+    let refused = run(image_command(
+        &repo,
+        Path::new(ROOT).join("pipelines/dirac.yaml"),
+        work.path().join("out2"),
+    )
+    .env("CI_REGISTRY", registry.host())
+    .env(
+        "CI_REGISTRY_IMAGE",
+        format!("{}/lhcb/dirac", registry.host()),
+    )
+    .env("CI_REGISTRY_USER", USER)
+    .env("CI_REGISTRY_PASSWORD", "wrong"))
     .fails_with(
         2,
         "refused user `releaser` from CI_REGISTRY_USER/CI_REGISTRY_PASSWORD",
@@ -497,18 +477,7 @@ fn a_base_in_the_same_registry_is_mounted_not_uploaded() {
         &format!("{}/base/mini:base", registry.host()),
         &registry.host(),
     );
-    let result = run(tagpilot(&repo)
-        .args([
-            "image",
-            "--output",
-            "json",
-            "--tag",
-            "v8r2p44",
-            "--pipeline",
-        ])
-        .arg(&spec)
-        .arg("--out")
-        .arg(work.path().join("out"))
+    let result = run(image_command(&repo, &spec, work.path().join("out"))
         .env("DOCKER_CONFIG", registry.docker_config()))
     .ok();
     let report = pushed(&result);
@@ -565,40 +534,16 @@ fn a_base_in_another_registry_is_streamed_across() {
         &format!("{}/base/mini:base", source.host()),
         &target.host(),
     );
-    let result = run(tagpilot(&repo)
-        .args([
-            "image",
-            "--output",
-            "json",
-            "--tag",
-            "v8r2p44",
-            "--pipeline",
-        ])
-        .arg(&spec)
-        .arg("--out")
-        .arg(work.path().join("out"))
+    let result = run(image_command(&repo, &spec, work.path().join("out"))
         .env("DOCKER_CONFIG", source.docker_config_for(&[target.host()])))
     .ok();
     let report = pushed(&result);
     assert_eq!(report["copied_blobs"], 1, "{report}");
     assert_eq!(report["mounted_blobs"], 0);
     // Every blob really is in the target: skopeo can copy the whole image out of it.
-    let copy = work.path().join("copy");
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--src-tls-verify=false",
-            "--src-creds",
-            &format!("{USER}:{PASSWORD}"),
-        ])
-        .arg(format!("docker://{}/lhcb/dirac:8.2.44", target.host()))
-        .arg(format!("oci:{}:x", copy.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    copy_out(
+        &format!("{}/lhcb/dirac:8.2.44", target.host()),
+        &work.path().join("copy"),
     );
 }
 
@@ -612,11 +557,7 @@ fn a_missing_or_unreachable_base_is_a_clear_error() {
     let repo = work.path().join("dirac");
     let attempt = |base: &str| {
         let spec = app_spec(work.path(), base, &registry.host());
-        run(tagpilot(&repo)
-            .args(["image", "--tag", "v8r2p44", "--pipeline"])
-            .arg(&spec)
-            .arg("--out")
-            .arg(work.path().join("out"))
+        run(image_command(&repo, &spec, work.path().join("out"))
             .env("DOCKER_CONFIG", registry.docker_config()))
     };
     attempt(&format!("{}/base/none:1", registry.host()))
@@ -642,18 +583,7 @@ fn a_multi_platform_image_is_pushed_as_an_index() {
         ),
     )
     .unwrap();
-    let result = run(tagpilot(&repo)
-        .args([
-            "image",
-            "--output",
-            "json",
-            "--tag",
-            "v8r2p44",
-            "--pipeline",
-        ])
-        .arg(&spec)
-        .arg("--out")
-        .arg(work.path().join("out"))
+    let result = run(image_command(&repo, &spec, work.path().join("out"))
         .env("DOCKER_CONFIG", registry.docker_config()))
     .ok();
     let report = pushed(&result);
@@ -683,64 +613,21 @@ fn a_refused_big_upload_falls_back_to_chunks() {
     let work = dirac_repo();
     let repo = work.path().join("dirac");
     // A layer of a few MB: more than the proxy's limit, more than one 8 MiB chunk.
-    let mut state = 7u64;
-    let noise: Vec<u8> = (0..9_000_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
-    std::fs::write(repo.join("noise.bin"), noise).unwrap();
-    sh(Command::new("git")
-        .current_dir(&repo)
-        .args(["add", "noise.bin"]));
-    sh(Command::new("git").current_dir(&repo).args([
-        "-c",
-        "user.name=t",
-        "-c",
-        "user.email=t@e",
-        "commit",
-        "-qm",
-        "noise",
-    ]));
-    sh(Command::new("git")
-        .current_dir(&repo)
-        .args(["tag", "-f", "v8r2p44"]));
+    commit_file_and_retag(&repo, "noise.bin", &noise(9_000_000), "v8r2p44");
     let auth = registry.docker_config_for(&[proxy.host()]);
-    let result = run(tagpilot(&repo)
-        .args([
-            "image",
-            "--output",
-            "json",
-            "--tag",
-            "v8r2p44",
-            "--pipeline",
-        ])
-        .arg(Path::new(ROOT).join("pipelines/dirac.yaml"))
-        .arg("--out")
-        .arg(work.path().join("out"))
-        .env("CI_REGISTRY_IMAGE", format!("{}/lhcb/dirac", proxy.host()))
-        .env("DOCKER_CONFIG", &auth))
+    let result = run(image_command(
+        &repo,
+        Path::new(ROOT).join("pipelines/dirac.yaml"),
+        work.path().join("out"),
+    )
+    .env("CI_REGISTRY_IMAGE", format!("{}/lhcb/dirac", proxy.host()))
+    .env("DOCKER_CONFIG", &auth))
     .ok();
     assert!(pushed(&result)["uploaded_bytes"].as_u64().unwrap() > 9_000_000);
     // The image is complete in the registry: skopeo copies every blob out of it.
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--src-tls-verify=false",
-            "--src-creds",
-            &format!("{USER}:{PASSWORD}"),
-        ])
-        .arg(format!("docker://{}/lhcb/dirac:8.2.44", registry.host()))
-        .arg(format!("oci:{}:x", work.path().join("copy").display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    copy_out(
+        &format!("{}/lhcb/dirac:8.2.44", registry.host()),
+        &work.path().join("copy"),
     );
 }
 
@@ -750,13 +637,8 @@ fn a_token_that_stops_working_is_fetched_again() {
     if !ready() {
         return;
     }
-    let keys = tempfile::tempdir().unwrap();
-    let issuer = TokenIssuer::start(keys.path(), USER, PASSWORD);
+    let (_keys, issuer, registry) = token_registry();
     issuer.pull_only_first.store(1, Ordering::Relaxed);
-    let registry = Registry::start_with(registry::Auth::Token {
-        realm: issuer.realm(),
-        certificate: issuer.certificate.clone(),
-    });
     let work = dirac_repo();
     let repo = work.path().join("dirac");
     let result = push(

@@ -114,25 +114,12 @@ impl Client {
     /// that breaks off leaves its upload session in an unknown state, so a retry starts a new
     /// session rather than repeating the PUT.
     pub fn upload_blob(&mut self, digest: &str, path: &Path) -> Result<()> {
-        let start = self.repo_url("blobs/uploads/");
         let headers = [("Content-Type", "application/octet-stream")];
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let response = self.send(
-                "POST",
-                &start,
-                &[],
-                Payload::None,
-                "start an upload",
-                ATTEMPTS,
-            )?;
-            if response.status().as_u16() != 202 {
-                return Err(self.refusal(response, &format!("start the upload of blob {digest}")));
-            }
-            let location = self.location(&response)?;
-            let separator = if location.contains('?') { '&' } else { '?' };
-            let url = format!("{location}{separator}digest={}", digest.replace(':', "%3A"));
+            let location = self.open_upload(digest)?;
+            let url = with_digest(&location, digest);
             let outcome = self.send(
                 "PUT",
                 &url,
@@ -165,22 +152,7 @@ impl Client {
     /// newest `Location` after each, then closes the session with `PUT ?digest=`.
     fn upload_chunked(&mut self, digest: &str, path: &Path) -> Result<()> {
         use std::io::Read;
-        let start = self.repo_url("blobs/uploads/");
-        let response = self.send(
-            "POST",
-            &start,
-            &[],
-            Payload::None,
-            "start an upload",
-            ATTEMPTS,
-        )?;
-        if response.status().as_u16() != 202 {
-            return Err(self.refusal(
-                response,
-                &format!("start the chunked upload of blob {digest}"),
-            ));
-        }
-        let mut location = self.location(&response)?;
+        let mut location = self.open_upload(digest)?;
         let mut file = File::open(path).map_err(|e| Error::io("read", path, e))?;
         let mut chunk = vec![0u8; CHUNK];
         let mut offset = 0u64;
@@ -219,8 +191,7 @@ impl Client {
             location = self.location(&response)?;
             offset += filled as u64;
         }
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let url = format!("{location}{separator}digest={}", digest.replace(':', "%3A"));
+        let url = with_digest(&location, digest);
         let response = self.send(
             "PUT",
             &url,
@@ -233,6 +204,23 @@ impl Client {
             201 | 204 => Ok(()),
             _ => Err(self.refusal(response, &format!("finish the upload of blob {digest}"))),
         }
+    }
+
+    /// Opens an upload session; returns its location.
+    fn open_upload(&mut self, digest: &str) -> Result<String> {
+        let start = self.repo_url("blobs/uploads/");
+        let response = self.send(
+            "POST",
+            &start,
+            &[],
+            Payload::None,
+            "start an upload",
+            ATTEMPTS,
+        )?;
+        if response.status().as_u16() != 202 {
+            return Err(self.refusal(response, &format!("start the upload of blob {digest}")));
+        }
+        self.location(&response)
     }
 
     /// The digest a tag (or digest) points at now, or `None` if it does not exist.
@@ -326,21 +314,8 @@ impl Client {
         size: u64,
         source: &mut dyn std::io::Read,
     ) -> Result<()> {
-        let start = self.repo_url("blobs/uploads/");
-        let response = self.send(
-            "POST",
-            &start,
-            &[],
-            Payload::None,
-            "start an upload",
-            ATTEMPTS,
-        )?;
-        if response.status().as_u16() != 202 {
-            return Err(self.refusal(response, &format!("start the upload of blob {digest}")));
-        }
-        let location = self.location(&response)?;
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let url = format!("{location}{separator}digest={}", digest.replace(':', "%3A"));
+        let location = self.open_upload(digest)?;
+        let url = with_digest(&location, digest);
         let length = size.to_string();
         let mut request = self
             .agent
@@ -603,6 +578,12 @@ impl Client {
             _ => Error::failed(message),
         }
     }
+}
+
+/// An upload location with `digest=` added, to close the session (it may carry a query already).
+fn with_digest(location: &str, digest: &str) -> String {
+    let separator = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{separator}digest={}", digest.replace(':', "%3A"))
 }
 
 fn header(response: &Response<Body>, name: &str) -> Option<String> {

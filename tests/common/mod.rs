@@ -251,3 +251,61 @@ pub fn find_tarball(dir: &Path) -> PathBuf {
         .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
         .unwrap_or_else(|| panic!("no .tar.gz in {}", dir.display()))
 }
+
+/// `true` if `tool` runs here. On a laptop without it the caller skips, saying so; in CI
+/// (`CI` set) a missing tool is a failure, never a silent skip.
+pub fn tool_available(tool: &str, install: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{tool} is required in CI (.ci/run installs {install})"
+        );
+        eprintln!("SKIPPED: {tool} is not installed (apt-get install {install})");
+    }
+    found
+}
+
+/// The sample DIRAC repository (at `dirac/` in the returned folder), made by the fixture
+/// script the README documents.
+pub fn dirac_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    sh(Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/make-dirac-repo.sh"))
+        .arg(dir.path().join("dirac")));
+    dir
+}
+
+/// `len` incompressible bytes, the same every run (xorshift64).
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Adds `file` with `content` to the repository at `dir` and moves `tag` onto the new commit.
+pub fn commit_file_and_retag(dir: &Path, file: &str, content: &[u8], tag: &str) {
+    std::fs::write(dir.join(file), content).unwrap();
+    sh(Command::new("git").current_dir(dir).args(["add", file]));
+    sh(Command::new("git").current_dir(dir).args([
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@e",
+        "commit",
+        "-qm",
+        file,
+    ]));
+    sh(Command::new("git")
+        .current_dir(dir)
+        .args(["tag", "-f", tag]));
+}

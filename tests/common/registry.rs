@@ -31,18 +31,7 @@ pub const PASSWORD: &str = "correct-horse-battery";
 
 /// `true` if `docker-registry` can run here; in CI its absence fails the test.
 pub fn available() -> bool {
-    let found = Command::new("docker-registry")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").is_err(),
-            "docker-registry is required in CI (.ci/run installs it)"
-        );
-        eprintln!("SKIPPED: docker-registry is not installed (apt-get install docker-registry apache2-utils)");
-    }
-    found
+    super::tool_available("docker-registry", "docker-registry apache2-utils")
 }
 
 pub fn free_port() -> u16 {

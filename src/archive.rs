@@ -130,3 +130,153 @@ pub fn append<W: Write>(
         }
     }
 }
+
+/// Re-writes the entries of a tar stream (a release tarball's) under another prefix and owner:
+/// `strip` (the tarball's prefix folder, `/`-terminated) is replaced by `prefix`. The folders of
+/// `strip` itself are left out; the caller writes `prefix`'s own. Files stream through.
+pub fn restamp<R: io::Read, W: Write>(
+    from: R,
+    strip: &str,
+    tar: &mut tar::Builder<W>,
+    normal: Normal,
+    prefix: &str,
+    counts: &mut Counts,
+) -> Result<()> {
+    let read_failed = |e: io::Error| Error::failed(format!("could not read the release tree: {e}"));
+    let mut archive = tar::Archive::new(from);
+    for entry in archive.entries().map_err(read_failed)? {
+        let mut entry = entry.map_err(read_failed)?;
+        let path = entry.path_bytes().into_owned();
+        let Some(relative) = path.strip_prefix(strip.as_bytes()) else {
+            continue; // a folder of the tarball's prefix
+        };
+        let relative = relative.strip_suffix(b"/").unwrap_or(relative);
+        let kind = match entry.header().entry_type() {
+            tar::EntryType::Directory => EntryKind::Folder,
+            tar::EntryType::Symlink => EntryKind::Symlink,
+            _ => EntryKind::File {
+                executable: entry.header().mode().map_err(read_failed)? & 0o100 != 0,
+            },
+        };
+        let target = match kind {
+            EntryKind::Symlink => entry
+                .link_name_bytes()
+                .map(|t| t.into_owned())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let size = entry.size();
+        let content = match kind {
+            EntryKind::Symlink => Content::Bytes(&target),
+            EntryKind::Folder => Content::Bytes(&[]),
+            EntryKind::File { .. } => Content::Stream {
+                size,
+                reader: &mut entry,
+            },
+        };
+        let new_path = [prefix.as_bytes(), relative].concat();
+        append(
+            tar,
+            normal,
+            &new_path,
+            Entry {
+                path: &new_path,
+                kind,
+                content,
+            },
+        )
+        .map_err(write_failed)?;
+        counts.entries += 1;
+        counts.content_bytes += size;
+    }
+    Ok(())
+}
+
+/// Passes writes through, and sends a copy of the bytes, in chunks, to another thread.
+pub struct Tee<W> {
+    inner: W,
+    copy: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    chunk: Vec<u8>,
+}
+
+const TEE_CHUNK: usize = 256 * 1024;
+
+impl<W: Write> Tee<W> {
+    pub fn new(inner: W, copy: Option<std::sync::mpsc::SyncSender<Vec<u8>>>) -> Tee<W> {
+        Tee {
+            inner,
+            copy,
+            chunk: Vec::new(),
+        }
+    }
+
+    /// Sends what is left and closes the copy; returns the inner writer.
+    pub fn into_inner(mut self) -> io::Result<W> {
+        self.send()?;
+        Ok(self.inner)
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if let Some(copy) = &self.copy {
+            if !self.chunk.is_empty() {
+                let chunk = std::mem::take(&mut self.chunk);
+                copy.send(chunk).map_err(|_| {
+                    io::Error::new(io::ErrorKind::BrokenPipe, "the copy's reader stopped")
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(data)?;
+        if self.copy.is_some() {
+            self.chunk.extend_from_slice(&data[..n]);
+            if self.chunk.len() >= TEE_CHUNK {
+                self.send()?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads what a [`Tee`] sends, until it closes.
+pub struct ChannelReader {
+    from: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl ChannelReader {
+    pub fn new(from: std::sync::mpsc::Receiver<Vec<u8>>) -> ChannelReader {
+        ChannelReader {
+            from,
+            chunk: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.from.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::archive::{append, append_prefix_folders, write_failed, Counts, Normal};
+use crate::archive::{append, append_prefix_folders, restamp, write_failed, Counts, Normal};
 use crate::error::{Error, Result};
 use crate::oci::auth;
 use crate::oci::blobs::BlobStore;
@@ -68,6 +68,47 @@ pub struct Inputs<'a> {
     /// Download a registry base's layers into the layout, so it is complete on its own (a
     /// push does not need them: it mounts or copies them registry to registry).
     pub fetch_base_layers: bool,
+    /// The release tree layer when it was already made (from the tarball's stream, in the
+    /// same pass over the git tree); else it is made here from the tree.
+    pub release_tree: Option<Layer>,
+}
+
+/// Where the release tree goes: its owner and the layer path prefix (`opt/dirac/`), and the
+/// install path as rendered.
+fn tree_placement(image: &ImageSpec, target: &Target) -> Result<(Normal, String, String)> {
+    let (uid, gid) = parse_owner(image.owner.as_str())
+        .ok_or_else(|| Error::input(format!("image.owner `{}` is not UID:GID", image.owner)))?;
+    let owned = Normal {
+        mtime: target.mtime,
+        uid,
+        gid,
+    };
+    let install_path = target
+        .render(image.install_path.as_str())
+        .map_err(|why| Error::input(format!("image.install_path: {why}")))?;
+    // Paths in layers are relative to the root; `/` itself means no prefix at all.
+    let prefix = match install_path.trim_matches('/') {
+        "" => String::new(),
+        folder => format!("{folder}/"),
+    };
+    Ok((owned, prefix, install_path))
+}
+
+/// The release tree layer, made from the release tarball's uncompressed tar stream, whose
+/// entries sit under `tarball_prefix`. It is the same layer [`build`] makes from the tree.
+pub fn release_tree_layer(
+    layout_dir: &Path,
+    image: &ImageSpec,
+    target: &Target,
+    tarball_prefix: &str,
+    tar_stream: impl std::io::Read,
+) -> Result<Layer> {
+    let (owned, prefix, _) = tree_placement(image, target)?;
+    let store = BlobStore::open(layout_dir)?;
+    layer::build(&store, image.compression, image.level.0, |tar, counts| {
+        append_prefix_folders(tar, owned, &prefix, counts)?;
+        restamp(tar_stream, tarball_prefix, tar, owned, &prefix, counts)
+    })
 }
 
 pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
@@ -86,46 +127,35 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
     let (tags, version_tags) = image_tags(image, target, inputs.known)?;
     let (bases, base_digest, store) = resolve_base(inputs, &platforms, layout_dir)?;
     let family = bases[0].family;
-    let (uid, gid) = parse_owner(image.owner.as_str())
-        .ok_or_else(|| Error::input(format!("image.owner `{}` is not UID:GID", image.owner)))?;
-    let owned = Normal {
-        mtime: target.mtime,
-        uid,
-        gid,
-    };
+    let (owned, prefix, install_path) = tree_placement(image, target)?;
     let level = image.level.0;
 
     let mut layers: Vec<(Layer, String)> = Vec::new();
-    let install_path = target
-        .render(image.install_path.as_str())
-        .map_err(|why| Error::input(format!("image.install_path: {why}")))?;
-    // Paths in layers are relative to the root; `/` itself means no prefix at all.
-    let prefix = match install_path.trim_matches('/') {
-        "" => String::new(),
-        folder => format!("{folder}/"),
-    };
     let excludes = inputs.spec.tarball.excludes()?;
     let release_tree = Selection {
         excludes: &excludes,
         submodules: inputs.spec.tarball.submodules,
         export_ignore: true,
     };
-    let tree_layer = layer::build(&store, family, image.compression, level, |tar, counts| {
-        let mut progress = ui.progress("image layer");
-        append_prefix_folders(tar, owned, &prefix, counts)?;
-        crate::archive::append_tree(
-            tar,
-            owned,
-            inputs.source,
-            &target.commit,
-            &release_tree,
-            &prefix,
-            &mut progress,
-            counts,
-        )?;
-        progress.finish();
-        Ok(())
-    })?;
+    let tree_layer = match inputs.release_tree.clone() {
+        Some(layer) => layer,
+        None => layer::build(&store, image.compression, level, |tar, counts| {
+            let mut progress = ui.progress("image layer");
+            append_prefix_folders(tar, owned, &prefix, counts)?;
+            crate::archive::append_tree(
+                tar,
+                owned,
+                inputs.source,
+                &target.commit,
+                &release_tree,
+                &prefix,
+                &mut progress,
+                counts,
+            )?;
+            progress.finish();
+            Ok(())
+        })?,
+    };
     layers.push((
         tree_layer,
         format!(
@@ -135,7 +165,7 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
     ));
 
     if !image.files.is_empty() {
-        let files_layer = layer::build(&store, family, image.compression, level, |tar, counts| {
+        let files_layer = layer::build(&store, image.compression, level, |tar, counts| {
             append_files(tar, owned, inputs, counts)
         })?;
         let list: Vec<String> = image
@@ -182,28 +212,27 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
             gid: 0,
             ..owned
         };
-        let supervisor_layer =
-            layer::build(&store, family, image.compression, level, |tar, counts| {
-                let parent = path
-                    .trim_start_matches('/')
-                    .rsplit_once('/')
-                    .map_or("", |(p, _)| p);
-                append_prefix_folders(tar, root_owned, parent, counts)?;
-                let entry = Entry {
-                    path: path.as_bytes(),
-                    kind: EntryKind::File { executable: false },
-                    content: Content::Bytes(config),
-                };
-                append(
-                    tar,
-                    root_owned,
-                    path.trim_start_matches('/').as_bytes(),
-                    entry,
-                )
-                .map_err(write_failed)?;
-                counts.entries += 1;
-                Ok(())
-            })?;
+        let supervisor_layer = layer::build(&store, image.compression, level, |tar, counts| {
+            let parent = path
+                .trim_start_matches('/')
+                .rsplit_once('/')
+                .map_or("", |(p, _)| p);
+            append_prefix_folders(tar, root_owned, parent, counts)?;
+            let entry = Entry {
+                path: path.as_bytes(),
+                kind: EntryKind::File { executable: false },
+                content: Content::Bytes(config),
+            };
+            append(
+                tar,
+                root_owned,
+                path.trim_start_matches('/').as_bytes(),
+                entry,
+            )
+            .map_err(write_failed)?;
+            counts.entries += 1;
+            Ok(())
+        })?;
         layers.push((
             supervisor_layer,
             format!("tagpilot: supervisor config {path}"),
@@ -257,8 +286,8 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
             .into_iter()
             .map(|(layer, created_by)| AddedLayer {
                 created_by,
-                digest: layer.descriptor.digest,
-                size: layer.descriptor.size,
+                digest: layer.digest,
+                size: layer.size,
             })
             .collect(),
     })

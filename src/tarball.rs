@@ -9,8 +9,9 @@
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
 
-use crate::archive::{append_prefix_folders, append_tree, settle, Counts, Normal};
+use crate::archive::{append_prefix_folders, append_tree, settle, Counts, Normal, Tee};
 use crate::compress::Compressor;
 use crate::digest::{self, HashingWriter};
 use crate::error::{Error, Result};
@@ -56,7 +57,9 @@ pub struct Built {
     pub unchanged: bool,
 }
 
-/// Builds the tarball in `out_dir` (atomically) and records it in `out_dir/SHA256SUMS`.
+/// Builds the tarball in `out_dir` (atomically) and records it in `out_dir/SHA256SUMS`. With
+/// `copy`, the uncompressed tar stream also goes there (the image layer is made from it, so
+/// the git tree is read once for both).
 pub fn build(
     source: &Source,
     commit: &Commit,
@@ -64,6 +67,7 @@ pub fn build(
     out_dir: &Path,
     existing: Existing,
     progress: &mut Progress,
+    copy: Option<SyncSender<Vec<u8>>>,
 ) -> Result<Built> {
     let final_path = out_dir.join(&plan.file_name);
     let temp = fsutil::temp_beside(&final_path)?;
@@ -75,7 +79,7 @@ pub fn build(
     let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     let compressor = Compressor::new(plan.compression, sink, plan.level)
         .map_err(|e| Error::failed(format!("could not start the compressor: {e}")))?;
-    let mut tar = tar::Builder::new(compressor);
+    let mut tar = tar::Builder::new(Tee::new(compressor, copy));
     let mut counts = Counts::default();
     let normal = Normal {
         mtime: plan.mtime,
@@ -95,7 +99,10 @@ pub fn build(
                 &mut counts,
             )
         });
-    let finished = tar.into_inner().and_then(Compressor::finish);
+    let finished = tar
+        .into_inner()
+        .and_then(Tee::into_inner)
+        .and_then(Compressor::finish);
     let sink = settle(packed, finished, temp.path())?;
     let (mut buffered, sha256, size) = sink.finish();
     buffered

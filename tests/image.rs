@@ -482,3 +482,43 @@ fn zstd_layers_carry_their_media_type() {
         |run: &Run| serde_json::from_str::<Value>(&run.stdout).unwrap()["image"]["digest"].clone();
     assert_eq!(digest(&first), digest(&again));
 }
+
+/// `release` makes the image's release tree layer from the tarball's stream (one pass over the
+/// git tree); `image` walks the tree itself. Both give the same image, byte for byte.
+#[test]
+fn one_pass_release_gives_the_same_image_as_walking_the_tree() {
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let long = format!(
+        "{}/deep-file-name-beyond-the-ustar-limit.py",
+        "long-folder-name".repeat(8)
+    );
+    std::fs::create_dir_all(repo.join(long.rsplit_once('/').unwrap().0)).unwrap();
+    commit_file_and_retag(&repo, &long, b"x = 1\n", "v8r2p44");
+    commit_file_and_retag(&repo, "big.bin", &noise(5 << 20), "v8r2p44");
+    let pipeline = Path::new(ROOT).join("pipelines/dirac.yaml");
+    let released = run(tagpilot(&repo)
+        .args([
+            "release",
+            "--dry-run",
+            "--output",
+            "json",
+            "--tag",
+            "v8r2p44",
+            "--pipeline",
+        ])
+        .arg(&pipeline)
+        .arg("--out")
+        .arg(work.path().join("out")))
+    .ok();
+    let walked = build_image(&repo, &pipeline, "v8r2p44", &work.path().join("walked")).ok();
+    let tarball = extract(&work.path().join("out/DIRAC-v8r2p44.tar.gz"));
+    assert!(
+        tarball.path().join("DIRAC-v8r2p44").join(&long).is_file(),
+        "the long path is in the release"
+    );
+    let digest =
+        |run: &Run| serde_json::from_str::<Value>(&run.stdout).unwrap()["image"]["digest"].clone();
+    assert!(digest(&released).is_string());
+    assert_eq!(digest(&released), digest(&walked));
+}

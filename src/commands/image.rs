@@ -5,6 +5,7 @@ use std::path::Path;
 use crate::cli::{Cli, ImageArgs, Output};
 use crate::error::{Error, Result};
 use crate::image::{self, Built, Inputs};
+use crate::oci::layer::Layer;
 use crate::record::Record;
 use crate::target::{self, tag_reader, Request, Target};
 use crate::ui::{print_stdout, Ui};
@@ -24,7 +25,7 @@ pub fn run(cli: &Cli, args: &ImageArgs, ui: &Ui) -> Result<()> {
         .unwrap_or_else(|| args.out.join("image"));
     // An explicit layout is the product: it gets the base's layers too, to stand on its own.
     let complete = args.oci_layout.is_some();
-    let built = build(&project, &target, &layout, complete, ui)?.ok_or_else(|| {
+    let built = build(&project, &target, &layout, complete, None, ui)?.ok_or_else(|| {
         Error::input(format!(
             "the pipeline spec has no `image:` section ({})",
             project
@@ -67,12 +68,13 @@ pub fn push(
 }
 
 /// The image stage: `None` when the spec has no `image:` section. `complete` also downloads a
-/// registry base's layers into the layout.
+/// registry base's layers into the layout; `release_tree` is the layer when already made.
 pub fn build(
     project: &Project,
     target: &Target,
     layout: &Path,
     complete: bool,
+    release_tree: Option<Layer>,
     ui: &Ui,
 ) -> Result<Option<Built>> {
     let Some(image) = &project.spec.image else {
@@ -88,6 +90,7 @@ pub fn build(
         target,
         known: &known,
         fetch_base_layers: complete,
+        release_tree,
     };
     let title = format!(
         "Building image {} {} into {}",

@@ -1,15 +1,18 @@
 //! `tagpilot release`: the stages in order, then the release record. A dry run goes through
 //! the same code; it only turns off writes outside the output folder.
 
+use crate::archive::ChannelReader;
 use crate::cli::{Cli, Output, ReleaseArgs, StageName};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::image;
 use crate::record::{Record, Status};
 use crate::tarball::Existing;
 use crate::target::{self, Request};
 use crate::ui::{human_bytes, print_stdout, Ui};
 
-use super::{display, image, tarball, write_dotenv, Project};
+use super::image as image_stage;
+use super::{display, tarball, write_dotenv, Project};
 
 pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     let project = Project::open(&args.project)?;
@@ -46,8 +49,42 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         Existing::Refuse
     };
 
+    let layout = out.join("image");
+    // The image's release tree layer is made from the tarball's stream: one pass over the tree.
+    let image_spec = project
+        .spec
+        .image
+        .as_ref()
+        .filter(|_| selected(StageName::Image));
+    let mut release_tree = None;
     if selected(StageName::Tarball) {
-        match tarball::build(&project, &target, out, existing, ui) {
+        let built = match image_spec {
+            None => tarball::build(&project, &target, out, existing, ui, None),
+            Some(image_spec) => {
+                let tarball_prefix = tarball::prefix(&project, &target)?;
+                let (copy, stream) = std::sync::mpsc::sync_channel(8);
+                let (built, layer) = std::thread::scope(|scope| {
+                    let layer = scope.spawn(|| {
+                        image::release_tree_layer(
+                            &layout,
+                            image_spec,
+                            &target,
+                            &tarball_prefix,
+                            ChannelReader::new(stream),
+                        )
+                    });
+                    let built = tarball::build(&project, &target, out, existing, ui, Some(copy));
+                    (built, layer.join())
+                });
+                if built.is_ok() {
+                    release_tree = Some(
+                        layer.map_err(|_| Error::failed("the image layer thread panicked"))??,
+                    );
+                }
+                built
+            }
+        };
+        match built {
             Ok(built) => {
                 let status = if built.unchanged {
                     Status::AlreadyDone
@@ -75,7 +112,7 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         record.stage("image", Status::NotSelected, "");
     } else {
         // A dry run's layout is what people inspect: complete it; a real release pushes instead.
-        match image::build(&project, &target, &out.join("image"), args.dry_run, ui) {
+        match image_stage::build(&project, &target, &layout, args.dry_run, release_tree, ui) {
             Ok(Some(built)) => {
                 let detail = format!(
                     "OCI layout {}@{} tags {}",
@@ -100,7 +137,7 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         _ if args.dry_run => record.stage("push", Status::NotSelected, "dry run: nothing pushed"),
         (Some(built), Some(spec)) => {
             let built = built.clone();
-            match image::push(&built, spec, args.force, ui) {
+            match image_stage::push(&built, spec, args.force, ui) {
                 Ok(pushed) => {
                     let status = if pushed.uploaded_blobs == 0 {
                         Status::AlreadyDone

@@ -1,6 +1,7 @@
 //! `tagpilot tarball`, and the tarball stage that `release` runs.
 
 use std::path::Path;
+use std::sync::mpsc::SyncSender;
 
 use crate::cli::{Cli, Output, TarballArgs};
 use crate::error::{Error, Result};
@@ -19,7 +20,7 @@ pub fn run(cli: &Cli, args: &TarballArgs, ui: &Ui) -> Result<()> {
         snapshot: None,
     };
     let target = target::resolve(&project.source, &project.spec, &request)?;
-    let built = build(&project, &target, &args.tag.out, Existing::Refuse, ui)?;
+    let built = build(&project, &target, &args.tag.out, Existing::Refuse, ui, None)?;
     let mut record = Record::new(&target, false);
     record.set_tarball(&built);
     write_dotenv(cli, &record)?;
@@ -34,24 +35,31 @@ pub fn run(cli: &Cli, args: &TarballArgs, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
-/// The tarball stage: packs the target's tree as the spec says, into `out`.
+/// The folder every tarball entry goes under (`name-version/`), or empty.
+pub fn prefix(project: &Project, target: &Target) -> Result<String> {
+    let prefix = target
+        .render(project.spec.tarball.prefix.as_str())
+        .map_err(|why| Error::input(format!("tarball.prefix: {why}")))?;
+    Ok(match prefix.trim_end_matches('/') {
+        "" => String::new(),
+        folder => format!("{folder}/"),
+    })
+}
+
+/// The tarball stage: packs the target's tree as the spec says, into `out`; `copy` also gets
+/// the uncompressed tar stream.
 pub fn build(
     project: &Project,
     target: &Target,
     out: &Path,
     existing: Existing,
     ui: &Ui,
+    copy: Option<SyncSender<Vec<u8>>>,
 ) -> Result<Built> {
     check_out_dir(out)?;
     let spec = &project.spec.tarball;
     let excludes = spec.excludes()?;
-    let prefix = target
-        .render(spec.prefix.as_str())
-        .map_err(|why| Error::input(format!("tarball.prefix: {why}")))?;
-    let prefix = match prefix.trim_end_matches('/') {
-        "" => String::new(),
-        folder => format!("{folder}/"),
-    };
+    let prefix = prefix(project, target)?;
     let file_name = target
         .render(&spec.file_template())
         .map_err(|why| Error::input(format!("tarball.file: {why}")))?;
@@ -76,6 +84,7 @@ pub fn build(
             out,
             existing,
             &mut progress,
+            copy,
         )?;
         ui.info(&format!(
             "{} {}: {} entries, {} of content, {} compressed, sha256:{}",

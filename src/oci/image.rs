@@ -73,11 +73,10 @@ pub fn assemble(
     let config_descriptor = store.put(base.family.config(), &config_bytes)?;
 
     let mut layer_list = base.layers.clone();
-    layer_list.extend(
-        layers
-            .iter()
-            .map(|(layer, _)| serde_json::to_value(&layer.descriptor).expect("descriptor is JSON")),
-    );
+    for (layer, _) in layers {
+        let descriptor = layer.descriptor(base.family)?;
+        layer_list.push(serde_json::to_value(descriptor).expect("descriptor is JSON"));
+    }
     let mut manifest = json!({
         "schemaVersion": 2,
         "mediaType": base.family.manifest(),

@@ -14,26 +14,42 @@ use super::{Descriptor, Family};
 /// Where layer entries are written.
 pub type LayerTar = tar::Builder<HashingWriter<Compressor<BlobWriter>>>;
 
+/// A layer blob in the store. Its bytes do not depend on the image it goes into; only its
+/// media type does (OCI or Docker family), which [`Layer::descriptor`] fills in.
 #[derive(Clone, Debug)]
 pub struct Layer {
-    pub descriptor: Descriptor,
+    pub digest: String,
+    pub size: u64,
+    pub compression: Compression,
     /// `sha256:…` of the uncompressed tar.
     pub diff_id: String,
     pub counts: Counts,
 }
 
+impl Layer {
+    /// The descriptor in a manifest of `family`; Docker v2 manifests have no zstd layers.
+    pub fn descriptor(&self, family: Family) -> Result<Descriptor> {
+        let media_type = family.layer(self.compression).ok_or_else(|| {
+            Error::input("zstd layers need an OCI manifest, and the base is a Docker v2 image")
+                .with_hint("Use image.compression: gzip, or an OCI base")
+        })?;
+        Ok(Descriptor {
+            media_type: media_type.to_string(),
+            digest: self.digest.clone(),
+            size: self.size,
+            platform: None,
+            annotations: Default::default(),
+        })
+    }
+}
+
 /// Builds a layer from what `fill` writes.
 pub fn build(
     store: &BlobStore,
-    family: Family,
     compression: Compression,
     level: u32,
     fill: impl FnOnce(&mut LayerTar, &mut Counts) -> Result<()>,
 ) -> Result<Layer> {
-    let media_type = family.layer(compression).ok_or_else(|| {
-        Error::input("zstd layers need an OCI manifest, and the base is a Docker v2 image")
-            .with_hint("Use image.compression: gzip, or an OCI base")
-    })?;
     let blob = store.writer()?;
     let temp_path = blob.temp_path().to_path_buf();
     let compressor = Compressor::new(compression, blob, level)
@@ -48,13 +64,9 @@ pub fn build(
     let (blob, diff_id) = settle(filled, finished, &temp_path)?;
     let (digest, size) = blob.commit(store)?;
     Ok(Layer {
-        descriptor: Descriptor {
-            media_type: media_type.to_string(),
-            digest,
-            size,
-            platform: None,
-            annotations: Default::default(),
-        },
+        digest,
+        size,
+        compression,
         diff_id: format!("sha256:{diff_id}"),
         counts,
     })

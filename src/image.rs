@@ -479,6 +479,13 @@ fn standard_labels(
     put("version", target.version.to_string());
     put("revision", target.commit.id.clone());
     put("created", rfc3339(target.mtime));
+    // The project's web page, in GitLab CI.
+    if let Some(url) = std::env::var("CI_PROJECT_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        put("source", url);
+    }
     if base != "scratch" {
         put("base.name", base.to_string());
     }

@@ -522,3 +522,42 @@ fn one_pass_release_gives_the_same_image_as_walking_the_tree() {
     assert!(digest(&released).is_string());
     assert_eq!(digest(&released), digest(&walked));
 }
+
+#[test]
+fn owners_as_configured() {
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let spec = spec_with_image(
+        work.path(),
+        "  install_path: /opt/dirac\n  owner: \"1000:1001\"\n  supervisor:\n    config:\n      jobs: [{ name: svc, exec: run }]\n",
+    );
+    let layout = work.path().join("layout");
+    let result = build_image(&repo, &spec, "v8r2p44", &layout).ok();
+    let record: Value = serde_json::from_str(&result.stdout).unwrap();
+    let listing = |digest: &str| {
+        let blob = layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        sh(Command::new("tar")
+            .args(["--numeric-owner", "-tvzf"])
+            .arg(blob))
+    };
+    let tree = listing(record["image"]["layers"][0]["digest"].as_str().unwrap());
+    assert!(tree.lines().count() > 5);
+    assert!(
+        tree.lines()
+            .all(|l| l.split_whitespace().nth(1) == Some("1000/1001")),
+        "{tree}"
+    );
+    let supervisor = listing(record["image"]["layers"][1]["digest"].as_str().unwrap());
+    assert!(
+        supervisor.contains("etc/containerpilot.json5"),
+        "{supervisor}"
+    );
+    assert!(
+        supervisor
+            .lines()
+            .all(|l| l.split_whitespace().nth(1) == Some("0/0")),
+        "{supervisor}"
+    );
+}

@@ -337,17 +337,9 @@ fn a_registry_that_dies_mid_push_leaves_no_tag_and_a_rerun_completes() {
     let repo = work.path().join("dirac");
     // Big and incompressible, so the push is cut inside this layer's upload.
     commit_file_and_retag(&repo, "big.bin", &noise(6_000_000), "v8r2p44");
-    // Every connection dies after 3 MB in total have gone through: the registry "crashes".
+    // After 3 MB in total, on whatever connections, the registry "crashes".
     let budget = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(3_000_000));
-    let proxy = Proxy::start(registry.port, move |_| {
-        let left = budget.load(std::sync::atomic::Ordering::Relaxed);
-        budget.store(0, std::sync::atomic::Ordering::Relaxed);
-        if left == 0 {
-            Fault::Reset
-        } else {
-            Fault::CutAfter(left)
-        }
-    });
+    let proxy = Proxy::start(registry.port, move |_| Fault::Budget(budget.clone()));
     let auth = registry.docker_config_for(&[proxy.host()]);
     let attempt = |host: &str| {
         run(image_command(
@@ -361,6 +353,11 @@ fn a_registry_that_dies_mid_push_leaves_no_tag_and_a_rerun_completes() {
     let failed = attempt(&proxy.host());
     assert_eq!(failed.code, 1, "{}", failed.stderr);
     assert!(failed.stderr.contains("attempt"), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("  uploaded sha256:"),
+        "it died mid-push, after some blobs: {}",
+        failed.stderr
+    );
     let tag = format!("{}/lhcb/dirac:8.2.44", registry.host());
     assert!(
         !skopeo(&[], &tag).status.success(),
@@ -656,6 +653,52 @@ fn a_token_that_stops_working_is_fetched_again() {
         "a pull-only token, then a new one"
     );
     // skopeo goes through the same token service and finds the image complete.
+    let inspect = skopeo(&[], &format!("{}/lhcb/dirac:8.2.44", registry.host()));
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+}
+
+/// A registry with a certificate from a private CA: trusted with `image.ca_file`, refused
+/// without it (with a hint), never silently downgraded to plain HTTP.
+#[test]
+fn tls_with_a_private_ca() {
+    if !ready() {
+        return;
+    }
+    let registry = Registry::start_tls(registry::Auth::Htpasswd);
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let ca = registry.storage().join("ca.pem");
+    let spec = |ca_file: Option<&Path>| {
+        let path = work.path().join("tls.yaml");
+        let ca_line = ca_file.map_or(String::new(), |f| format!("  ca_file: {}\n", f.display()));
+        std::fs::write(
+            &path,
+            format!(
+                "name: dirac\nimage:\n  repository: {}/lhcb/dirac\n{ca_line}",
+                registry.host()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let refused = run(image_command(&repo, spec(None), work.path().join("out"))
+        .env("DOCKER_CONFIG", registry.docker_config()))
+    .fails_with(1, "invalid peer certificate");
+    assert!(
+        refused.stderr.contains("image.ca_file"),
+        "{}",
+        refused.stderr
+    );
+    let result = run(
+        image_command(&repo, spec(Some(&ca)), work.path().join("out"))
+            .env("DOCKER_CONFIG", registry.docker_config()),
+    )
+    .ok();
+    assert_eq!(pushed(&result)["uploaded_blobs"], 2);
     let inspect = skopeo(&[], &format!("{}/lhcb/dirac:8.2.44", registry.host()));
     assert!(
         inspect.status.success(),

@@ -61,8 +61,6 @@ impl Client {
         credential: Option<Credential>,
         connection: &Connection,
     ) -> Result<Client> {
-        let plain = connection.insecure || reference.is_loopback();
-        let scheme = if plain { "http" } else { "https" };
         let roots = match &connection.ca_file {
             Some(path) => RootCerts::Specific(std::sync::Arc::new(read_ca_file(path)?)),
             None => RootCerts::PlatformVerifier,
@@ -75,9 +73,17 @@ impl Client {
             .user_agent(concat!("tagpilot/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
+        let host = reference.api_host();
+        let scheme = if connection.insecure {
+            "http"
+        } else if reference.is_loopback() {
+            loopback_scheme(&agent, host)
+        } else {
+            "https"
+        };
         Ok(Client {
             agent,
-            base: format!("{scheme}://{}", reference.api_host()),
+            base: format!("{scheme}://{host}"),
             reference: reference.clone(),
             credential,
             authorization: None,
@@ -594,26 +600,54 @@ fn header(response: &Response<Body>, name: &str) -> Option<String> {
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
 }
 
+/// A registry on a loopback address may speak plain HTTP (as Docker allows): HTTPS is tried
+/// first; a certificate it rejects means a TLS registry (its error comes with the real
+/// request), while a server that does not speak TLS at all gets plain HTTP.
+fn loopback_scheme(agent: &Agent, host: &str) -> &'static str {
+    let probe = agent
+        .get(format!("https://{host}/v2/"))
+        .config()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build();
+    match probe.call() {
+        Ok(_) => "https",
+        Err(e) if matches!(tls_error(&e), Some(rustls::Error::InvalidCertificate(_))) => "https",
+        Err(_) => "http",
+    }
+}
+
+/// The TLS error behind a failed request, whether ureq reports it as such or inside an I/O
+/// error (as it does for handshake failures).
+fn tls_error(error: &ureq::Error) -> Option<&rustls::Error> {
+    match error {
+        ureq::Error::Rustls(e) => Some(e),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    }
+}
+
 fn retryable_status(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
 }
 
 fn retryable_error(error: &ureq::Error) -> bool {
-    matches!(
-        error,
-        ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::HostNotFound
-    )
+    tls_error(error).is_none()
+        && matches!(
+            error,
+            ureq::Error::Io(_)
+                | ureq::Error::Timeout(_)
+                | ureq::Error::ConnectionFailed
+                | ureq::Error::HostNotFound
+        )
 }
 
 fn transport_hint(error: &ureq::Error) -> &'static str {
-    match error {
-        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => {
-            "For a registry with a private CA, set image.ca_file; for plain HTTP off loopback, image.insecure: true"
-        }
-        _ => "Check that the registry is up and reachable from here; re-running resumes where this stopped",
+    if tls_error(error).is_some() || matches!(error, ureq::Error::Tls(_)) {
+        "For a registry with a private CA, set image.ca_file; for plain HTTP off loopback, image.insecure: true"
+    } else {
+        "Check that the registry is up and reachable from here; re-running resumes where this stopped"
     }
 }
 

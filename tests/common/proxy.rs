@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub enum Fault {
     Forward,
     /// Close without answering.
@@ -17,6 +17,9 @@ pub enum Fault {
     Unavailable,
     /// Forward, but cut both ways once this many bytes went to the registry.
     CutAfter(usize),
+    /// Forward while a byte budget shared by all connections lasts, then cut: a registry
+    /// that dies after taking that much, whichever connections it came on.
+    Budget(Arc<AtomicUsize>),
     /// Like a proxy with a body-size limit: a PUT with a larger body gets `413`. Every request
     /// is sent with `Connection: close`, so each arrives on a connection of its own.
     LimitBody(usize),
@@ -81,6 +84,7 @@ fn serve(mut client: TcpStream, upstream: u16, fault: Fault) {
         }
         Fault::Forward => forward(client, upstream, usize::MAX, Vec::new()),
         Fault::CutAfter(limit) => forward(client, upstream, limit, Vec::new()),
+        Fault::Budget(budget) => forward_on_budget(client, upstream, &budget),
         Fault::LimitBody(max) => limit_body(client, upstream, max),
     }
 }
@@ -90,6 +94,8 @@ fn limit_body(mut client: TcpStream, upstream: u16, max: usize) {
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         match client.read(&mut byte) {
+            // A TLS handshake (0x16) is not HTTP: hang up, as a plain HTTP server would.
+            Ok(1) if head.is_empty() && byte[0] == 0x16 => return,
             Ok(1) => head.push(byte[0]),
             _ => return,
         }
@@ -144,6 +150,38 @@ fn forward(client: TcpStream, upstream: u16, limit: usize, first: Vec<u8>) {
             break;
         }
         sent += n;
+    }
+    let _ = server_write.shutdown(Shutdown::Both);
+    let _ = client_read.shutdown(Shutdown::Both);
+    let _ = back.join();
+}
+
+fn forward_on_budget(client: TcpStream, upstream: u16, budget: &AtomicUsize) {
+    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    let (mut client_read, mut server_write) =
+        (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let (mut server_read, mut client_write) = (server, client);
+    let back = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut server_read, &mut client_write);
+        let _ = client_write.shutdown(Shutdown::Both);
+    });
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = match client_read.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let granted = budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_sub(n))
+            })
+            .unwrap_or(0)
+            .min(n);
+        if server_write.write_all(&buf[..granted]).is_err() || granted < n {
+            break;
+        }
     }
     let _ = server_write.shutdown(Shutdown::Both);
     let _ = client_read.shutdown(Shutdown::Both);

@@ -49,6 +49,16 @@ impl Registry {
     }
 
     pub fn start_with(auth: Auth) -> Registry {
+        Registry::start_full(auth, false)
+    }
+
+    /// A registry serving HTTPS with a certificate for 127.0.0.1 from a throwaway CA, whose
+    /// certificate is `ca.pem` in [`Registry::storage`].
+    pub fn start_tls(auth: Auth) -> Registry {
+        Registry::start_full(auth, true)
+    }
+
+    fn start_full(auth: Auth, tls: bool) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("tagpilot-registry-")
             .tempdir()
@@ -74,6 +84,62 @@ impl Registry {
                 super::token::ISSUER,
                 certificate.display()
             )),
+        }
+        if tls {
+            let d = dir.path();
+            let ssl = |args: &[&str]| super::sh(Command::new("openssl").current_dir(d).args(args));
+            ssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=tagpilot test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ]);
+            ssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ]);
+            std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+            ssl(&[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+                "-out",
+                "server.pem",
+            ]);
+            // Under `http:`, which the config string opens first.
+            let tls = format!(
+                "http:\n  tls:\n    certificate: {}\n    key: {}\n",
+                d.join("server.pem").display(),
+                d.join("server.key").display()
+            );
+            config = config.replacen("http:\n", &tls, 1);
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();

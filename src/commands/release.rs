@@ -1,14 +1,18 @@
 //! `tagpilot release`: the stages in order, then the release record. A dry run goes through
 //! the same code; it only turns off writes outside the output folder.
 
+use std::path::Path;
+
 use crate::archive::ChannelReader;
 use crate::cli::{Cli, Output, ReleaseArgs, StageName};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::image;
+use crate::oci::layer::Layer;
 use crate::record::{Record, Status};
-use crate::tarball::Existing;
-use crate::target::{self, Request};
+use crate::spec::image::ImageSpec;
+use crate::tarball::{self as tarball_writer, Existing};
+use crate::target::{self, Request, Target};
 use crate::ui::{human_bytes, print_stdout, Ui};
 
 use super::image as image_stage;
@@ -50,7 +54,6 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     };
 
     let layout = out.join("image");
-    // The image's release tree layer is made from the tarball's stream: one pass over the tree.
     let image_spec = project
         .spec
         .image
@@ -58,52 +61,21 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         .filter(|_| selected(StageName::Image));
     let mut release_tree = None;
     if selected(StageName::Tarball) {
-        let built = match image_spec {
-            None => tarball::build(&project, &target, out, existing, ui, None),
-            Some(image_spec) => {
-                let tarball_prefix = tarball::prefix(&project, &target)?;
-                let (copy, stream) = std::sync::mpsc::sync_channel(8);
-                let (built, layer) = std::thread::scope(|scope| {
-                    let layer = scope.spawn(|| {
-                        image::release_tree_layer(
-                            &layout,
-                            image_spec,
-                            &target,
-                            &tarball_prefix,
-                            ChannelReader::new(stream),
-                        )
-                    });
-                    let built = tarball::build(&project, &target, out, existing, ui, Some(copy));
-                    (built, layer.join())
-                });
-                if built.is_ok() {
-                    release_tree = Some(
-                        layer.map_err(|_| Error::failed("the image layer thread panicked"))??,
-                    );
-                }
-                built
-            }
+        let (built, layer) =
+            tarball_and_tree_layer(&project, &target, out, existing, image_spec, &layout, ui);
+        let built = built.map_err(|err| failed(&mut record, out, "tarball", err))?;
+        let status = if built.unchanged {
+            Status::AlreadyDone
+        } else {
+            Status::Done
         };
-        match built {
-            Ok(built) => {
-                let status = if built.unchanged {
-                    Status::AlreadyDone
-                } else {
-                    Status::Done
-                };
-                record.stage(
-                    "tarball",
-                    status,
-                    format!("{} sha256:{}", built.file_name, built.sha256),
-                );
-                record.set_tarball(&built);
-            }
-            Err(err) => {
-                record.stage("tarball", Status::Failed, err.message.clone());
-                save_record(out, &record)?;
-                return Err(err);
-            }
-        }
+        record.stage(
+            "tarball",
+            status,
+            format!("{} sha256:{}", built.file_name, built.sha256),
+        );
+        record.set_tarball(&built);
+        release_tree = layer.map_err(|err| failed(&mut record, out, "image", err))?;
     } else {
         record.stage("tarball", Status::NotSelected, "");
     }
@@ -112,8 +84,10 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         record.stage("image", Status::NotSelected, "");
     } else {
         // A dry run's layout is what people inspect: complete it; a real release pushes instead.
-        match image_stage::build(&project, &target, &layout, args.dry_run, release_tree, ui) {
-            Ok(Some(built)) => {
+        let built = image_stage::build(&project, &target, &layout, args.dry_run, release_tree, ui)
+            .map_err(|err| failed(&mut record, out, "image", err))?;
+        match built {
+            Some(built) => {
                 let detail = format!(
                     "OCI layout {}@{} tags {}",
                     display(&built.layout),
@@ -123,40 +97,27 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
                 record.stage("image", Status::Done, detail);
                 record.set_image(&built);
             }
-            Ok(None) => record.stage("image", Status::NotConfigured, "no `image:` in the spec"),
-            Err(err) => {
-                record.stage("image", Status::Failed, err.message.clone());
-                save_record(out, &record)?;
-                return Err(err);
-            }
+            None => record.stage("image", Status::NotConfigured, "no `image:` in the spec"),
         }
     }
 
-    match (&record.image, &project.spec.image) {
+    match (record.image.clone(), &project.spec.image) {
         _ if !selected(StageName::Push) => record.stage("push", Status::NotSelected, ""),
         _ if args.dry_run => record.stage("push", Status::NotSelected, "dry run: nothing pushed"),
         (Some(built), Some(spec)) => {
-            let built = built.clone();
-            match image_stage::push(&built, spec, args.force, ui) {
-                Ok(pushed) => {
-                    let status = if pushed.uploaded_blobs == 0 {
-                        Status::AlreadyDone
-                    } else {
-                        Status::Done
-                    };
-                    record.stage(
-                        "push",
-                        status,
-                        format!("{} tags {}", pushed.reference, pushed.tags.join(",")),
-                    );
-                    record.pushed = Some(pushed);
-                }
-                Err(err) => {
-                    record.stage("push", Status::Failed, err.message.clone());
-                    save_record(out, &record)?;
-                    return Err(err);
-                }
-            }
+            let pushed = image_stage::push(&built, spec, args.force, ui)
+                .map_err(|err| failed(&mut record, out, "push", err))?;
+            let status = if pushed.was_already_there() {
+                Status::AlreadyDone
+            } else {
+                Status::Done
+            };
+            record.stage(
+                "push",
+                status,
+                format!("{} tags {}", pushed.reference, pushed.tags.join(",")),
+            );
+            record.pushed = Some(pushed);
         }
         _ => record.stage("push", Status::NotConfigured, "no image built"),
     }
@@ -170,14 +131,70 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
-fn save_record(out: &std::path::Path, record: &Record) -> Result<std::path::PathBuf> {
+/// The tarball; with an image to build, also its release tree layer, made from the tarball's
+/// stream on a second thread so the git tree is read once.
+fn tarball_and_tree_layer(
+    project: &Project,
+    target: &Target,
+    out: &Path,
+    existing: Existing,
+    image_spec: Option<&ImageSpec>,
+    layout: &Path,
+    ui: &Ui,
+) -> (Result<tarball_writer::Built>, Result<Option<Layer>>) {
+    let Some(image_spec) = image_spec else {
+        return (
+            tarball::build(project, target, out, existing, ui, None),
+            Ok(None),
+        );
+    };
+    let tarball_prefix = match tarball::prefix(project, target) {
+        Ok(prefix) => prefix,
+        Err(err) => return (Err(err), Ok(None)),
+    };
+    let (copy, stream) = std::sync::mpsc::sync_channel(8);
+    std::thread::scope(|scope| {
+        let layer = scope.spawn(|| {
+            image::release_tree_layer(
+                layout,
+                image_spec,
+                target,
+                &tarball_prefix,
+                ChannelReader::new(stream),
+            )
+        });
+        let built = tarball::build(project, target, out, existing, ui, Some(copy));
+        let layer = match layer.join() {
+            // When the tarball failed, the layer only saw a cut-off stream: its error says nothing new.
+            _ if built.is_err() => Ok(None),
+            Ok(layer) => layer.map(Some),
+            Err(_) => Err(Error::failed("the image layer thread panicked")),
+        };
+        (built, layer)
+    })
+}
+
+/// Records a failed stage (the record is saved, so what was done stays known) and passes the
+/// error on.
+fn failed(record: &mut Record, out: &Path, stage: &str, err: Error) -> Error {
+    record.stage(stage, Status::Failed, err.message.clone());
+    match save_record(out, record) {
+        Ok(_) => err,
+        Err(save) => Error {
+            message: format!("{}; also, {}", err.message, save.message),
+            ..err
+        },
+    }
+}
+
+fn save_record(out: &Path, record: &Record) -> Result<std::path::PathBuf> {
     fsutil::ensure_folder(out)?;
     let path = out.join("release.json");
     fsutil::write_atomic(&path, record.to_json().as_bytes())?;
     Ok(path)
 }
 
-fn print_summary(record: &Record, record_path: &std::path::Path) {
+fn print_summary(record: &Record, record_path: &Path) {
     let mut text = format!(
         "{} {}{}\n",
         record.name,

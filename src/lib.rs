@@ -8,6 +8,7 @@ pub mod digest;
 pub mod error;
 pub mod fsutil;
 pub mod gitlab;
+pub mod gitops;
 pub mod gzip;
 pub mod image;
 pub mod oci;

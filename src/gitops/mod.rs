@@ -1,0 +1,4 @@
+//! The deployment repository (GitOps): recording each release in the files an orchestrator
+//! reads.
+
+pub mod edit;

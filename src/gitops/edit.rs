@@ -16,6 +16,8 @@
 
 use std::fmt;
 
+use std::collections::HashMap;
+
 use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Span};
 
 use crate::oci::reference::Reference;
@@ -29,6 +31,25 @@ pub struct Rewrite<'a> {
     pub new: &'a str,
     /// Values on lines marked `# tagpilot: MARKER` are references to change too.
     pub marker: Option<&'a str>,
+    pub kind: FileKind<'a>,
+}
+
+/// How a file names the image.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum FileKind<'a> {
+    /// `image:` values and marked lines anywhere; in a Kustomization (`kind: Kustomization`),
+    /// also its `images:` entries (`newTag`, `digest`).
+    #[default]
+    Auto,
+    /// A kustomization file without a `kind` line (named `kustomization.yaml`).
+    Kustomization,
+    /// Helm values: dotted key paths of the tag, and optionally of the repository (which must
+    /// name the released repository) and of the digest.
+    Helm {
+        tag: &'a str,
+        repository: Option<&'a str>,
+        digest: Option<&'a str>,
+    },
 }
 
 /// One value that changed (or, when `old == new`, already held the new reference).
@@ -91,47 +112,33 @@ enum Node {
     },
 }
 
+/// A scalar to set, and what to.
+struct Target<'v> {
+    scalar: &'v Scalar,
+    new: String,
+}
+
 /// Applies `rewrite` to `text`. Errors name the line and what is ambiguous or broken.
 pub fn rewrite(text: &str, rewrite: &Rewrite) -> Result<Edited, EditError> {
-    let released = Reference::parse(rewrite.repository).map_err(|why| EditError {
-        line: 0,
-        message: why,
-    })?;
+    let released = Reference::parse(rewrite.repository).map_err(|why| ambiguous(0, &why))?;
+    let new = Reference::parse(rewrite.new).map_err(|why| ambiguous(0, &why))?;
+    let found = values(text)?;
+    let kustomization = matches!(rewrite.kind, FileKind::Kustomization) || is_kustomization(&found);
+    let mut targets = match rewrite.kind {
+        FileKind::Helm {
+            tag,
+            repository,
+            digest,
+        } => helm_targets(&found, &released, &new, tag, repository, digest)?,
+        _ => image_targets(text, &found, rewrite, &released)?,
+    };
+    if kustomization {
+        targets.extend(kustomize_targets(&found, &released, &new)?);
+    }
     let mut replacements: Vec<(usize, usize, String)> = Vec::new();
     let mut changes = Vec::new();
-    for (key, node) in values_with_keys(text)? {
-        let (line, scalar) = match &node {
-            Node::Scalar(scalar) => (scalar.line, Some(scalar)),
-            Node::Alias { line, .. } => (*line, None),
-        };
-        let marked = rewrite
-            .marker
-            .is_some_and(|marker| line_has_marker(text, line, marker));
-        if key.as_deref() != Some("image") && !marked {
-            continue;
-        }
-        let Some(scalar) = scalar else {
-            let Node::Alias {
-                target: aliased, ..
-            } = &node
-            else {
-                continue;
-            };
-            let ours = aliased
-                .as_ref()
-                .is_some_and(|(value, _)| same_repository(value, &released));
-            if marked || ours {
-                let defined = aliased.as_ref().map_or(0, |(_, line)| *line);
-                return Err(ambiguous(
-                    line,
-                    &format!("the image is an alias (*name) of the value on line {defined}; changing it would change every use"),
-                ));
-            }
-            continue;
-        };
-        if !marked && !same_repository(&scalar.value, &released) {
-            continue;
-        }
+    for Target { scalar, new } in targets {
+        let line = scalar.line;
         if scalar.value.contains("{{") {
             return Err(ambiguous(
                 line,
@@ -142,9 +149,9 @@ pub fn rewrite(text: &str, rewrite: &Rewrite) -> Result<Edited, EditError> {
             return Err(ambiguous(line, "the image value carries an anchor (&name), so changing it would change its aliases too"));
         }
         let written = match scalar.style {
-            ScalarStyle::Plain => rewrite.new.to_string(),
-            ScalarStyle::SingleQuoted => format!("'{}'", rewrite.new),
-            ScalarStyle::DoubleQuoted => format!("\"{}\"", rewrite.new),
+            ScalarStyle::Plain => new.clone(),
+            ScalarStyle::SingleQuoted => format!("'{new}'"),
+            ScalarStyle::DoubleQuoted => format!("\"{new}\""),
             _ => {
                 return Err(ambiguous(
                     line,
@@ -152,15 +159,16 @@ pub fn rewrite(text: &str, rewrite: &Rewrite) -> Result<Edited, EditError> {
                 ))
             }
         };
+        if scalar.value != new {
+            replacements.push((scalar.start, scalar.end, written));
+        }
         changes.push(Change {
             line,
             old: scalar.value.clone(),
-            new: rewrite.new.to_string(),
+            new,
         });
-        if scalar.value != rewrite.new {
-            replacements.push((scalar.start, scalar.end, written));
-        }
     }
+    replacements.sort_by_key(|(start, _, _)| *start);
     let mut edited = text.to_string();
     for (start, end, written) in replacements.iter().rev() {
         edited.replace_range(*start..*end, written);
@@ -170,6 +178,171 @@ pub fn rewrite(text: &str, rewrite: &Rewrite) -> Result<Edited, EditError> {
         text: edited,
         changes,
     })
+}
+
+/// `image:` values of the released repository, and values on marked lines.
+fn image_targets<'v>(
+    text: &str,
+    found: &'v [Located],
+    rewrite: &Rewrite,
+    released: &Reference,
+) -> Result<Vec<Target<'v>>, EditError> {
+    let mut targets = Vec::new();
+    for located in found {
+        let line = match &located.node {
+            Node::Scalar(scalar) => scalar.line,
+            Node::Alias { line, .. } => *line,
+        };
+        let marked = rewrite
+            .marker
+            .is_some_and(|marker| line_has_marker(text, line, marker));
+        if located.key() != Some("image") && !marked {
+            continue;
+        }
+        match &located.node {
+            Node::Alias {
+                target: aliased, ..
+            } => {
+                let ours = aliased
+                    .as_ref()
+                    .is_some_and(|(value, _)| same_repository(value, released));
+                if marked || ours {
+                    let defined = aliased.as_ref().map_or(0, |(_, line)| *line);
+                    return Err(ambiguous(
+                        line,
+                        &format!("the image is an alias (*name) of the value on line {defined}; changing it would change every use"),
+                    ));
+                }
+            }
+            Node::Scalar(scalar) => {
+                // A templated value is never skipped as "not ours": it may render to ours.
+                if marked
+                    || same_repository(&scalar.value, released)
+                    || scalar.value.contains("{{") && scalar.value.contains(&released.repository)
+                {
+                    targets.push(Target {
+                        scalar,
+                        new: rewrite.new.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(targets)
+}
+
+/// Whether a document declares itself a Kustomization.
+fn is_kustomization(found: &[Located]) -> bool {
+    found.iter().any(|v| match (&v.path[..], &v.node) {
+        ([Step::Key(key)], Node::Scalar(s)) => {
+            (key == "kind" && s.value == "Kustomization")
+                || (key == "apiVersion" && s.value.starts_with("kustomize.config.k8s.io/"))
+        }
+        _ => false,
+    })
+}
+
+/// `images:` entries naming the released repository (by `newName`, else `name`): their
+/// `newTag` and `digest` take the new tag and digest.
+fn kustomize_targets<'v>(
+    found: &'v [Located],
+    released: &Reference,
+    new: &Reference,
+) -> Result<Vec<Target<'v>>, EditError> {
+    let field = |i: usize, name: &str| {
+        found.iter().find_map(|v| match (&v.path[..], &v.node) {
+            ([Step::Key(images), Step::Index(j), Step::Key(f)], Node::Scalar(s))
+                if images == "images" && *j == i && f == name =>
+            {
+                Some(s)
+            }
+            _ => None,
+        })
+    };
+    let entries: std::collections::BTreeSet<usize> = found
+        .iter()
+        .filter_map(|v| match &v.path[..] {
+            [Step::Key(images), Step::Index(i), _] if images == "images" => Some(*i),
+            _ => None,
+        })
+        .collect();
+    let mut targets = Vec::new();
+    for i in entries {
+        let Some(name) = field(i, "newName").or_else(|| field(i, "name")) else {
+            continue;
+        };
+        if !same_repository(&name.value, released) {
+            continue;
+        }
+        let tag = field(i, "newTag");
+        let digest = field(i, "digest");
+        if tag.is_none() && digest.is_none() {
+            return Err(ambiguous(
+                name.line,
+                "this images: entry has neither newTag nor digest to update; add the one to use",
+            ));
+        }
+        if let (Some(scalar), Some(value)) = (tag, &new.tag) {
+            targets.push(Target {
+                scalar,
+                new: value.clone(),
+            });
+        }
+        if let (Some(scalar), Some(value)) = (digest, &new.digest) {
+            targets.push(Target {
+                scalar,
+                new: value.clone(),
+            });
+        }
+    }
+    Ok(targets)
+}
+
+/// Helm values at configured key paths.
+fn helm_targets<'v>(
+    found: &'v [Located],
+    released: &Reference,
+    new: &Reference,
+    tag: &str,
+    repository: Option<&str>,
+    digest: Option<&str>,
+) -> Result<Vec<Target<'v>>, EditError> {
+    let at = |dotted: &str| {
+        let path: Vec<Step> = dotted
+            .split('.')
+            .map(|k| Step::Key(k.to_string()))
+            .collect();
+        found.iter().find_map(|v| match &v.node {
+            Node::Scalar(s) if v.path == path => Some(s),
+            _ => None,
+        })
+    };
+    let missing =
+        |dotted: &str| ambiguous(0, &format!("the Helm values have no value at `{dotted}`"));
+    if let Some(path) = repository {
+        let value = at(path).ok_or_else(|| missing(path))?;
+        if !same_repository(&value.value, released) {
+            return Ok(Vec::new()); // another image's values
+        }
+    }
+    let mut targets = Vec::new();
+    let tag_value = at(tag).ok_or_else(|| missing(tag))?;
+    if let Some(value) = &new.tag {
+        targets.push(Target {
+            scalar: tag_value,
+            new: value.clone(),
+        });
+    }
+    if let Some(path) = digest {
+        let scalar = at(path).ok_or_else(|| missing(path))?;
+        if let Some(value) = &new.digest {
+            targets.push(Target {
+                scalar,
+                new: value.clone(),
+            });
+        }
+    }
+    Ok(targets)
 }
 
 fn ambiguous(line: usize, message: &str) -> EditError {
@@ -197,83 +370,125 @@ fn line_has_marker(text: &str, line: usize, marker: &str) -> bool {
     })
 }
 
-/// Every value node with the key it sits under in its mapping (`None` in sequences and at
-/// the top).
-fn values_with_keys(text: &str) -> Result<Vec<(Option<String>, Node)>, EditError> {
-    enum Frame {
+/// One step of a value's path: a mapping key or a sequence index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// A value node and where it sits (`[Key("images"), Index(0), Key("newTag")]`).
+struct Located {
+    path: Vec<Step>,
+    node: Node,
+}
+
+impl Located {
+    /// The key this value sits under, if it sits in a mapping.
+    fn key(&self) -> Option<&str> {
+        match self.path.last() {
+            Some(Step::Key(key)) => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// Every scalar or alias value with its path, in document order (documents of a multi-document
+/// file one after the other, each from an empty path).
+fn values(text: &str) -> Result<Vec<Located>, EditError> {
+    enum Kind {
         Mapping {
             expecting_key: bool,
             key: Option<String>,
         },
-        Sequence,
+        Sequence {
+            next: usize,
+        },
+    }
+    struct Frame {
+        at: Option<Step>,
+        kind: Kind,
     }
     let mut stack: Vec<Frame> = Vec::new();
     let mut found = Vec::new();
-    let mut anchors: std::collections::HashMap<usize, (String, usize)> =
-        std::collections::HashMap::new();
+    let mut anchors: HashMap<usize, (String, usize)> = HashMap::new();
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| EditError {
             line: e.marker().line(),
             message: format!("not valid YAML/JSON: {}", e.info()),
         })?;
-        // What this event is inside: a key, a value under a key, or a sequence item.
-        let mut under: Option<Option<String>> = None;
-        let is_key = matches!(
-            stack.last(),
-            Some(Frame::Mapping {
-                expecting_key: true,
-                ..
-            })
+        let is_node = matches!(
+            event,
+            Event::Scalar(..)
+                | Event::Alias(_)
+                | Event::MappingStart(..)
+                | Event::SequenceStart(..)
         );
-        if let Some(Frame::Mapping { expecting_key, key }) = stack.last_mut() {
-            if !*expecting_key {
-                under = Some(key.take());
+        // Where this node sits: a key, a value under a key, a sequence item, or a root.
+        let mut is_key = false;
+        let mut step = None;
+        if is_node {
+            match stack.last_mut().map(|f| &mut f.kind) {
+                Some(Kind::Mapping { expecting_key, key }) => {
+                    if *expecting_key {
+                        is_key = true;
+                    } else {
+                        step = key.take().map(Step::Key);
+                    }
+                    *expecting_key = !*expecting_key;
+                }
+                Some(Kind::Sequence { next }) => {
+                    step = Some(Step::Index(*next));
+                    *next += 1;
+                }
+                None => {}
             }
-            if matches!(
-                event,
-                Event::Scalar(..)
-                    | Event::Alias(_)
-                    | Event::MappingStart(..)
-                    | Event::SequenceStart(..)
-            ) {
-                *expecting_key = !*expecting_key;
-            }
-        } else if matches!(stack.last(), Some(Frame::Sequence)) {
-            under = Some(None);
         }
+        let path = || -> Vec<Step> {
+            stack
+                .iter()
+                .filter_map(|f| f.at.clone())
+                .chain(step.clone())
+                .collect()
+        };
         match event {
             Event::Scalar(value, style, anchor, _) => {
                 if anchor != 0 {
                     anchors.insert(anchor, (value.to_string(), span.start.line()));
                 }
                 if is_key {
-                    if let Some(Frame::Mapping { key, .. }) = stack.last_mut() {
+                    if let Some(Frame {
+                        kind: Kind::Mapping { key, .. },
+                        ..
+                    }) = stack.last_mut()
+                    {
                         *key = Some(value.to_string());
                     }
-                } else if let Some(key) = under {
-                    found.push((
-                        key,
-                        Node::Scalar(scalar(value.to_string(), style, anchor != 0, &span, text)),
-                    ));
+                } else {
+                    let node =
+                        Node::Scalar(scalar(value.to_string(), style, anchor != 0, &span, text));
+                    found.push(Located { path: path(), node });
                 }
             }
-            Event::Alias(id) => {
-                if let Some(key) = under {
-                    let target = anchors.get(&id).cloned();
-                    found.push((
-                        key,
-                        Node::Alias {
-                            line: span.start.line(),
-                            target,
-                        },
-                    ));
-                }
+            Event::Alias(id) if !is_key => {
+                let target = anchors.get(&id).cloned();
+                let node = Node::Alias {
+                    line: span.start.line(),
+                    target,
+                };
+                found.push(Located { path: path(), node });
             }
-            Event::MappingStart(..) => stack.push(Frame::Mapping {
-                expecting_key: true,
-                key: None,
+            Event::MappingStart(..) => stack.push(Frame {
+                at: step,
+                kind: Kind::Mapping {
+                    expecting_key: true,
+                    key: None,
+                },
             }),
-            Event::SequenceStart(..) => stack.push(Frame::Sequence),
+            Event::SequenceStart(..) => stack.push(Frame {
+                at: step,
+                kind: Kind::Sequence { next: 0 },
+            }),
             Event::MappingEnd | Event::SequenceEnd => {
                 stack.pop();
             }
@@ -312,8 +527,8 @@ fn char_to_byte(text: &str, chars: usize) -> usize {
 /// changed ones, which now hold exactly the new reference.
 fn verify(before: &str, after: &str, changes: &[Change]) -> Result<(), EditError> {
     let broken = |message: String| EditError { line: 0, message };
-    let old = values_with_keys(before)?;
-    let new = values_with_keys(after).map_err(|e| {
+    let old = values(before)?;
+    let new = values(after).map_err(|e| {
         broken(format!(
             "the edited file no longer parses ({e}); nothing was changed"
         ))
@@ -323,9 +538,9 @@ fn verify(before: &str, after: &str, changes: &[Change]) -> Result<(), EditError
             "the edit changed the file's structure; nothing was changed".into(),
         ));
     }
-    for ((old_key, old_node), (new_key, new_node)) in old.iter().zip(&new) {
-        let same_place = old_key == new_key;
-        let ok = match (old_node, new_node) {
+    for (old, new) in old.iter().zip(&new) {
+        let same_place = old.path == new.path;
+        let ok = match (&old.node, &new.node) {
             (Node::Alias { .. }, Node::Alias { .. }) => same_place,
             (Node::Scalar(a), Node::Scalar(b)) => {
                 let changed = changes
@@ -357,8 +572,70 @@ mod tests {
                 repository: "registry.example.org/lhcb/dirac",
                 new: NEW,
                 marker: Some("dirac"),
+                kind: FileKind::Auto,
             },
         )
+    }
+
+    #[test]
+    fn kustomization_images_entries() {
+        let text = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [deployment.yaml]\nimages:\n  - name: registry.example.org/lhcb/dirac   # the service\n    newTag: \"8.2.43\"\n    digest: sha256:1111111111111111111111111111111111111111111111111111111111111111\n  - name: busybox\n    newTag: \"1.36\"\n";
+        let edited = apply(text).unwrap();
+        let digest = NEW.split_once('@').unwrap().1;
+        assert_eq!(
+            edited.text,
+            text.replace("\"8.2.43\"", "\"8.2.44\"").replace(
+                "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+                digest
+            )
+        );
+        let bare = "images:\n  - name: registry.example.org/lhcb/dirac\n    newName: registry.example.org/lhcb/dirac\n";
+        let err = rewrite(
+            bare,
+            &Rewrite {
+                repository: "registry.example.org/lhcb/dirac",
+                new: NEW,
+                marker: None,
+                kind: FileKind::Kustomization,
+            },
+        )
+        .unwrap_err();
+        assert!(err.message.contains("neither newTag nor digest"), "{err}");
+    }
+
+    #[test]
+    fn helm_values_key_paths() {
+        let text = "# Values for the File Catalog chart\nreplicaCount: 2\nimage:\n  repository: registry.example.org/lhcb/dirac\n  tag: \"8.2.43\"   # set by tagpilot\n  pullPolicy: IfNotPresent\nsidecar:\n  image:\n    repository: busybox\n    tag: \"1.36\"\n";
+        let helm = |text: &str| {
+            rewrite(
+                text,
+                &Rewrite {
+                    repository: "registry.example.org/lhcb/dirac",
+                    new: NEW,
+                    marker: None,
+                    kind: FileKind::Helm {
+                        tag: "image.tag",
+                        repository: Some("image.repository"),
+                        digest: None,
+                    },
+                },
+            )
+        };
+        let edited = helm(text).unwrap();
+        assert_eq!(
+            edited.text,
+            text.replace("tag: \"8.2.43\"", "tag: \"8.2.44\"")
+        );
+        let other = text.replace(
+            "repository: registry.example.org/lhcb/dirac",
+            "repository: registry.example.org/other",
+        );
+        assert!(
+            helm(&other).unwrap().changes.is_empty(),
+            "another image's values are left alone"
+        );
+        let err = helm("image:\n  repository: registry.example.org/lhcb/dirac\n").unwrap_err();
+        assert!(err.message.contains("no value at `image.tag`"), "{err}");
     }
 
     #[test]
@@ -431,7 +708,11 @@ mod tests {
                 1,
                 "anchor",
             ),
-            ("image: \"{{ .Values.registry }}/lhcb/dirac:1\"\n", 0, ""),
+            (
+                "image: \"{{ .Values.registry }}/lhcb/dirac:1\"\n",
+                1,
+                "templated",
+            ),
             (
                 "image: registry.example.org/lhcb/dirac:{{ .Values.tag }}\n",
                 1,

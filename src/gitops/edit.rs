@@ -218,7 +218,7 @@ fn image_targets<'v>(
                 // A templated value is never skipped as "not ours": it may render to ours.
                 if marked
                     || same_repository(&scalar.value, released)
-                    || scalar.value.contains("{{") && scalar.value.contains(&released.repository)
+                    || (scalar.value.contains("{{") && scalar.value.contains(&released.repository))
                 {
                     targets.push(Target {
                         scalar,

@@ -2,3 +2,4 @@
 //! reads.
 
 pub mod edit;
+pub mod repo;

@@ -38,6 +38,8 @@ pub enum Command {
     Tarball(TarballArgs),
     /// Build the service's OCI image (the spec's `image:`) and push it, or write it to an OCI layout.
     Image(ImageArgs),
+    /// Record the release in an environment's deployment repository (GitOps): edit, commit, push.
+    Deploy(DeployArgs),
     /// List the repository's release tags, newest first: TAG<TAB>VERSION<TAB>release|pre.
     Versions(VersionsArgs),
     /// Check a pipeline spec and report every problem in it.
@@ -120,6 +122,28 @@ pub struct ImageArgs {
     /// Replace a version tag that already names other bytes in the registry.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// Tag to release. Default: `$CI_COMMIT_TAG`, else the release tag on HEAD.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// The environment, as the spec's `deploy[].environment` names it.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// The image to record, `REPO:TAG@sha256:…`. Default: `$TAGPILOT_IMAGE` (the build job's
+    /// dotenv report).
+    #[arg(long, env = "TAGPILOT_IMAGE", value_name = "REF")]
+    pub image: Option<String>,
+    /// Print the diff that would be committed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write the image even where a higher version is recorded (a rollback does).
+    #[arg(long)]
+    pub allow_downgrade: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! One module per subcommand. Each only sequences stages and prints; the work is below.
 
+pub mod deploy;
 pub mod image;
 pub mod release;
 pub mod schema;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Release(args) => release::run(&cli, args, &ui),
         Command::Tarball(args) => tarball::run(&cli, args, &ui),
         Command::Image(args) => image::run(&cli, args, &ui),
+        Command::Deploy(args) => deploy::run(&cli, args, &ui),
         Command::Versions(args) => versions::run(&cli, args),
         Command::Validate(args) => validate::run(&cli, args),
         Command::Schema => schema::run(),

@@ -1,5 +1,6 @@
 //! The deployment repository (GitOps): recording each release in the files an orchestrator
 //! reads.
 
+pub mod deploy;
 pub mod edit;
 pub mod repo;

@@ -2,6 +2,7 @@
 //! interpolation from the environment. Later stages (image, deploy) add their own sections
 //! here as new optional fields; each section owns its types, defaults and checks.
 
+pub mod deploy;
 pub mod image;
 mod interpolate;
 mod text;
@@ -41,6 +42,9 @@ pub struct Spec {
     /// config on a pinned base.
     #[serde(default)]
     pub image: Option<image::ImageSpec>,
+    /// Deployment repositories, one per environment, where each release is recorded (GitOps).
+    #[serde(default)]
+    pub deploy: Vec<deploy::DeploySpec>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -222,6 +226,9 @@ impl Spec {
         if let Some(image) = &mut self.image {
             texts.extend(image.texts_mut());
         }
+        for deploy in &mut self.deploy {
+            texts.extend(deploy.texts_mut());
+        }
         texts
     }
 
@@ -261,6 +268,9 @@ impl Spec {
         }
         if let Some(image) = &self.image {
             problems.extend(image.check(file));
+        }
+        for deploy in &self.deploy {
+            problems.extend(deploy.check(file));
         }
         problems
     }

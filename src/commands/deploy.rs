@@ -1,0 +1,79 @@
+//! `tagpilot deploy`: record the release in one environment's deployment repository.
+
+use serde_json::json;
+
+use crate::cli::{Cli, DeployArgs, Output};
+use crate::error::{Error, Result};
+use crate::gitops::deploy::{deploy, Deployed, Release};
+use crate::target::{self, Request};
+use crate::ui::{print_stdout, Ui};
+
+use super::Project;
+
+pub fn run(cli: &Cli, args: &DeployArgs, ui: &Ui) -> Result<()> {
+    let project = Project::open(&args.project)?;
+    let spec = project
+        .spec
+        .deploy
+        .iter()
+        .find(|d| d.environment.as_str() == args.env)
+        .ok_or_else(|| {
+            let known: Vec<&str> = project
+                .spec
+                .deploy
+                .iter()
+                .map(|d| d.environment.as_str())
+                .collect();
+            Error::input(format!(
+                "no environment `{}` in the spec's deploy section; it has: {}",
+                args.env,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })?;
+    let image = args.image.as_deref().ok_or_else(|| {
+        Error::input("no image to deploy: pass --image REPO:TAG@sha256:… or set TAGPILOT_IMAGE (the build job's dotenv report does)")
+    })?;
+    let request = Request {
+        tag: args.tag.clone(),
+        snapshot: None,
+    };
+    let target = target::resolve(&project.source, &project.spec, &request)?;
+    let release = Release {
+        name: &target.name,
+        version: &target.version,
+        image,
+        dry_run: args.dry_run,
+        allow_downgrade: args.allow_downgrade,
+    };
+    let title = format!(
+        "Recording {} {} in {} ({})",
+        target.name, target.version, spec.repo, spec.environment
+    );
+    let deployed = ui.section("deploy", &title, || deploy(spec, &release, ui))?;
+    match cli.output {
+        Output::Json => print_stdout(&format!(
+            "{}\n",
+            json!({ "environment": args.env, "repository": spec.repo.value, "branch": spec.branch.value, "image": image, "result": deployed })
+        )),
+        Output::Human => print_stdout(&match &deployed {
+            Deployed::Committed { commit, files } => format!(
+                "committed {} to {} {} ({})\n",
+                &commit[..12.min(commit.len())],
+                spec.repo,
+                spec.branch,
+                files.join(", ")
+            ),
+            Deployed::AlreadyThere => format!("{} {} already records {image}: nothing to commit\n", spec.repo, spec.branch),
+            Deployed::Superseded { by } => format!(
+                "{} {} already records a newer version ({by}): left alone (--allow-downgrade overrides)\n",
+                spec.repo, spec.branch
+            ),
+            Deployed::WouldCommit { diff } => diff.clone(),
+        }),
+    }
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! Recording a release in an environment's deployment repository: edit the files that name the
+//! image, commit with trailers that later commands read back, push. When someone pushed first,
+//! fetch, re-apply the edit on their commit and try again, with jittered backoff; never force.
+//! A file that already names this image needs no commit; one that names a higher version is
+//! left alone (no downgrade) unless asked.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::oci::reference::Reference;
+use crate::spec::deploy::{DeployKind, DeploySpec};
+use crate::ui::Ui;
+use crate::version::{Scheme, Version};
+
+use super::edit::{rewrite, FileKind, Rewrite};
+use super::repo::{Access, Checkout, Pushed};
+
+/// Pushes tried before giving up when others keep pushing first.
+const ATTEMPTS: u32 = 8;
+
+/// What to record.
+pub struct Release<'a> {
+    pub name: &'a str,
+    pub version: &'a Version,
+    /// The full image reference to write, `registry/repo:tag@sha256:…`.
+    pub image: &'a str,
+    pub dry_run: bool,
+    pub allow_downgrade: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Deployed {
+    /// A commit landed on the branch.
+    Committed { commit: String, files: Vec<String> },
+    /// The files already named this image: nothing to commit.
+    AlreadyThere,
+    /// A file names a higher version: a newer release got there first.
+    Superseded { by: String },
+    /// Dry run: the diff that would be committed.
+    WouldCommit { diff: String },
+}
+
+pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed> {
+    let image =
+        Reference::parse(release.image).map_err(|why| Error::input(format!("--image: {why}")))?;
+    if image.tag.is_none() && image.digest.is_none() {
+        return Err(Error::input(format!(
+            "--image `{}` names no tag or digest",
+            release.image
+        )));
+    }
+    let repository = format!("{}/{}", image.registry, image.repository);
+    let access = access(spec)?;
+    let checkout = Checkout::clone(&spec.repo.value, &spec.branch.value, &access)?;
+    for attempt in 1..=ATTEMPTS {
+        let mut edited = Vec::new();
+        for file in &spec.files {
+            let relative = match &spec.path {
+                Some(folder) => {
+                    format!("{}/{}", folder.value.trim_end_matches('/'), file.file.value)
+                }
+                None => file.file.value.clone(),
+            };
+            let path = checkout.path().join(&relative);
+            let text = std::fs::read_to_string(&path).map_err(|_| {
+                Error::input(format!(
+                    "{relative} is not in {} (branch {})",
+                    spec.repo, spec.branch
+                ))
+            })?;
+            let kind = match file.kind {
+                DeployKind::Auto => FileKind::Auto,
+                DeployKind::Kustomization => FileKind::Kustomization,
+                DeployKind::Helm => FileKind::Helm {
+                    tag: file.tag.as_ref().map_or("image.tag", |t| t.as_str()),
+                    repository: file.repository.as_ref().map(|t| t.as_str()),
+                    digest: file.digest.as_ref().map(|t| t.as_str()),
+                },
+            };
+            let result = rewrite(
+                &text,
+                &Rewrite {
+                    repository: &repository,
+                    new: release.image,
+                    marker: file.marker.as_ref().map(|m| m.as_str()),
+                    kind,
+                },
+            )
+            .map_err(|e| Error::input(format!("{relative}: {e}; nothing was committed")))?;
+            if result.changes.is_empty() {
+                return Err(Error::input(format!(
+                    "{relative} names no image of {repository}; nothing was committed"
+                ))
+                .with_hint(
+                    "Check deploy.files, or mark the line with `# tagpilot: NAME` and set `marker`",
+                ));
+            }
+            if !release.allow_downgrade {
+                if let Some(higher) = result
+                    .changes
+                    .iter()
+                    .filter_map(|c| version_in(&c.old))
+                    .find(|v| v > release.version)
+                {
+                    return Ok(Deployed::Superseded {
+                        by: higher.to_string(),
+                    });
+                }
+            }
+            if result.changed() {
+                edited.push((relative, path, text, result.text));
+            }
+        }
+        if edited.is_empty() {
+            return Ok(Deployed::AlreadyThere);
+        }
+        if release.dry_run {
+            let diff = edited
+                .iter()
+                .map(|(relative, _, old, new)| diff(relative, old, new))
+                .collect();
+            return Ok(Deployed::WouldCommit { diff });
+        }
+        for (_, path, _, new) in &edited {
+            write(path, new)?;
+        }
+        let files: Vec<String> = edited
+            .iter()
+            .map(|(relative, ..)| relative.clone())
+            .collect();
+        let (name, email) = author(spec);
+        let commit = checkout.commit(&files, &message(spec, release), (&name, &email))?;
+        match checkout.push()? {
+            Pushed::Landed => return Ok(Deployed::Committed { commit, files }),
+            Pushed::Rejected => {
+                ui.info(&format!(
+                    "{} moved on while we committed (attempt {attempt} of {ATTEMPTS}): re-applying on the new head",
+                    spec.branch
+                ));
+                std::thread::sleep(jitter(attempt));
+                checkout.refresh()?;
+            }
+        }
+    }
+    Err(Error::failed(format!(
+        "{} branch {} kept moving: {ATTEMPTS} pushes were rejected; nothing was forced",
+        spec.repo, spec.branch
+    ))
+    .with_hint("Re-run the deploy job; it starts from the newest commit"))
+}
+
+/// The version a reference's tag names. Image tags hold normalised versions (`8.2.44`, not
+/// `v8r2p44`), so they are read with every scheme, not only the release's.
+fn version_in(reference: &str) -> Option<Version> {
+    let tag = Reference::parse(reference).ok()?.tag?;
+    Version::parse(&tag, Scheme::Auto).ok()
+}
+
+/// The login from the variables the spec names.
+fn access(spec: &DeploySpec) -> Result<Access> {
+    use base64::Engine;
+    let var = |name: &crate::spec::Text| {
+        std::env::var(name.as_str()).map_err(|_| {
+            Error::input(format!(
+                "environment variable {} (deploy {} credentials) is not set",
+                name, spec.environment
+            ))
+        })
+    };
+    let c = &spec.credentials;
+    let mut access = Access::default();
+    if let Some(token) = &c.token {
+        let user = match &c.user {
+            Some(name) => var(name)?,
+            None => "oauth2".to_string(),
+        };
+        let pair = format!("{user}:{}", var(token)?);
+        access.http_authorization = Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        ));
+        access.source = Some(token.value.clone());
+    } else if let (Some(user), Some(password)) = (&c.user, &c.password) {
+        let pair = format!("{}:{}", var(user)?, var(password)?);
+        access.http_authorization = Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        ));
+        access.source = Some(format!("{}/{}", user, password));
+    }
+    if let Some(key) = &c.ssh_key {
+        access.ssh_key = Some(var(key)?.into());
+        access.source = Some(key.value.clone());
+    }
+    Ok(access)
+}
+
+fn author(spec: &DeploySpec) -> (String, String) {
+    match &spec.author {
+        Some(author) => (author.name.value.clone(), author.email.value.clone()),
+        None => (
+            std::env::var("GITLAB_USER_NAME").unwrap_or_else(|_| "tagpilot".to_string()),
+            std::env::var("GITLAB_USER_EMAIL").unwrap_or_else(|_| "tagpilot@localhost".to_string()),
+        ),
+    }
+}
+
+/// The commit message, with trailers `tagpilot history` and `rollback` read back.
+fn message(spec: &DeploySpec, release: &Release) -> String {
+    let mut text = format!(
+        "Deploy {} {} to {}\n\nTagpilot-Release: {} {}\nTagpilot-Image: {}\nTagpilot-Environment: {}\n",
+        release.name, release.version, spec.environment, release.name, release.version, release.image, spec.environment
+    );
+    for (trailer, variable) in [
+        ("Tagpilot-Pipeline", "CI_PIPELINE_URL"),
+        ("Tagpilot-Job", "CI_JOB_URL"),
+    ] {
+        if let Some(url) = std::env::var(variable).ok().filter(|u| !u.is_empty()) {
+            text.push_str(&format!("{trailer}: {url}\n"));
+        }
+    }
+    text
+}
+
+/// A unified diff of a single-line-per-value edit (line counts never change).
+fn diff(file: &str, old: &str, new: &str) -> String {
+    let mut out = format!("--- a/{file}\n+++ b/{file}\n");
+    for (i, (a, b)) in old
+        .split_inclusive('\n')
+        .zip(new.split_inclusive('\n'))
+        .enumerate()
+    {
+        if a != b {
+            out.push_str(&format!("@@ -{0} +{0} @@\n-{a}", i + 1));
+            if !a.ends_with('\n') {
+                out.push_str("\n\\ No newline at end of file\n");
+            }
+            out.push_str(&format!("+{b}"));
+            if !b.ends_with('\n') {
+                out.push_str("\n\\ No newline at end of file\n");
+            }
+        }
+    }
+    out
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::io("write", path, e))
+}
+
+/// 100 ms doubling per attempt, with up to as much again at random, so racing writers spread.
+fn jitter(attempt: u32) -> Duration {
+    let base = 100u64 << attempt.min(6);
+    let noise = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64)
+        % base.max(1);
+    Duration::from_millis(base + noise)
+}

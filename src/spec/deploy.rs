@@ -1,0 +1,140 @@
+//! The `deploy:` section: the deployment repositories each environment's release is recorded in.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::Text;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploySpec {
+    /// The environment's name (`staging`, `production`), as `tagpilot deploy --env` names it.
+    pub environment: Text,
+    /// The deployment repository: `https://…`, `ssh://…`, `git@host:path`, `file://…` or a path.
+    pub repo: Text,
+    /// Branch to commit to. Default `main`.
+    #[serde(default = "default_branch")]
+    pub branch: Text,
+    /// Folder in the repository that `files` are relative to.
+    #[serde(default)]
+    pub path: Option<Text>,
+    /// The files that name the image.
+    pub files: Vec<DeployFile>,
+    /// Names of environment variables holding the login (never the secrets themselves).
+    #[serde(default)]
+    pub credentials: Credentials,
+    /// Commit author. Default: `GITLAB_USER_NAME` / `GITLAB_USER_EMAIL`, else tagpilot.
+    #[serde(default)]
+    pub author: Option<Author>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployFile {
+    /// Path of the file in the repository (under `path`).
+    pub file: Text,
+    /// `auto` (default): `image:` values anywhere, marked lines, and a Kustomization's
+    /// `images:`; `kustomization` for a kustomization without `kind:`; `helm` with key paths.
+    #[serde(default)]
+    pub kind: DeployKind,
+    /// Helm: dotted key path of the tag (`image.tag`).
+    #[serde(default)]
+    pub tag: Option<Text>,
+    /// Helm: dotted key path of the repository, which must name the released image.
+    #[serde(default)]
+    pub repository: Option<Text>,
+    /// Helm: dotted key path of the digest.
+    #[serde(default)]
+    pub digest: Option<Text>,
+    /// Values on lines ending in `# tagpilot: MARKER` are changed too.
+    #[serde(default)]
+    pub marker: Option<Text>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployKind {
+    #[default]
+    Auto,
+    Kustomization,
+    Helm,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// Variable with a token for HTTPS (a GitLab project access token with write_repository).
+    #[serde(default)]
+    pub token: Option<Text>,
+    /// Variable with the user name for HTTPS (default `oauth2` with a token).
+    #[serde(default)]
+    pub user: Option<Text>,
+    /// Variable with a password for HTTPS (instead of a token).
+    #[serde(default)]
+    pub password: Option<Text>,
+    /// Variable with the path of an SSH private key (a deploy key with write access).
+    #[serde(default)]
+    pub ssh_key: Option<Text>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Author {
+    pub name: Text,
+    pub email: Text,
+}
+
+fn default_branch() -> Text {
+    Text::unplaced("main")
+}
+
+impl DeploySpec {
+    pub fn texts_mut(&mut self) -> Vec<&mut Text> {
+        let mut texts = vec![&mut self.environment, &mut self.repo, &mut self.branch];
+        texts.extend(self.path.iter_mut());
+        for file in &mut self.files {
+            texts.push(&mut file.file);
+            texts.extend(file.tag.iter_mut());
+            texts.extend(file.repository.iter_mut());
+            texts.extend(file.digest.iter_mut());
+            texts.extend(file.marker.iter_mut());
+        }
+        let c = &mut self.credentials;
+        texts.extend(
+            c.token
+                .iter_mut()
+                .chain(c.user.iter_mut())
+                .chain(c.password.iter_mut())
+                .chain(c.ssh_key.iter_mut()),
+        );
+        if let Some(author) = &mut self.author {
+            texts.push(&mut author.name);
+            texts.push(&mut author.email);
+        }
+        texts
+    }
+
+    pub fn check(&self, file: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.files.is_empty() {
+            problems.push(format!(
+                "{}: deploy `{}` lists no files",
+                self.environment.place(file),
+                self.environment
+            ));
+        }
+        for f in &self.files {
+            if f.kind == DeployKind::Helm && f.tag.is_none() {
+                problems.push(format!("{}: deploy files: kind helm needs `tag:` (the key path of the tag, e.g. image.tag)", f.file.place(file)));
+            }
+            if f.file.as_str().starts_with('/') || f.file.as_str().split('/').any(|c| c == "..") {
+                problems.push(format!(
+                    "{}: deploy files: `{}` must be a path inside the repository",
+                    f.file.place(file),
+                    f.file
+                ));
+            }
+        }
+        problems
+    }
+}

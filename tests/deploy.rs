@@ -1,0 +1,285 @@
+//! `tagpilot deploy` against real deployment repositories (bare repositories over file://):
+//! exact edits, trailers, idempotence, dry runs, and eight releases racing for one branch.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const REPO: &str = "registry.example.org/lhcb/dirac";
+
+fn image(version: &str) -> String {
+    format!(
+        "{REPO}:{version}@sha256:{}",
+        "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+    )
+}
+
+/// A bare deployment repository whose `main` holds the fixture Deployment.
+fn deployment_repo(dir: &Path) -> PathBuf {
+    let seed = dir.join("seed");
+    std::fs::create_dir_all(seed.join("k8s")).unwrap();
+    std::fs::copy(
+        Path::new(ROOT).join("fixtures/deploy/k8s-deployment/input.yaml"),
+        seed.join("k8s/filecatalog.yaml"),
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        sh(Command::new("git")
+            .current_dir(&seed)
+            .args(["-c", "user.name=t", "-c", "user.email=t@e"])
+            .args(args))
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "Deployment"]);
+    let bare = dir.join("deployment.git");
+    sh(Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(&seed)
+        .arg(&bare));
+    bare
+}
+
+/// The DIRAC sample repository with a spec deploying to `bare`.
+fn source_with_spec(work: &Path, bare: &Path) -> (PathBuf, PathBuf) {
+    let repo = work.join("dirac");
+    let spec = work.join("deploy.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: DIRAC\nversion: {{ scheme: auto }}\ndeploy:\n  - environment: staging\n    repo: file://{}\n    branch: main\n    files:\n      - file: k8s/filecatalog.yaml\n    author: {{ name: Release Bot, email: bot@example.org }}\n",
+            bare.display()
+        ),
+    )
+    .unwrap();
+    (repo, spec)
+}
+
+fn deploy(repo: &Path, spec: &Path, tag: &str, version: &str, extra: &[&str]) -> Run {
+    run(tagpilot(repo)
+        .args([
+            "deploy",
+            "--output",
+            "json",
+            "--env",
+            "staging",
+            "--tag",
+            tag,
+            "--image",
+            &image(version),
+            "--pipeline",
+        ])
+        .arg(spec)
+        .args(extra)
+        .env(
+            "CI_PIPELINE_URL",
+            "https://gitlab.example.org/lhcb/dirac/-/pipelines/42",
+        ))
+}
+
+fn file_on_main(bare: &Path) -> String {
+    sh(Command::new("git")
+        .current_dir(bare)
+        .args(["show", "main:k8s/filecatalog.yaml"]))
+}
+
+fn result(run: &Run) -> Value {
+    serde_json::from_str::<Value>(&run.stdout).unwrap()["result"].clone()
+}
+
+#[test]
+fn a_deploy_commits_exactly_the_image_lines_with_trailers() {
+    let work = dirac_repo();
+    let bare = deployment_repo(work.path());
+    let (repo, spec) = source_with_spec(work.path(), &bare);
+
+    let dry = deploy(&repo, &spec, "v8r2p44", "8.2.44", &["--dry-run"]).ok();
+    let diff = result(&dry)["diff"].as_str().unwrap().to_string();
+    assert!(
+        diff.contains(&format!("+          image: {}", image("8.2.44"))),
+        "{diff}"
+    );
+    assert_eq!(
+        sh(Command::new("git")
+            .current_dir(&bare)
+            .args(["rev-list", "--count", "main"]))
+        .trim(),
+        "1",
+        "a dry run commits nothing"
+    );
+
+    let first = deploy(&repo, &spec, "v8r2p44", "8.2.44", &[]).ok();
+    assert_eq!(result(&first)["status"], "committed");
+    let expected =
+        std::fs::read_to_string(Path::new(ROOT).join("fixtures/deploy/k8s-deployment/input.yaml"))
+            .unwrap()
+            .replace(
+                &format!("image: {REPO}:8.2.43"),
+                &format!("image: {}", image("8.2.44")),
+            );
+    assert_eq!(file_on_main(&bare), expected);
+    let message = sh(Command::new("git").current_dir(&bare).args([
+        "log",
+        "-1",
+        "--format=%an <%ae>%n%B",
+        "main",
+    ]));
+    for line in [
+        "Release Bot <bot@example.org>".to_string(),
+        "Tagpilot-Release: DIRAC 8.2.44".to_string(),
+        format!("Tagpilot-Image: {}", image("8.2.44")),
+        "Tagpilot-Environment: staging".to_string(),
+        "Tagpilot-Pipeline: https://gitlab.example.org/lhcb/dirac/-/pipelines/42".to_string(),
+    ] {
+        assert!(message.contains(&line), "missing {line:?} in\n{message}");
+    }
+
+    let again = deploy(&repo, &spec, "v8r2p44", "8.2.44", &[]).ok();
+    assert_eq!(result(&again)["status"], "already_there");
+    assert_eq!(
+        sh(Command::new("git")
+            .current_dir(&bare)
+            .args(["rev-list", "--count", "main"]))
+        .trim(),
+        "2"
+    );
+
+    // An older release does not overwrite a newer one unless asked.
+    let older = deploy(&repo, &spec, "v8r2p43", "8.2.43", &[]).ok();
+    assert_eq!(result(&older)["status"], "superseded");
+    assert_eq!(result(&older)["by"], "8.2.44");
+    let forced = deploy(&repo, &spec, "v8r2p43", "8.2.43", &["--allow-downgrade"]).ok();
+    assert_eq!(result(&forced)["status"], "committed");
+    assert!(file_on_main(&bare).contains(&image("8.2.43")));
+}
+
+#[test]
+fn eight_releases_racing_for_one_branch() {
+    let work = dirac_repo();
+    let bare = deployment_repo(work.path());
+    let (repo, spec) = source_with_spec(work.path(), &bare);
+    let versions: Vec<String> = (1..=8).map(|n| format!("8.3.{n}")).collect();
+    for n in 1..=8 {
+        sh(Command::new("git")
+            .current_dir(&repo)
+            .args(["tag", &format!("v8r3p{n}")]));
+    }
+    let children: Vec<_> = versions
+        .iter()
+        .enumerate()
+        .map(|(i, version)| {
+            tagpilot(&repo)
+                .args([
+                    "deploy",
+                    "--output",
+                    "json",
+                    "--env",
+                    "staging",
+                    "--tag",
+                    &format!("v8r3p{}", i + 1),
+                    "--image",
+                    &image(version),
+                    "--pipeline",
+                ])
+                .arg(&spec)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut committed = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "a racing deploy failed: {stderr}");
+        let result = serde_json::from_slice::<Value>(&out.stdout).unwrap()["result"].clone();
+        match result["status"].as_str().unwrap() {
+            "committed" => committed.push(result["commit"].as_str().unwrap().to_string()),
+            "superseded" => {}
+            other => panic!("unexpected {other}: {result}"),
+        }
+    }
+    assert!(!committed.is_empty());
+    let history = sh(Command::new("git")
+        .current_dir(&bare)
+        .args(["rev-list", "main"]));
+    for commit in &committed {
+        assert!(
+            history.contains(commit.as_str()),
+            "a landed commit was lost: {commit}"
+        );
+    }
+    assert_eq!(
+        sh(Command::new("git")
+            .current_dir(&bare)
+            .args(["rev-list", "--merges", "main"])),
+        "",
+        "linear history"
+    );
+    assert!(
+        file_on_main(&bare).contains(&image("8.3.8")),
+        "the highest version wins:\n{}",
+        file_on_main(&bare)
+    );
+}
+
+#[test]
+fn unknown_environment_and_missing_image_are_clear() {
+    let work = dirac_repo();
+    let bare = deployment_repo(work.path());
+    let (repo, spec) = source_with_spec(work.path(), &bare);
+    run(tagpilot(&repo)
+        .args([
+            "deploy",
+            "--env",
+            "production",
+            "--tag",
+            "v8r2p44",
+            "--image",
+            &image("8.2.44"),
+            "--pipeline",
+        ])
+        .arg(&spec))
+    .fails_with(
+        2,
+        "no environment `production` in the spec's deploy section; it has: staging",
+    );
+    run(tagpilot(&repo)
+        .args([
+            "deploy",
+            "--env",
+            "staging",
+            "--tag",
+            "v8r2p44",
+            "--pipeline",
+        ])
+        .arg(&spec))
+    .fails_with(2, "no image to deploy");
+    let wrong = work.path().join("wrong.yaml");
+    std::fs::write(
+        &wrong,
+        std::fs::read_to_string(&spec)
+            .unwrap()
+            .replace("k8s/filecatalog.yaml", "k8s/missing.yaml"),
+    )
+    .unwrap();
+    run(tagpilot(&repo)
+        .args([
+            "deploy",
+            "--env",
+            "staging",
+            "--tag",
+            "v8r2p44",
+            "--image",
+            &image("8.2.44"),
+            "--pipeline",
+        ])
+        .arg(&wrong))
+    .fails_with(2, "k8s/missing.yaml is not in");
+}

@@ -283,3 +283,71 @@ fn unknown_environment_and_missing_image_are_clear() {
         .arg(&wrong))
     .fails_with(2, "k8s/missing.yaml is not in");
 }
+
+/// Over smart HTTP with Basic auth, as a GitLab HTTPS remote with a project access token: the
+/// token comes from the variable the spec names and is never printed; a wrong one is refused
+/// with a hint about which kind of token can push.
+#[test]
+fn over_smart_http_with_a_token() {
+    let work = dirac_repo();
+    let bare = deployment_repo(work.path());
+    let server =
+        common::git_http::GitHttp::start(work.path().to_path_buf(), "oauth2", "glpat-secret-token");
+    let (repo, _) = source_with_spec(work.path(), &bare);
+    let spec = work.path().join("http.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: DIRAC\ndeploy:\n  - environment: staging\n    repo: {}\n    files: [{{ file: k8s/filecatalog.yaml }}]\n    credentials: {{ token: DEPLOY_TOKEN }}\n",
+            server.url("deployment.git")
+        ),
+    )
+    .unwrap();
+    let attempt = |token: &str| {
+        run(tagpilot(&repo)
+            .args([
+                "deploy",
+                "--output",
+                "json",
+                "--env",
+                "staging",
+                "--tag",
+                "v8r2p44",
+                "--image",
+                &image("8.2.44"),
+                "--pipeline",
+            ])
+            .arg(&spec)
+            .env("DEPLOY_TOKEN", token))
+    };
+    let refused = attempt("wrong-token").fails_with(2, "with the login from DEPLOY_TOKEN");
+    assert!(
+        refused.stderr.contains("write_repository"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("wrong-token"));
+    let landed = attempt("glpat-secret-token").ok();
+    assert_eq!(result(&landed)["status"], "committed");
+    assert!(
+        !landed.stderr.contains("glpat-secret-token"),
+        "the token is never printed"
+    );
+    assert!(file_on_main(&bare).contains(&image("8.2.44")));
+    run(tagpilot(&repo)
+        .args([
+            "deploy",
+            "--env",
+            "staging",
+            "--tag",
+            "v8r2p44",
+            "--image",
+            &image("8.2.44"),
+            "--pipeline",
+        ])
+        .arg(&spec))
+    .fails_with(
+        2,
+        "environment variable DEPLOY_TOKEN (deploy staging credentials) is not set",
+    );
+}

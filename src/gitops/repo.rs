@@ -166,11 +166,17 @@ impl Checkout {
             self.branch,
             stderr.trim()
         );
-        if stderr.contains("Authentication failed")
-            || stderr.contains("403")
-            || stderr.contains("401")
-            || stderr.contains("Permission denied")
-        {
+        // A refused HTTPS login makes git ask for a user name, which it may not do here.
+        let refused = [
+            "Authentication failed",
+            "could not read Username",
+            "403",
+            "401",
+            "Permission denied",
+        ]
+        .iter()
+        .any(|sign| stderr.contains(sign));
+        if refused {
             Error::input(message).with_hint(
                 "Pushing needs a project access token with write_repository (HTTPS) or a deploy key with write access (SSH); GitLab deploy tokens and CI_JOB_TOKEN cannot push to another project",
             )

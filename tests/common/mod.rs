@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod docker;
+pub mod git_http;
 pub mod proxy;
 pub mod registry;
 pub mod token;

@@ -6,8 +6,13 @@ pub const PLACEHOLDERS: [&str; 6] = ["name", "version", "tag", "major", "minor",
 
 /// Checks a template without filling it: every `{...}` must be a known placeholder.
 pub fn check(template: &str) -> Result<(), String> {
+    check_with(template, &[])
+}
+
+/// Like [`check`], where `extra` placeholders are known too.
+pub fn check_with(template: &str, extra: &[&str]) -> Result<(), String> {
     render(template, &|name| {
-        PLACEHOLDERS.contains(&name).then(String::new)
+        (PLACEHOLDERS.contains(&name) || extra.contains(&name)).then(String::new)
     })
     .map(|_| ())
 }

@@ -351,3 +351,57 @@ fn over_smart_http_with_a_token() {
         "environment variable DEPLOY_TOKEN (deploy staging credentials) is not set",
     );
 }
+
+#[test]
+fn message_template_and_digest_only_references() {
+    let work = dirac_repo();
+    let bare = deployment_repo(work.path());
+    let (repo, _) = source_with_spec(work.path(), &bare);
+    let spec = work.path().join("digest.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: DIRAC\ndeploy:\n  - environment: production\n    repo: file://{}\n    files: [{{ file: k8s/filecatalog.yaml }}]\n    message: \"Release {{name}} {{tag}} ({{version}}) to {{environment}}\"\n    write: digest\n",
+            bare.display()
+        ),
+    )
+    .unwrap();
+    run(tagpilot(&repo)
+        .args([
+            "deploy",
+            "--env",
+            "production",
+            "--tag",
+            "v8r2p44",
+            "--image",
+            &image("8.2.44"),
+            "--pipeline",
+        ])
+        .arg(&spec))
+    .ok();
+    let digest_only =
+        format!("{REPO}@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae");
+    assert!(file_on_main(&bare).contains(&format!("image: {digest_only}\n")));
+    let subject =
+        sh(Command::new("git")
+            .current_dir(&bare)
+            .args(["log", "-1", "--format=%s%n%b", "main"]));
+    assert!(
+        subject.starts_with("Release DIRAC v8r2p44 (8.2.44) to production\n"),
+        "{subject}"
+    );
+    assert!(
+        subject.contains(&format!("Tagpilot-Image: {digest_only}")),
+        "{subject}"
+    );
+    // A placeholder that does not exist is a spec error.
+    std::fs::write(
+        &spec,
+        std::fs::read_to_string(&spec)
+            .unwrap()
+            .replace("{environment}", "{envirnoment}"),
+    )
+    .unwrap();
+    run(tagpilot(&repo).args(["validate", "--pipeline"]).arg(&spec))
+        .fails_with(2, "unknown placeholder `{envirnoment}`");
+}

@@ -43,8 +43,7 @@ pub fn run(cli: &Cli, args: &DeployArgs, ui: &Ui) -> Result<()> {
     };
     let target = target::resolve(&project.source, &project.spec, &request)?;
     let release = Release {
-        name: &target.name,
-        version: &target.version,
+        target: &target,
         image,
         dry_run: args.dry_run,
         allow_downgrade: args.allow_downgrade,

@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::oci::reference::Reference;
-use crate::spec::deploy::{DeployKind, DeploySpec};
+use crate::spec::deploy::{DeployKind, DeploySpec, WriteAs};
+use crate::target::Target;
 use crate::ui::Ui;
 use crate::version::{Scheme, Version};
 
@@ -23,8 +24,7 @@ const ATTEMPTS: u32 = 8;
 
 /// What to record.
 pub struct Release<'a> {
-    pub name: &'a str,
-    pub version: &'a Version,
+    pub target: &'a Target,
     /// The full image reference to write, `registry/repo:tag@sha256:…`.
     pub image: &'a str,
     pub dry_run: bool,
@@ -47,13 +47,20 @@ pub enum Deployed {
 pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed> {
     let image =
         Reference::parse(release.image).map_err(|why| Error::input(format!("--image: {why}")))?;
-    if image.tag.is_none() && image.digest.is_none() {
-        return Err(Error::input(format!(
-            "--image `{}` names no tag or digest",
-            release.image
-        )));
-    }
     let repository = format!("{}/{}", image.registry, image.repository);
+    let written = match (spec.write, &image.tag, &image.digest) {
+        (WriteAs::Pinned, Some(tag), Some(digest)) => format!("{repository}:{tag}@{digest}"),
+        (WriteAs::Digest, _, Some(digest)) => format!("{repository}@{digest}"),
+        (WriteAs::Tag, Some(tag), _) => format!("{repository}:{tag}"),
+        (how, _, _) => {
+            return Err(Error::input(format!(
+                "--image `{}` lacks what deploy.write: {} needs (a tag and/or a sha256 digest)",
+                release.image,
+                format!("{how:?}").to_lowercase()
+            )))
+        }
+    };
+    let version = &release.target.version;
     let access = access(spec)?;
     let checkout = Checkout::clone(&spec.repo.value, &spec.branch.value, &access)?;
     for attempt in 1..=ATTEMPTS {
@@ -85,7 +92,7 @@ pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed>
                 &text,
                 &Rewrite {
                     repository: &repository,
-                    new: release.image,
+                    new: &written,
                     marker: file.marker.as_ref().map(|m| m.as_str()),
                     kind,
                 },
@@ -104,7 +111,7 @@ pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed>
                     .changes
                     .iter()
                     .filter_map(|c| version_in(&c.old))
-                    .find(|v| v > release.version)
+                    .find(|v| v > version)
                 {
                     return Ok(Deployed::Superseded {
                         by: higher.to_string(),
@@ -133,7 +140,11 @@ pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed>
             .map(|(relative, ..)| relative.clone())
             .collect();
         let (name, email) = author(spec);
-        let commit = checkout.commit(&files, &message(spec, release), (&name, &email))?;
+        let commit = checkout.commit(
+            &files,
+            &message(spec, release.target, &written)?,
+            (&name, &email),
+        )?;
         match checkout.push()? {
             Pushed::Landed => return Ok(Deployed::Committed { commit, files }),
             Pushed::Rejected => {
@@ -209,11 +220,22 @@ fn author(spec: &DeploySpec) -> (String, String) {
     }
 }
 
-/// The commit message, with trailers `tagpilot history` and `rollback` read back.
-fn message(spec: &DeploySpec, release: &Release) -> String {
+/// The commit message from the spec's template, with the trailers `tagpilot history` and
+/// `rollback` read back.
+fn message(spec: &DeploySpec, target: &Target, image: &str) -> Result<String> {
+    let subject =
+        crate::template::render(spec.message.as_str(), &|placeholder| match placeholder {
+            "environment" => Some(spec.environment.value.clone()),
+            "image" => Some(image.to_string()),
+            other => target.render(&format!("{{{other}}}")).ok(),
+        })
+        .map_err(|why| Error::input(format!("deploy message: {why}")))?;
     let mut text = format!(
-        "Deploy {} {} to {}\n\nTagpilot-Release: {} {}\nTagpilot-Image: {}\nTagpilot-Environment: {}\n",
-        release.name, release.version, spec.environment, release.name, release.version, release.image, spec.environment
+        "{}\n\nTagpilot-Release: {} {}\nTagpilot-Image: {image}\nTagpilot-Environment: {}\n",
+        subject.trim_end(),
+        target.name,
+        target.version,
+        spec.environment
     );
     for (trailer, variable) in [
         ("Tagpilot-Pipeline", "CI_PIPELINE_URL"),
@@ -223,7 +245,7 @@ fn message(spec: &DeploySpec, release: &Release) -> String {
             text.push_str(&format!("{trailer}: {url}\n"));
         }
     }
-    text
+    Ok(text)
 }
 
 /// A unified diff of a single-line-per-value edit (line counts never change).

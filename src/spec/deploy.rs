@@ -26,6 +26,31 @@ pub struct DeploySpec {
     /// Commit author. Default: `GITLAB_USER_NAME` / `GITLAB_USER_EMAIL`, else tagpilot.
     #[serde(default)]
     pub author: Option<Author>,
+    /// Commit message. Placeholders: {name} {version} {tag} {major} {minor} {patch}
+    /// {environment} {image}. tagpilot's trailers are always added after it.
+    /// Default `Deploy {name} {version} to {environment}`.
+    #[serde(default = "default_message")]
+    pub message: Text,
+    /// How the image is written into the files: `pinned` (default, `repo:tag@sha256:…`),
+    /// `digest` (`repo@sha256:…`) or `tag` (`repo:tag`).
+    #[serde(default)]
+    pub write: WriteAs,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteAs {
+    #[default]
+    Pinned,
+    Digest,
+    Tag,
+}
+
+/// Placeholders a deploy message may use on top of the release's.
+pub const MESSAGE_PLACEHOLDERS: [&str; 2] = ["environment", "image"];
+
+fn default_message() -> Text {
+    Text::unplaced("Deploy {name} {version} to {environment}")
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -90,7 +115,12 @@ fn default_branch() -> Text {
 
 impl DeploySpec {
     pub fn texts_mut(&mut self) -> Vec<&mut Text> {
-        let mut texts = vec![&mut self.environment, &mut self.repo, &mut self.branch];
+        let mut texts = vec![
+            &mut self.environment,
+            &mut self.repo,
+            &mut self.branch,
+            &mut self.message,
+        ];
         texts.extend(self.path.iter_mut());
         for file in &mut self.files {
             texts.push(&mut file.file);
@@ -121,6 +151,13 @@ impl DeploySpec {
                 "{}: deploy `{}` lists no files",
                 self.environment.place(file),
                 self.environment
+            ));
+        }
+        if let Err(why) = crate::template::check_with(self.message.as_str(), &MESSAGE_PLACEHOLDERS)
+        {
+            problems.push(format!(
+                "{}: deploy message: {why}",
+                self.message.place(file)
             ));
         }
         for f in &self.files {

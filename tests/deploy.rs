@@ -405,3 +405,64 @@ fn message_template_and_digest_only_references() {
     run(tagpilot(&repo).args(["validate", "--pipeline"]).arg(&spec))
         .fails_with(2, "unknown placeholder `{envirnoment}`");
 }
+
+/// Over SSH with a key file named by a variable, as with a GitLab deploy key that may write.
+#[test]
+fn over_ssh_with_a_key_file() {
+    let Some(sshd) = common::sshd::Sshd::start() else {
+        return;
+    };
+    let work = dirac_repo();
+    let bare = deployment_repo(work.path());
+    let (repo, _) = source_with_spec(work.path(), &bare);
+    let spec = work.path().join("ssh.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: DIRAC\ndeploy:\n  - environment: staging\n    repo: {}\n    files: [{{ file: k8s/filecatalog.yaml }}]\n    credentials: {{ ssh_key: DEPLOY_KEY }}\n",
+            sshd.url(&bare)
+        ),
+    )
+    .unwrap();
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let landed = run(tagpilot(&repo)
+        .args([
+            "deploy",
+            "--output",
+            "json",
+            "--env",
+            "staging",
+            "--tag",
+            "v8r2p44",
+            "--image",
+            &image("8.2.44"),
+            "--pipeline",
+        ])
+        .arg(&spec)
+        .env("DEPLOY_KEY", sshd.client_key())
+        .env("HOME", &home))
+    .ok();
+    assert_eq!(result(&landed)["status"], "committed");
+    assert!(file_on_main(&bare).contains(&image("8.2.44")));
+    // Another key is refused, as a read-only or unknown deploy key would be.
+    let other = work.path().join("other");
+    sh(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other));
+    run(tagpilot(&repo)
+        .args([
+            "deploy",
+            "--env",
+            "staging",
+            "--tag",
+            "v8r2p44",
+            "--image",
+            &image("8.2.44"),
+            "--pipeline",
+        ])
+        .arg(&spec)
+        .env("DEPLOY_KEY", &other)
+        .env("HOME", &home))
+    .fails_with(2, "with the login from DEPLOY_KEY");
+}

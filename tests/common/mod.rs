@@ -6,6 +6,7 @@ pub mod docker;
 pub mod git_http;
 pub mod proxy;
 pub mod registry;
+pub mod sshd;
 pub mod token;
 
 use std::collections::BTreeMap;

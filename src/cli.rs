@@ -164,6 +164,7 @@ pub enum StageName {
     Tarball,
     Image,
     Push,
+    Deploy,
 }
 
 impl StageName {
@@ -172,6 +173,7 @@ impl StageName {
             StageName::Tarball => "tarball",
             StageName::Image => "image",
             StageName::Push => "push",
+            StageName::Deploy => "deploy",
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::gitops::deploy::Deployed;
 use crate::image::Built as ImageBuilt;
 use crate::oci::push::Pushed;
 use crate::tarball::Built;
@@ -27,6 +28,14 @@ pub struct Record {
     pub tarball: Option<TarballRecord>,
     pub image: Option<ImageBuilt>,
     pub pushed: Option<Pushed>,
+    /// What the deploy stage did, per environment.
+    pub deployed: Vec<EnvironmentDeployed>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EnvironmentDeployed {
+    pub environment: String,
+    pub result: Deployed,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,6 +94,7 @@ impl Record {
             tarball: None,
             image: None,
             pushed: None,
+            deployed: Vec::new(),
         }
     }
 

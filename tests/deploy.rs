@@ -327,8 +327,36 @@ fn over_smart_http_with_a_token() {
         refused.stderr
     );
     assert!(!refused.stderr.contains("wrong-token"));
-    let landed = attempt("glpat-secret-token").ok();
+    let landed = run(tagpilot(&repo)
+        .args([
+            "deploy",
+            "--output",
+            "json",
+            "--env",
+            "staging",
+            "--tag",
+            "v8r2p44",
+            "--image",
+            &image("8.2.44"),
+            "--pipeline",
+        ])
+        .arg(&spec)
+        .env("DEPLOY_TOKEN", "glpat-secret-token")
+        .env("GITLAB_USER_NAME", "Christophe Haen")
+        .env("GITLAB_USER_EMAIL", "christophe@example.org"))
+    .ok();
     assert_eq!(result(&landed)["status"], "committed");
+    let author = sh(Command::new("git").current_dir(&bare).args([
+        "log",
+        "-1",
+        "--format=%an <%ae>",
+        "main",
+    ]));
+    assert_eq!(
+        author.trim(),
+        "Christophe Haen <christophe@example.org>",
+        "the author comes from GitLab's variables"
+    );
     assert!(
         !landed.stderr.contains("glpat-secret-token"),
         "the token is never printed"
@@ -445,6 +473,53 @@ fn over_ssh_with_a_key_file() {
     .ok();
     assert_eq!(result(&landed)["status"], "committed");
     assert!(file_on_main(&bare).contains(&image("8.2.44")));
+    // The same key from ssh-agent, with no key file named: plain git finds the agent.
+    let agent = sh(Command::new("ssh-agent").arg("-s"));
+    let socket = agent
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("SSH_AUTH_SOCK="))
+        .unwrap()
+        .to_string();
+    let pid = agent
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("SSH_AGENT_PID="))
+        .unwrap()
+        .to_string();
+    sh(Command::new("ssh-add")
+        .arg("-q")
+        .arg(sshd.client_key())
+        .env("SSH_AUTH_SOCK", &socket));
+    sh(Command::new("git")
+        .current_dir(&repo)
+        .args(["tag", "v8r2p45"]));
+    let agent_spec = work.path().join("agent.yaml");
+    std::fs::write(
+        &agent_spec,
+        std::fs::read_to_string(&spec)
+            .unwrap()
+            .replace("    credentials: { ssh_key: DEPLOY_KEY }\n", ""),
+    )
+    .unwrap();
+    let via_agent = run(tagpilot(&repo)
+        .args([
+            "deploy",
+            "--output",
+            "json",
+            "--env",
+            "staging",
+            "--tag",
+            "v8r2p45",
+            "--image",
+            &image("8.2.45"),
+            "--pipeline",
+        ])
+        .arg(&agent_spec)
+        .env("SSH_AUTH_SOCK", &socket)
+        .env("HOME", &home));
+    let _ = Command::new("kill").arg(&pid).status();
+    let via_agent = via_agent.ok();
+    assert_eq!(result(&via_agent)["status"], "committed");
+    assert!(file_on_main(&bare).contains(&image("8.2.45")));
     // Another key is refused, as a read-only or unknown deploy key would be.
     let other = work.path().join("other");
     sh(Command::new("ssh-keygen")
@@ -465,4 +540,116 @@ fn over_ssh_with_a_key_file() {
         .env("DEPLOY_KEY", &other)
         .env("HOME", &home))
     .fails_with(2, "with the login from DEPLOY_KEY");
+}
+
+/// `release --dry-run` computes the commit each automatic environment would get, and commits
+/// nothing; manual environments are left to `tagpilot deploy`.
+#[test]
+fn a_dry_run_release_shows_the_deployment_diff() {
+    let work = dirac_repo();
+    let bare = deployment_repo(work.path());
+    let (repo, _) = source_with_spec(work.path(), &bare);
+    let spec = work.path().join("release.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: DIRAC\nimage:\n  repository: {REPO}\n  install_path: /opt/dirac\ndeploy:\n  - environment: staging\n    automatic: true\n    repo: file://{0}\n    files: [{{ file: k8s/filecatalog.yaml }}]\n  - environment: production\n    repo: file://{0}\n    files: [{{ file: k8s/filecatalog.yaml }}]\n",
+            bare.display()
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    run(tagpilot(&repo)
+        .args([
+            "release",
+            "--dry-run",
+            "--output",
+            "json",
+            "--tag",
+            "v8r2p44",
+            "--pipeline",
+        ])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out))
+    .ok();
+    let record = read_json(&out.join("release.json"));
+    let deployed = record["deployed"].as_array().unwrap();
+    assert_eq!(deployed.len(), 1, "only the automatic environment");
+    assert_eq!(deployed[0]["environment"], "staging");
+    assert_eq!(deployed[0]["result"]["status"], "would_commit");
+    let digest = record["image"]["digest"].as_str().unwrap();
+    let line = format!("+          image: {REPO}:8.2.44@{digest}");
+    assert!(
+        deployed[0]["result"]["diff"]
+            .as_str()
+            .unwrap()
+            .contains(&line),
+        "{}",
+        deployed[0]["result"]["diff"]
+    );
+    assert_eq!(
+        sh(Command::new("git")
+            .current_dir(&bare)
+            .args(["rev-list", "--count", "main"]))
+        .trim(),
+        "1"
+    );
+}
+
+#[test]
+fn bad_deployment_files_name_the_file_and_push_nothing() {
+    let work = dirac_repo();
+    let bare = deployment_repo(work.path());
+    let (repo, spec) = source_with_spec(work.path(), &bare);
+    let with = |edit: &dyn Fn(String) -> String| {
+        let path = work.path().join("variant.yaml");
+        std::fs::write(&path, edit(std::fs::read_to_string(&spec).unwrap())).unwrap();
+        run(tagpilot(&repo)
+            .args([
+                "deploy",
+                "--env",
+                "staging",
+                "--tag",
+                "v8r2p44",
+                "--image",
+                &image("8.2.44"),
+                "--pipeline",
+            ])
+            .arg(path))
+    };
+    with(&|s| s.replace("branch: main", "branch: release")).fails_with(1, "branch release");
+    // Commit files that name no image, or do not parse, to the deployment repository.
+    let seed = work.path().join("seed");
+    std::fs::write(
+        seed.join("k8s/other.yaml"),
+        "image: docker.io/library/nginx:1.25\n",
+    )
+    .unwrap();
+    std::fs::write(seed.join("k8s/broken.yaml"), "spec:\n  image: [unclosed\n").unwrap();
+    let git = |args: &[&str]| {
+        sh(Command::new("git")
+            .current_dir(&seed)
+            .args(["-c", "user.name=t", "-c", "user.email=t@e"])
+            .args(args))
+    };
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "more"]);
+    git(&["push", "-q", bare.to_str().unwrap(), "main"]);
+    let before = sh(Command::new("git")
+        .current_dir(&bare)
+        .args(["rev-parse", "main"]));
+    with(&|s| s.replace("k8s/filecatalog.yaml", "k8s/other.yaml")).fails_with(
+        2,
+        "k8s/other.yaml names no image of registry.example.org/lhcb/dirac",
+    );
+    with(&|s| s.replace("k8s/filecatalog.yaml", "k8s/broken.yaml"))
+        .fails_with(2, "k8s/broken.yaml: line 2: not valid YAML/JSON");
+    assert_eq!(
+        sh(Command::new("git")
+            .current_dir(&bare)
+            .args(["rev-parse", "main"])),
+        before,
+        "nothing pushed"
+    );
 }

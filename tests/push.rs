@@ -175,7 +175,12 @@ fn ci_credentials_and_a_full_release() {
         .collect();
     assert_eq!(
         stages,
-        [("tarball", "done"), ("image", "done"), ("push", "done")]
+        [
+            ("tarball", "done"),
+            ("image", "done"),
+            ("push", "done"),
+            ("deploy", "not_configured")
+        ]
     );
     let dotenv = std::fs::read_to_string(dotenv).unwrap();
     let reference = record["pushed"]["reference"].as_str().unwrap();
@@ -704,5 +709,91 @@ fn tls_with_a_private_ca() {
         inspect.status.success(),
         "{}",
         String::from_utf8_lossy(&inspect.stderr)
+    );
+}
+
+/// The whole release: tarball, image, push, and the commit in the deployment repository.
+#[test]
+fn a_release_ends_with_the_deployment_commit() {
+    if !ready() {
+        return;
+    }
+    let registry = Registry::start(true);
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    // A deployment repository whose manifest names this registry's image.
+    let seed = work.path().join("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    std::fs::write(
+        seed.join("app.yaml"),
+        format!(
+            "containers:\n  - name: fc\n    image: {}/lhcb/dirac:8.2.43\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let git = |dir: &Path, args: &[&str]| {
+        sh(Command::new("git")
+            .current_dir(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@e"])
+            .args(args))
+    };
+    git(&seed, &["init", "-q", "-b", "main"]);
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-qm", "app"]);
+    let bare = work.path().join("deployment.git");
+    git(
+        work.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            seed.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    let spec = work.path().join("release.yaml");
+    let base = std::fs::read_to_string(Path::new(ROOT).join("pipelines/dirac.yaml")).unwrap();
+    std::fs::write(
+        &spec,
+        format!("{base}deploy:\n  - environment: staging\n    automatic: true\n    repo: file://{}\n    files: [{{ file: app.yaml }}]\n", bare.display()),
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    run(tagpilot(&repo)
+        .args(["release", "--tag", "v8r2p44", "--pipeline"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .env(
+            "CI_REGISTRY_IMAGE",
+            format!("{}/lhcb/dirac", registry.host()),
+        )
+        .env("DOCKER_CONFIG", registry.docker_config()))
+    .ok();
+    let record = read_json(&out.join("release.json"));
+    let stages: Vec<&str> = record["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        ["done", "done", "done", "done"],
+        "{}",
+        record["stages"]
+    );
+    assert_eq!(record["deployed"][0]["result"]["status"], "committed");
+    let digest = record["image"]["digest"].as_str().unwrap();
+    let file = sh(Command::new("git")
+        .current_dir(&bare)
+        .args(["show", "main:app.yaml"]));
+    assert_eq!(
+        file,
+        format!(
+            "containers:\n  - name: fc\n    image: {}/lhcb/dirac:8.2.44@{digest}\n",
+            registry.host()
+        )
     );
 }

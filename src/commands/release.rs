@@ -7,9 +7,10 @@ use crate::archive::ChannelReader;
 use crate::cli::{Cli, Output, ReleaseArgs, StageName};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::gitops::deploy::{deploy, Deployed, Release};
 use crate::image;
 use crate::oci::layer::Layer;
-use crate::record::{Record, Status};
+use crate::record::{EnvironmentDeployed, Record, Status};
 use crate::spec::image::ImageSpec;
 use crate::tarball::{self as tarball_writer, Existing};
 use crate::target::{self, Request, Target};
@@ -122,6 +123,12 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         _ => record.stage("push", Status::NotConfigured, "no image built"),
     }
 
+    if !selected(StageName::Deploy) {
+        record.stage("deploy", Status::NotSelected, "");
+    } else {
+        deploy_stage(&project, &target, args, &mut record, out, ui)?;
+    }
+
     let record_path = save_record(out, &record)?;
     write_dotenv(cli, &record)?;
     match cli.output {
@@ -172,6 +179,95 @@ fn tarball_and_tree_layer(
         };
         (built, layer)
     })
+}
+
+/// Records the release in every automatic environment's deployment repository (in a dry run,
+/// computes the diffs it would commit).
+fn deploy_stage(
+    project: &Project,
+    target: &Target,
+    args: &ReleaseArgs,
+    record: &mut Record,
+    out: &Path,
+    ui: &Ui,
+) -> Result<()> {
+    let automatic: Vec<_> = project.spec.deploy.iter().filter(|d| d.automatic).collect();
+    if automatic.is_empty() {
+        record.stage(
+            "deploy",
+            Status::NotConfigured,
+            "no automatic environment in the spec",
+        );
+        return Ok(());
+    }
+    // The pinned reference: pushed, or (dry run) the one the push would make.
+    let repository = record
+        .pushed
+        .as_ref()
+        .map(|p| {
+            p.reference
+                .split('@')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .or_else(|| {
+            let spec = project.spec.image.as_ref()?;
+            spec.repository
+                .as_ref()
+                .map(|r| r.value.clone())
+                .or_else(|| std::env::var("CI_REGISTRY_IMAGE").ok())
+        });
+    let image = match (repository, &record.image) {
+        (Some(repository), Some(built)) => {
+            let tag = built
+                .version_tags
+                .first()
+                .cloned()
+                .unwrap_or_else(|| target.version.to_string());
+            format!("{repository}:{tag}@{}", built.digest)
+        }
+        _ => {
+            record.stage(
+                "deploy",
+                Status::NotSelected,
+                "no image with a repository to record",
+            );
+            return Ok(());
+        }
+    };
+    let release = Release {
+        target,
+        image: &image,
+        dry_run: args.dry_run,
+        allow_downgrade: false,
+    };
+    let mut details = Vec::new();
+    for spec in automatic {
+        let title = format!(
+            "Recording {} {} in {} ({})",
+            target.name, target.version, spec.repo, spec.environment
+        );
+        let deployed = ui
+            .section("deploy", &title, || deploy(spec, &release, ui))
+            .map_err(|err| failed(record, out, "deploy", err))?;
+        if let Deployed::WouldCommit { diff } = &deployed {
+            ui.info(diff);
+        }
+        details.push(format!(
+            "{}: {}",
+            spec.environment,
+            serde_json::to_value(&deployed)
+                .map(|v| v["status"].to_string())
+                .unwrap_or_default()
+        ));
+        record.deployed.push(EnvironmentDeployed {
+            environment: spec.environment.value.clone(),
+            result: deployed,
+        });
+    }
+    record.stage("deploy", Status::Done, details.join(", "));
+    Ok(())
 }
 
 /// Records a failed stage (the record is saved, so what was done stays known) and passes the

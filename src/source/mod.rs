@@ -111,7 +111,13 @@ impl Source {
             ))
             .with_hint("Run tagpilot in the checkout of the project to release, or pass --repo DIR")
         })?;
-        let root = repo.workdir().unwrap_or_else(|| repo.path()).to_path_buf();
+        // Rebuilt from components: libgit2 ends the folder with a slash, which reads badly in
+        // messages ("in /src/dirac/.").
+        let root = repo
+            .workdir()
+            .unwrap_or_else(|| repo.path())
+            .components()
+            .collect();
         Ok(Source { repo, root })
     }
 

@@ -10,6 +10,10 @@ use super::Text;
 pub struct DeploySpec {
     /// The environment's name (`staging`, `production`), as `tagpilot deploy --env` names it.
     pub environment: Text,
+    /// `tagpilot release` records the release here too (after the push). Default false: an
+    /// environment like production stays a manual `tagpilot deploy`.
+    #[serde(default)]
+    pub automatic: bool,
     /// The deployment repository: `https://…`, `ssh://…`, `git@host:path`, `file://…` or a path.
     pub repo: Text,
     /// Branch to commit to. Default `main`.

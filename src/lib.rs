@@ -19,5 +19,7 @@ pub mod supervisor;
 pub mod tarball;
 pub mod target;
 pub mod template;
+#[cfg(test)]
+mod testutil;
 pub mod ui;
 pub mod version;

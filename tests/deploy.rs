@@ -60,6 +60,31 @@ fn source_with_spec(work: &Path, bare: &Path) -> (PathBuf, PathBuf) {
     (repo, spec)
 }
 
+/// `tagpilot deploy --output json --env ENV --tag TAG --image IMAGE(version) --pipeline SPEC`.
+fn deploy_command(
+    repo: &Path,
+    spec: impl AsRef<std::ffi::OsStr>,
+    env: &str,
+    tag: &str,
+    version: &str,
+) -> Command {
+    let mut cmd = tagpilot(repo);
+    cmd.args([
+        "deploy",
+        "--output",
+        "json",
+        "--env",
+        env,
+        "--tag",
+        tag,
+        "--image",
+        &image(version),
+        "--pipeline",
+    ])
+    .arg(spec);
+    cmd
+}
+
 fn deploy(repo: &Path, spec: &Path, tag: &str, version: &str, extra: &[&str]) -> Run {
     run(tagpilot(repo)
         .args([
@@ -173,20 +198,7 @@ fn eight_releases_racing_for_one_branch() {
         .iter()
         .enumerate()
         .map(|(i, version)| {
-            tagpilot(&repo)
-                .args([
-                    "deploy",
-                    "--output",
-                    "json",
-                    "--env",
-                    "staging",
-                    "--tag",
-                    &format!("v8r3p{}", i + 1),
-                    "--image",
-                    &image(version),
-                    "--pipeline",
-                ])
-                .arg(&spec)
+            deploy_command(&repo, &spec, "staging", &format!("v8r3p{}", i + 1), version)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -234,18 +246,13 @@ fn unknown_environment_and_missing_image_are_clear() {
     let work = dirac_repo();
     let bare = deployment_repo(work.path());
     let (repo, spec) = source_with_spec(work.path(), &bare);
-    run(tagpilot(&repo)
-        .args([
-            "deploy",
-            "--env",
-            "production",
-            "--tag",
-            "v8r2p44",
-            "--image",
-            &image("8.2.44"),
-            "--pipeline",
-        ])
-        .arg(&spec))
+    run(&mut deploy_command(
+        &repo,
+        &spec,
+        "production",
+        "v8r2p44",
+        "8.2.44",
+    ))
     .fails_with(
         2,
         "no environment `production` in the spec's deploy section; it has: staging",
@@ -269,18 +276,9 @@ fn unknown_environment_and_missing_image_are_clear() {
             .replace("k8s/filecatalog.yaml", "k8s/missing.yaml"),
     )
     .unwrap();
-    run(tagpilot(&repo)
-        .args([
-            "deploy",
-            "--env",
-            "staging",
-            "--tag",
-            "v8r2p44",
-            "--image",
-            &image("8.2.44"),
-            "--pipeline",
-        ])
-        .arg(&wrong))
+    run(&mut deploy_command(
+        &repo, &wrong, "staging", "v8r2p44", "8.2.44",
+    ))
     .fails_with(2, "k8s/missing.yaml is not in");
 }
 
@@ -304,21 +302,7 @@ fn over_smart_http_with_a_token() {
     )
     .unwrap();
     let attempt = |token: &str| {
-        run(tagpilot(&repo)
-            .args([
-                "deploy",
-                "--output",
-                "json",
-                "--env",
-                "staging",
-                "--tag",
-                "v8r2p44",
-                "--image",
-                &image("8.2.44"),
-                "--pipeline",
-            ])
-            .arg(&spec)
-            .env("DEPLOY_TOKEN", token))
+        run(deploy_command(&repo, &spec, "staging", "v8r2p44", "8.2.44").env("DEPLOY_TOKEN", token))
     };
     let refused = attempt("wrong-token").fails_with(2, "with the login from DEPLOY_TOKEN");
     assert!(
@@ -327,20 +311,7 @@ fn over_smart_http_with_a_token() {
         refused.stderr
     );
     assert!(!refused.stderr.contains("wrong-token"));
-    let landed = run(tagpilot(&repo)
-        .args([
-            "deploy",
-            "--output",
-            "json",
-            "--env",
-            "staging",
-            "--tag",
-            "v8r2p44",
-            "--image",
-            &image("8.2.44"),
-            "--pipeline",
-        ])
-        .arg(&spec)
+    let landed = run(deploy_command(&repo, &spec, "staging", "v8r2p44", "8.2.44")
         .env("DEPLOY_TOKEN", "glpat-secret-token")
         .env("GITLAB_USER_NAME", "Christophe Haen")
         .env("GITLAB_USER_EMAIL", "christophe@example.org"))
@@ -362,18 +333,9 @@ fn over_smart_http_with_a_token() {
         "the token is never printed"
     );
     assert!(file_on_main(&bare).contains(&image("8.2.44")));
-    run(tagpilot(&repo)
-        .args([
-            "deploy",
-            "--env",
-            "staging",
-            "--tag",
-            "v8r2p44",
-            "--image",
-            &image("8.2.44"),
-            "--pipeline",
-        ])
-        .arg(&spec))
+    run(&mut deploy_command(
+        &repo, &spec, "staging", "v8r2p44", "8.2.44",
+    ))
     .fails_with(
         2,
         "environment variable DEPLOY_TOKEN (deploy staging credentials) is not set",
@@ -394,18 +356,13 @@ fn message_template_and_digest_only_references() {
         ),
     )
     .unwrap();
-    run(tagpilot(&repo)
-        .args([
-            "deploy",
-            "--env",
-            "production",
-            "--tag",
-            "v8r2p44",
-            "--image",
-            &image("8.2.44"),
-            "--pipeline",
-        ])
-        .arg(&spec))
+    run(&mut deploy_command(
+        &repo,
+        &spec,
+        "production",
+        "v8r2p44",
+        "8.2.44",
+    ))
     .ok();
     let digest_only =
         format!("{REPO}@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae");
@@ -454,20 +411,7 @@ fn over_ssh_with_a_key_file() {
     .unwrap();
     let home = work.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let landed = run(tagpilot(&repo)
-        .args([
-            "deploy",
-            "--output",
-            "json",
-            "--env",
-            "staging",
-            "--tag",
-            "v8r2p44",
-            "--image",
-            &image("8.2.44"),
-            "--pipeline",
-        ])
-        .arg(&spec)
+    let landed = run(deploy_command(&repo, &spec, "staging", "v8r2p44", "8.2.44")
         .env("DEPLOY_KEY", sshd.client_key())
         .env("HOME", &home))
     .ok();
@@ -500,22 +444,11 @@ fn over_ssh_with_a_key_file() {
             .replace("    credentials: { ssh_key: DEPLOY_KEY }\n", ""),
     )
     .unwrap();
-    let via_agent = run(tagpilot(&repo)
-        .args([
-            "deploy",
-            "--output",
-            "json",
-            "--env",
-            "staging",
-            "--tag",
-            "v8r2p45",
-            "--image",
-            &image("8.2.45"),
-            "--pipeline",
-        ])
-        .arg(&agent_spec)
-        .env("SSH_AUTH_SOCK", &socket)
-        .env("HOME", &home));
+    let via_agent = run(
+        deploy_command(&repo, &agent_spec, "staging", "v8r2p45", "8.2.45")
+            .env("SSH_AUTH_SOCK", &socket)
+            .env("HOME", &home),
+    );
     let _ = Command::new("kill").arg(&pid).status();
     let via_agent = via_agent.ok();
     assert_eq!(result(&via_agent)["status"], "committed");
@@ -525,18 +458,7 @@ fn over_ssh_with_a_key_file() {
     sh(Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(&other));
-    run(tagpilot(&repo)
-        .args([
-            "deploy",
-            "--env",
-            "staging",
-            "--tag",
-            "v8r2p44",
-            "--image",
-            &image("8.2.44"),
-            "--pipeline",
-        ])
-        .arg(&spec)
+    run(deploy_command(&repo, &spec, "staging", "v8r2p44", "8.2.44")
         .env("DEPLOY_KEY", &other)
         .env("HOME", &home))
     .fails_with(2, "with the login from DEPLOY_KEY");
@@ -605,18 +527,9 @@ fn bad_deployment_files_name_the_file_and_push_nothing() {
     let with = |edit: &dyn Fn(String) -> String| {
         let path = work.path().join("variant.yaml");
         std::fs::write(&path, edit(std::fs::read_to_string(&spec).unwrap())).unwrap();
-        run(tagpilot(&repo)
-            .args([
-                "deploy",
-                "--env",
-                "staging",
-                "--tag",
-                "v8r2p44",
-                "--image",
-                &image("8.2.44"),
-                "--pipeline",
-            ])
-            .arg(path))
+        run(&mut deploy_command(
+            &repo, path, "staging", "v8r2p44", "8.2.44",
+        ))
     };
     with(&|s| s.replace("branch: main", "branch: release")).fails_with(1, "branch release");
     // Commit files that name no image, or do not parse, to the deployment repository.

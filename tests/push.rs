@@ -84,6 +84,16 @@ fn copy_out(reference: &str, layout: &Path) {
     );
 }
 
+/// The registry serves `reference` (skopeo reads its manifest and config).
+fn assert_in_registry(reference: &str) {
+    let inspect = skopeo(&[], reference);
+    assert!(
+        inspect.status.success(),
+        "{reference}: {}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+}
+
 fn pushed(run: &Run) -> Value {
     serde_json::from_str::<Value>(&run.stdout).unwrap()["pushed"].clone()
 }
@@ -658,12 +668,7 @@ fn a_token_that_stops_working_is_fetched_again() {
         "a pull-only token, then a new one"
     );
     // skopeo goes through the same token service and finds the image complete.
-    let inspect = skopeo(&[], &format!("{}/lhcb/dirac:8.2.44", registry.host()));
-    assert!(
-        inspect.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inspect.stderr)
-    );
+    assert_in_registry(&format!("{}/lhcb/dirac:8.2.44", registry.host()));
 }
 
 /// A registry with a certificate from a private CA: trusted with `image.ca_file`, refused
@@ -704,12 +709,7 @@ fn tls_with_a_private_ca() {
     )
     .ok();
     assert_eq!(pushed(&result)["uploaded_blobs"], 2);
-    let inspect = skopeo(&[], &format!("{}/lhcb/dirac:8.2.44", registry.host()));
-    assert!(
-        inspect.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inspect.stderr)
-    );
+    assert_in_registry(&format!("{}/lhcb/dirac:8.2.44", registry.host()));
 }
 
 /// The whole release: tarball, image, push, and the commit in the deployment repository.

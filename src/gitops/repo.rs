@@ -246,21 +246,7 @@ fn run_with_input(mut cmd: Command, input: &[u8], what: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sh(dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .current_dir(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@e"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
+    use crate::testutil::git as sh;
 
     /// A bare repository with one commit on `main`, reached over file://.
     fn origin() -> (tempfile::TempDir, String) {

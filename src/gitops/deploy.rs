@@ -60,85 +60,33 @@ pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed>
             )))
         }
     };
-    let version = &release.target.version;
     let access = access(spec)?;
     let checkout = Checkout::clone(&spec.repo.value, &spec.branch.value, &access)?;
+    let wanted = Wanted {
+        repository: &repository,
+        written: &written,
+        version: &release.target.version,
+        allow_downgrade: release.allow_downgrade,
+    };
     for attempt in 1..=ATTEMPTS {
-        let mut edited = Vec::new();
-        for file in &spec.files {
-            let relative = match &spec.path {
-                Some(folder) => {
-                    format!("{}/{}", folder.value.trim_end_matches('/'), file.file.value)
-                }
-                None => file.file.value.clone(),
-            };
-            let path = checkout.path().join(&relative);
-            let text = std::fs::read_to_string(&path).map_err(|_| {
-                Error::input(format!(
-                    "{relative} is not in {} (branch {})",
-                    spec.repo, spec.branch
-                ))
-            })?;
-            let kind = match file.kind {
-                DeployKind::Auto => FileKind::Auto,
-                DeployKind::Kustomization => FileKind::Kustomization,
-                DeployKind::Helm => FileKind::Helm {
-                    tag: file.tag.as_ref().map_or("image.tag", |t| t.as_str()),
-                    repository: file.repository.as_ref().map(|t| t.as_str()),
-                    digest: file.digest.as_ref().map(|t| t.as_str()),
-                },
-            };
-            let result = rewrite(
-                &text,
-                &Rewrite {
-                    repository: &repository,
-                    new: &written,
-                    marker: file.marker.as_ref().map(|m| m.as_str()),
-                    kind,
-                },
-            )
-            .map_err(|e| Error::input(format!("{relative}: {e}; nothing was committed")))?;
-            if result.changes.is_empty() {
-                return Err(Error::input(format!(
-                    "{relative} names no image of {repository}; nothing was committed"
-                ))
-                .with_hint(
-                    "Check deploy.files, or mark the line with `# tagpilot: NAME` and set `marker`",
-                ));
-            }
-            if !release.allow_downgrade {
-                if let Some(higher) = result
-                    .changes
-                    .iter()
-                    .filter_map(|c| version_in(&c.old))
-                    .find(|v| v > version)
-                {
-                    return Ok(Deployed::Superseded {
-                        by: higher.to_string(),
-                    });
-                }
-            }
-            if result.changed() {
-                edited.push((relative, path, text, result.text));
-            }
-        }
+        let edited = match edit_files(&checkout, spec, &wanted)? {
+            Edits::Superseded(by) => return Ok(Deployed::Superseded { by }),
+            Edits::Files(files) => files,
+        };
         if edited.is_empty() {
             return Ok(Deployed::AlreadyThere);
         }
         if release.dry_run {
             let diff = edited
                 .iter()
-                .map(|(relative, _, old, new)| diff(relative, old, new))
+                .map(|f| diff(&f.relative, &f.old, &f.new))
                 .collect();
             return Ok(Deployed::WouldCommit { diff });
         }
-        for (_, path, _, new) in &edited {
-            write(path, new)?;
+        for file in &edited {
+            write(&checkout.path().join(&file.relative), &file.new)?;
         }
-        let files: Vec<String> = edited
-            .iter()
-            .map(|(relative, ..)| relative.clone())
-            .collect();
+        let files: Vec<String> = edited.iter().map(|f| f.relative.clone()).collect();
         let (name, email) = author(spec);
         let commit = checkout.commit(
             &files,
@@ -162,6 +110,91 @@ pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed>
         spec.repo, spec.branch
     ))
     .with_hint("Re-run the deploy job; it starts from the newest commit"))
+}
+
+/// What the files should name.
+struct Wanted<'a> {
+    /// `registry/path` of the released image.
+    repository: &'a str,
+    /// The reference to write.
+    written: &'a str,
+    version: &'a Version,
+    allow_downgrade: bool,
+}
+
+/// One pass of edits over the checkout's files.
+enum Edits {
+    /// A file names a higher version than ours.
+    Superseded(String),
+    /// The files that change (none when all already name the image).
+    Files(Vec<EditedFile>),
+}
+
+struct EditedFile {
+    relative: String,
+    old: String,
+    new: String,
+}
+
+/// Edits every file of the environment in the checkout (in memory), or finds a newer version.
+fn edit_files(checkout: &Checkout, spec: &DeploySpec, wanted: &Wanted) -> Result<Edits> {
+    let mut edited = Vec::new();
+    for file in &spec.files {
+        let relative = match &spec.path {
+            Some(folder) => format!("{}/{}", folder.value.trim_end_matches('/'), file.file.value),
+            None => file.file.value.clone(),
+        };
+        let old = std::fs::read_to_string(checkout.path().join(&relative)).map_err(|_| {
+            Error::input(format!(
+                "{relative} is not in {} (branch {})",
+                spec.repo, spec.branch
+            ))
+        })?;
+        let kind = match file.kind {
+            DeployKind::Auto => FileKind::Auto,
+            DeployKind::Kustomization => FileKind::Kustomization,
+            DeployKind::Helm => FileKind::Helm {
+                tag: file.tag.as_ref().map_or("image.tag", |t| t.as_str()),
+                repository: file.repository.as_ref().map(|t| t.as_str()),
+                digest: file.digest.as_ref().map(|t| t.as_str()),
+            },
+        };
+        let rewrite_spec = Rewrite {
+            repository: wanted.repository,
+            new: wanted.written,
+            marker: file.marker.as_ref().map(|m| m.as_str()),
+            kind,
+        };
+        let result = rewrite(&old, &rewrite_spec)
+            .map_err(|e| Error::input(format!("{relative}: {e}; nothing was committed")))?;
+        if result.changes.is_empty() {
+            return Err(Error::input(format!(
+                "{relative} names no image of {}; nothing was committed",
+                wanted.repository
+            ))
+            .with_hint(
+                "Check deploy.files, or mark the line with `# tagpilot: NAME` and set `marker`",
+            ));
+        }
+        if !wanted.allow_downgrade {
+            let newer = result
+                .changes
+                .iter()
+                .filter_map(|c| version_in(&c.old))
+                .find(|v| v > wanted.version);
+            if let Some(newer) = newer {
+                return Ok(Edits::Superseded(newer.to_string()));
+            }
+        }
+        if result.changed() {
+            edited.push(EditedFile {
+                relative,
+                old,
+                new: result.text,
+            });
+        }
+    }
+    Ok(Edits::Files(edited))
 }
 
 /// The version a reference's tag names. Image tags hold normalised versions (`8.2.44`, not

@@ -10,7 +10,7 @@ use crate::version::Scheme;
 #[command(
     name = "tagpilot",
     version,
-    about = "From a git tag to a running release: reproducible tarball, image, GitOps commit, rolling update",
+    about = "From a git tag to a release: reproducible tarball, daemonless OCI image and push, GitOps commit",
     after_help = "Exit codes: 0 done, 1 failed, 2 bad usage or bad input (spec, tag, flags, repository)."
 )]
 pub struct Cli {

@@ -254,13 +254,7 @@ fn deploy_stage(
         if let Deployed::WouldCommit { diff } = &deployed {
             ui.info(diff);
         }
-        details.push(format!(
-            "{}: {}",
-            spec.environment,
-            serde_json::to_value(&deployed)
-                .map(|v| v["status"].to_string())
-                .unwrap_or_default()
-        ));
+        details.push(format!("{}: {}", spec.environment, deployed.status()));
         record.deployed.push(EnvironmentDeployed {
             environment: spec.environment.value.clone(),
             result: deployed,

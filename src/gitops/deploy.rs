@@ -44,6 +44,18 @@ pub enum Deployed {
     WouldCommit { diff: String },
 }
 
+impl Deployed {
+    /// The status word, as in the JSON (`committed`, `already_there`, ...).
+    pub fn status(&self) -> &'static str {
+        match self {
+            Deployed::Committed { .. } => "committed",
+            Deployed::AlreadyThere => "already_there",
+            Deployed::Superseded { .. } => "superseded",
+            Deployed::WouldCommit { .. } => "would_commit",
+        }
+    }
+}
+
 pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed> {
     let image =
         Reference::parse(release.image).map_err(|why| Error::input(format!("--image: {why}")))?;

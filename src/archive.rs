@@ -43,6 +43,15 @@ pub fn settle<T>(
     }
 }
 
+/// A folder as an entry-path prefix: `/opt/dirac` and `opt/dirac/` give `opt/dirac/`; `/` and
+/// the empty string give no prefix at all.
+pub fn folder_prefix(folder: &str) -> String {
+    match folder.trim_matches('/') {
+        "" => String::new(),
+        folder => format!("{folder}/"),
+    }
+}
+
 /// Appends the folders of `prefix` (`a/b/` gives `a` and `a/b`).
 pub fn append_prefix_folders<W: Write>(
     tar: &mut tar::Builder<W>,

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::archive::{append, append_prefix_folders, restamp, write_failed, Counts, Normal};
+use crate::archive::{
+    append, append_prefix_folders, folder_prefix, restamp, write_failed, Counts, Normal,
+};
 use crate::error::{Error, Result};
 use crate::oci::auth;
 use crate::oci::blobs::BlobStore;
@@ -27,7 +29,6 @@ use crate::spec::{Spec, Submodules};
 use crate::supervisor;
 use crate::target::Target;
 use crate::ui::Ui;
-use crate::version::TaggedVersion;
 
 /// What the stage produced; also the `image` section of the release record.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -63,8 +64,6 @@ pub struct Inputs<'a> {
     pub spec: &'a Spec,
     pub image: &'a ImageSpec,
     pub target: &'a Target,
-    /// Every release tag of the repository, newest first: decides `latest`.
-    pub known: &'a [TaggedVersion],
     /// Download a registry base's layers into the layout, so it is complete on its own (a
     /// push does not need them: it mounts or copies them registry to registry).
     pub fetch_base_layers: bool,
@@ -87,10 +86,7 @@ fn tree_placement(image: &ImageSpec, target: &Target) -> Result<(Normal, String,
         .render(image.install_path.as_str())
         .map_err(|why| Error::input(format!("image.install_path: {why}")))?;
     // Paths in layers are relative to the root; `/` itself means no prefix at all.
-    let prefix = match install_path.trim_matches('/') {
-        "" => String::new(),
-        folder => format!("{folder}/"),
-    };
+    let prefix = folder_prefix(&install_path);
     Ok((owned, prefix, install_path))
 }
 
@@ -124,7 +120,7 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
         Some(spec) => Some((spec, supervisor_config(inputs, spec)?)),
         None => None,
     };
-    let (tags, version_tags) = image_tags(image, target, inputs.known)?;
+    let (tags, version_tags) = image_tags(image, target)?;
     let (bases, base_digest, store) = resolve_base(inputs, &platforms, layout_dir)?;
     let family = bases[0].family;
     let (owned, prefix, install_path) = tree_placement(image, target)?;
@@ -497,12 +493,9 @@ fn standard_labels(
 
 /// The tags for this release, and which of them are version tags: version tags always, moving
 /// tags only for final releases, and `latest` only for the highest release.
-fn image_tags(
-    image: &ImageSpec,
-    target: &Target,
-    known: &[TaggedVersion],
-) -> Result<(Vec<String>, Vec<String>)> {
-    let highest = known
+fn image_tags(image: &ImageSpec, target: &Target) -> Result<(Vec<String>, Vec<String>)> {
+    let highest = target
+        .releases
         .iter()
         .find(|t| !t.version.is_prerelease())
         .is_none_or(|t| target.version >= t.version);

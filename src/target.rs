@@ -18,6 +18,8 @@ pub struct Target {
     /// Every entry's mtime: `SOURCE_DATE_EPOCH` when set, else the commit time.
     pub mtime: u64,
     pub previous: Option<TaggedVersion>,
+    /// Every release tag of the repository, newest first (decides `previous` and `latest`).
+    pub releases: Vec<TaggedVersion>,
 }
 
 /// How the user said what to release.
@@ -64,8 +66,8 @@ pub fn resolve(source: &Source, spec: &Spec, request: &Request) -> Result<Target
             (Some(tag), version, commit)
         }
     };
-    let (known, _) = reader.read_all(source.tag_names()?.iter().map(String::as_str));
-    let previous = previous_release(&known, &version).cloned();
+    let (releases, _) = reader.read_all(source.tag_names()?.iter().map(String::as_str));
+    let previous = previous_release(&releases, &version).cloned();
     Ok(Target {
         name,
         tag,
@@ -73,6 +75,7 @@ pub fn resolve(source: &Source, spec: &Spec, request: &Request) -> Result<Target
         mtime: mtime(&commit)?,
         commit,
         previous,
+        releases,
     })
 }
 

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::image::{self, Built, Inputs};
 use crate::oci::layer::Layer;
 use crate::record::Record;
-use crate::target::{self, tag_reader, Request, Target};
+use crate::target::{self, Request, Target};
 use crate::ui::{print_stdout, Ui};
 
 use super::{display, write_dotenv, Project};
@@ -80,15 +80,12 @@ pub fn build(
     let Some(image) = &project.spec.image else {
         return Ok(None);
     };
-    let (known, _) =
-        tag_reader(&project.spec).read_all(project.source.tag_names()?.iter().map(String::as_str));
     let inputs = Inputs {
         source: &project.source,
         root: project.source.root(),
         spec: &project.spec,
         image,
         target,
-        known: &known,
         fetch_base_layers: complete,
         release_tree,
     };

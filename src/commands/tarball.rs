@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::mpsc::SyncSender;
 
+use crate::archive::folder_prefix;
 use crate::cli::{Cli, Output, TarballArgs};
 use crate::error::{Error, Result};
 use crate::record::Record;
@@ -40,10 +41,7 @@ pub fn prefix(project: &Project, target: &Target) -> Result<String> {
     let prefix = target
         .render(project.spec.tarball.prefix.as_str())
         .map_err(|why| Error::input(format!("tarball.prefix: {why}")))?;
-    Ok(match prefix.trim_end_matches('/') {
-        "" => String::new(),
-        folder => format!("{folder}/"),
-    })
+    Ok(folder_prefix(&prefix))
 }
 
 /// The tarball stage: packs the target's tree as the spec says, into `out`; `copy` also gets

@@ -173,7 +173,7 @@ pub fn rewrite(text: &str, rewrite: &Rewrite) -> Result<Edited, EditError> {
     for (start, end, written) in replacements.iter().rev() {
         edited.replace_range(*start..*end, written);
     }
-    verify(text, &edited, &changes)?;
+    verify(&found, &edited, &changes)?;
     Ok(Edited {
         text: edited,
         changes,
@@ -523,11 +523,10 @@ fn char_to_byte(text: &str, chars: usize) -> usize {
         .map_or(text.len(), |(i, _)| i)
 }
 
-/// Parses both texts and checks that the same values are there in the same places, except the
-/// changed ones, which now hold exactly the new reference.
-fn verify(before: &str, after: &str, changes: &[Change]) -> Result<(), EditError> {
+/// Parses the edited text and checks that the same values are there in the same places as in
+/// the original (`old`), except the changed ones, which now hold exactly the new reference.
+fn verify(old: &[Located], after: &str, changes: &[Change]) -> Result<(), EditError> {
     let broken = |message: String| EditError { line: 0, message };
-    let old = values(before)?;
     let new = values(after).map_err(|e| {
         broken(format!(
             "the edited file no longer parses ({e}); nothing was changed"

@@ -82,9 +82,9 @@ fn serve(mut client: TcpStream, upstream: u16, fault: Fault) {
             let _ = client.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             let _ = client.shutdown(Shutdown::Both);
         }
-        Fault::Forward => forward(client, upstream, usize::MAX, Vec::new()),
-        Fault::CutAfter(limit) => forward(client, upstream, limit, Vec::new()),
-        Fault::Budget(budget) => forward_on_budget(client, upstream, &budget),
+        Fault::Forward => forward(client, upstream, &AtomicUsize::new(usize::MAX), Vec::new()),
+        Fault::CutAfter(limit) => forward(client, upstream, &AtomicUsize::new(limit), Vec::new()),
+        Fault::Budget(budget) => forward(client, upstream, &budget, Vec::new()),
         Fault::LimitBody(max) => limit_body(client, upstream, max),
     }
 }
@@ -119,11 +119,12 @@ fn limit_body(mut client: TcpStream, upstream: u16, max: usize) {
     let head = text
         .replacen("\r\n", "\r\nConnection: close\r\n", 1)
         .into_bytes();
-    forward(client, upstream, usize::MAX, head)
+    forward(client, upstream, &AtomicUsize::new(usize::MAX), head)
 }
 
-/// Forwards both ways, `first` (already read from the client) ahead of the rest.
-fn forward(client: TcpStream, upstream: u16, limit: usize, first: Vec<u8>) {
+/// Forwards both ways, `first` (already read from the client) ahead of the rest, while the
+/// byte `budget` for the way to the registry lasts (shared by connections, or this one's own).
+fn forward(client: TcpStream, upstream: u16, budget: &AtomicUsize, first: Vec<u8>) {
     let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
         let _ = client.shutdown(Shutdown::Both);
         return;
@@ -131,35 +132,6 @@ fn forward(client: TcpStream, upstream: u16, limit: usize, first: Vec<u8>) {
     if server.write_all(&first).is_err() {
         return;
     }
-    let (mut client_read, mut server_write) =
-        (client.try_clone().unwrap(), server.try_clone().unwrap());
-    let (mut server_read, mut client_write) = (server, client);
-    let back = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut server_read, &mut client_write);
-        let _ = client_write.shutdown(Shutdown::Both);
-    });
-    let mut sent = 0usize;
-    let mut buf = [0u8; 16384];
-    loop {
-        let n = match client_read.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let allowed = n.min(limit.saturating_sub(sent));
-        if server_write.write_all(&buf[..allowed]).is_err() || allowed < n {
-            break;
-        }
-        sent += n;
-    }
-    let _ = server_write.shutdown(Shutdown::Both);
-    let _ = client_read.shutdown(Shutdown::Both);
-    let _ = back.join();
-}
-
-fn forward_on_budget(client: TcpStream, upstream: u16, budget: &AtomicUsize) {
-    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-        return;
-    };
     let (mut client_read, mut server_write) =
         (client.try_clone().unwrap(), server.try_clone().unwrap());
     let (mut server_read, mut client_write) = (server, client);

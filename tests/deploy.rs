@@ -85,6 +85,15 @@ fn deploy_command(
     cmd
 }
 
+/// The sample source repository, a bare deployment repository, and a spec deploying `staging`
+/// there: (work folder, bare repository, source repository, spec).
+fn fixture() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let work = dirac_repo();
+    let bare = deployment_repo(work.path());
+    let (repo, spec) = source_with_spec(work.path(), &bare);
+    (work, bare, repo, spec)
+}
+
 fn deploy(repo: &Path, spec: &Path, tag: &str, version: &str, extra: &[&str]) -> Run {
     run(tagpilot(repo)
         .args([
@@ -119,9 +128,7 @@ fn result(run: &Run) -> Value {
 
 #[test]
 fn a_deploy_commits_exactly_the_image_lines_with_trailers() {
-    let work = dirac_repo();
-    let bare = deployment_repo(work.path());
-    let (repo, spec) = source_with_spec(work.path(), &bare);
+    let (_work, bare, repo, spec) = fixture();
 
     let dry = deploy(&repo, &spec, "v8r2p44", "8.2.44", &["--dry-run"]).ok();
     let diff = result(&dry)["diff"].as_str().unwrap().to_string();
@@ -185,9 +192,7 @@ fn a_deploy_commits_exactly_the_image_lines_with_trailers() {
 
 #[test]
 fn eight_releases_racing_for_one_branch() {
-    let work = dirac_repo();
-    let bare = deployment_repo(work.path());
-    let (repo, spec) = source_with_spec(work.path(), &bare);
+    let (_work, bare, repo, spec) = fixture();
     let versions: Vec<String> = (1..=8).map(|n| format!("8.3.{n}")).collect();
     for n in 1..=8 {
         sh(Command::new("git")
@@ -243,9 +248,7 @@ fn eight_releases_racing_for_one_branch() {
 
 #[test]
 fn unknown_environment_and_missing_image_are_clear() {
-    let work = dirac_repo();
-    let bare = deployment_repo(work.path());
-    let (repo, spec) = source_with_spec(work.path(), &bare);
+    let (work, _bare, repo, spec) = fixture();
     run(&mut deploy_command(
         &repo,
         &spec,
@@ -344,9 +347,7 @@ fn over_smart_http_with_a_token() {
 
 #[test]
 fn message_template_and_digest_only_references() {
-    let work = dirac_repo();
-    let bare = deployment_repo(work.path());
-    let (repo, _) = source_with_spec(work.path(), &bare);
+    let (work, bare, repo, _) = fixture();
     let spec = work.path().join("digest.yaml");
     std::fs::write(
         &spec,
@@ -397,9 +398,7 @@ fn over_ssh_with_a_key_file() {
     let Some(sshd) = common::sshd::Sshd::start() else {
         return;
     };
-    let work = dirac_repo();
-    let bare = deployment_repo(work.path());
-    let (repo, _) = source_with_spec(work.path(), &bare);
+    let (work, bare, repo, _) = fixture();
     let spec = work.path().join("ssh.yaml");
     std::fs::write(
         &spec,
@@ -468,9 +467,7 @@ fn over_ssh_with_a_key_file() {
 /// nothing; manual environments are left to `tagpilot deploy`.
 #[test]
 fn a_dry_run_release_shows_the_deployment_diff() {
-    let work = dirac_repo();
-    let bare = deployment_repo(work.path());
-    let (repo, _) = source_with_spec(work.path(), &bare);
+    let (work, bare, repo, _) = fixture();
     let spec = work.path().join("release.yaml");
     std::fs::write(
         &spec,
@@ -521,9 +518,7 @@ fn a_dry_run_release_shows_the_deployment_diff() {
 
 #[test]
 fn bad_deployment_files_name_the_file_and_push_nothing() {
-    let work = dirac_repo();
-    let bare = deployment_repo(work.path());
-    let (repo, spec) = source_with_spec(work.path(), &bare);
+    let (work, bare, repo, spec) = fixture();
     let with = |edit: &dyn Fn(String) -> String| {
         let path = work.path().join("variant.yaml");
         std::fs::write(&path, edit(std::fs::read_to_string(&spec).unwrap())).unwrap();

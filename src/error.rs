@@ -11,6 +11,10 @@ pub enum ExitCode {
     Failed = 1,
     /// Bad usage or bad input: spec, tag, flags, repository.
     Input = 2,
+    /// A rollout failed on the orchestrator (whether or not it was rolled back).
+    RolloutFailed = 3,
+    /// A rollout did not finish before its timeout.
+    RolloutTimedOut = 4,
 }
 
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::gitops::deploy::Deployed;
+use crate::environment::EnvironmentDeployed;
 use crate::image::Built as ImageBuilt;
 use crate::oci::push::Pushed;
 use crate::tarball::Built;
@@ -30,12 +30,6 @@ pub struct Record {
     pub pushed: Option<Pushed>,
     /// What the deploy stage did, per environment.
     pub deployed: Vec<EnvironmentDeployed>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct EnvironmentDeployed {
-    pub environment: String,
-    pub result: Deployed,
 }
 
 #[derive(Debug, Serialize)]

@@ -3,8 +3,10 @@
 use serde_json::json;
 
 use crate::cli::{Cli, DeployArgs, Output};
+use crate::environment::{deploy_environment, EnvironmentDeployed};
 use crate::error::{Error, Result};
-use crate::gitops::deploy::{deploy, Deployed, Release};
+use crate::gitops::deploy::{Deployed, Release};
+use crate::spec::deploy::DeploySpec;
 use crate::target::{self, Request};
 use crate::ui::{print_stdout, Ui};
 
@@ -47,32 +49,64 @@ pub fn run(cli: &Cli, args: &DeployArgs, ui: &Ui) -> Result<()> {
         image,
         dry_run: args.dry_run,
         allow_downgrade: args.allow_downgrade,
+        revert: None,
     };
-    let title = format!(
-        "Recording {} {} in {} ({})",
-        target.name, target.version, spec.repo, spec.environment
-    );
-    let deployed = ui.section("deploy", &title, || deploy(spec, &release, ui))?;
+    let deployed = deploy_environment(spec, &release, ui)?;
     match cli.output {
         Output::Json => print_stdout(&format!(
             "{}\n",
-            json!({ "environment": args.env, "repository": spec.repo.value, "branch": spec.branch.value, "image": image, "result": deployed })
+            json!({ "environment": args.env, "repository": spec.repo.value, "branch": spec.branch.value, "image": image, "result": deployed.result, "rollout": deployed.rollout, "restored": deployed.restored })
         )),
-        Output::Human => print_stdout(&match &deployed {
-            Deployed::Committed { commit, files } => format!(
-                "committed {} to {} {} ({})\n",
-                &commit[..12.min(commit.len())],
-                spec.repo,
-                spec.branch,
-                files.join(", ")
-            ),
-            Deployed::AlreadyThere => format!("{} {} already records {image}: nothing to commit\n", spec.repo, spec.branch),
-            Deployed::Superseded { by } => format!(
-                "{} {} already records a newer version ({by}): left alone (--allow-downgrade overrides)\n",
-                spec.repo, spec.branch
-            ),
-            Deployed::WouldCommit { diff } => diff.clone(),
-        }),
+        Output::Human => print_stdout(&summary(spec, image, &deployed)),
     }
-    Ok(())
+    match deployed.rollout_error() {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+fn summary(spec: &DeploySpec, image: &str, deployed: &EnvironmentDeployed) -> String {
+    let mut text = match &deployed.result {
+        Deployed::Committed { commit, files } => format!(
+            "committed {} to {} {} ({})\n",
+            &commit[..12.min(commit.len())],
+            spec.repo,
+            spec.branch,
+            files.join(", ")
+        ),
+        Deployed::AlreadyThere => format!(
+            "{} {} already records {image}: nothing to commit\n",
+            spec.repo, spec.branch
+        ),
+        Deployed::Superseded { by } => format!(
+            "{} {} already records a newer version ({by}): left alone (--allow-downgrade overrides)\n",
+            spec.repo, spec.branch
+        ),
+        Deployed::WouldCommit { diff } => diff.clone(),
+    };
+    if let Some(rollout) = &deployed.rollout {
+        for service in &rollout.services {
+            let state = serde_json::to_value(service.state).unwrap_or_default();
+            text.push_str(&format!(
+                "{} {}: {}{}\n",
+                rollout.engine,
+                service.service,
+                state.as_str().unwrap_or("?").replace('_', " "),
+                service
+                    .reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(Deployed::Committed { commit, .. }) = &deployed.restored {
+        text.push_str(&format!(
+            "committed {} to {} {}: the image that runs again after the rollback\n",
+            &commit[..12.min(commit.len())],
+            spec.repo,
+            spec.branch
+        ));
+    }
+    text
 }

@@ -5,12 +5,13 @@ use std::path::Path;
 
 use crate::archive::ChannelReader;
 use crate::cli::{Cli, Output, ReleaseArgs, StageName};
+use crate::environment::deploy_environment;
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::gitops::deploy::{deploy, Deployed, Release};
+use crate::gitops::deploy::Release;
 use crate::image;
 use crate::oci::layer::Layer;
-use crate::record::{EnvironmentDeployed, Record, Status};
+use crate::record::{Record, Status};
 use crate::spec::image::ImageSpec;
 use crate::tarball::{self as tarball_writer, Existing};
 use crate::target::{self, Request, Target};
@@ -241,24 +242,18 @@ fn deploy_stage(
         image: &image,
         dry_run: args.dry_run,
         allow_downgrade: false,
+        revert: None,
     };
     let mut details = Vec::new();
     for spec in automatic {
-        let title = format!(
-            "Recording {} {} in {} ({})",
-            target.name, target.version, spec.repo, spec.environment
-        );
-        let deployed = ui
-            .section("deploy", &title, || deploy(spec, &release, ui))
+        let deployed = deploy_environment(spec, &release, ui)
             .map_err(|err| failed(record, out, "deploy", err))?;
-        if let Deployed::WouldCommit { diff } = &deployed {
-            ui.info(diff);
+        details.push(format!("{}: {}", spec.environment, deployed.summary()));
+        let rollout_error = deployed.rollout_error();
+        record.deployed.push(deployed);
+        if let Some(err) = rollout_error {
+            return Err(failed(record, out, "deploy", err));
         }
-        details.push(format!("{}: {}", spec.environment, deployed.status()));
-        record.deployed.push(EnvironmentDeployed {
-            environment: spec.environment.value.clone(),
-            result: deployed,
-        });
     }
     record.stage("deploy", Status::Done, details.join(", "));
     Ok(())

@@ -29,6 +29,15 @@ pub struct Release<'a> {
     pub image: &'a str,
     pub dry_run: bool,
     pub allow_downgrade: bool,
+    /// Set when this commit puts back the image that runs again after a rolled-back rollout.
+    pub revert: Option<Revert>,
+}
+
+/// Why an older image is being recorded again.
+pub struct Revert {
+    /// The image whose rollout was rolled back.
+    pub of: String,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -61,6 +70,8 @@ pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed>
         Reference::parse(release.image).map_err(|why| Error::input(format!("--image: {why}")))?;
     let repository = format!("{}/{}", image.registry, image.repository);
     let written = match (spec.write, &image.tag, &image.digest) {
+        // What ran before goes back exactly as the engine ran it.
+        _ if release.revert.is_some() => release.image.to_string(),
         (WriteAs::Pinned, Some(tag), Some(digest)) => format!("{repository}:{tag}@{digest}"),
         (WriteAs::Digest, _, Some(digest)) => format!("{repository}@{digest}"),
         (WriteAs::Tag, Some(tag), _) => format!("{repository}:{tag}"),
@@ -78,7 +89,7 @@ pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed>
         repository: &repository,
         written: &written,
         version: &release.target.version,
-        allow_downgrade: release.allow_downgrade,
+        allow_downgrade: release.allow_downgrade || release.revert.is_some(),
     };
     for attempt in 1..=ATTEMPTS {
         let edited = match edit_files(&checkout, spec, &wanted)? {
@@ -102,7 +113,10 @@ pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed>
         let (name, email) = author(spec);
         let commit = checkout.commit(
             &files,
-            &message(spec, release.target, &written)?,
+            &match &release.revert {
+                Some(revert) => revert_message(spec, release.target, &written, revert),
+                None => message(spec, release.target, &written)?,
+            },
             (&name, &email),
         )?;
         match checkout.push()? {
@@ -275,13 +289,41 @@ fn message(spec: &DeploySpec, target: &Target, image: &str) -> Result<String> {
             other => target.render(&format!("{{{other}}}")).ok(),
         })
         .map_err(|why| Error::input(format!("deploy message: {why}")))?;
-    let mut text = format!(
+    let text = format!(
         "{}\n\nTagpilot-Release: {} {}\nTagpilot-Image: {image}\nTagpilot-Environment: {}\n",
         subject.trim_end(),
         target.name,
         target.version,
         spec.environment
     );
+    Ok(with_ci_trailers(text))
+}
+
+/// The message of a commit that records the image running again after a rollback: what
+/// failed, why, and what runs now. `Tagpilot-Release` names the restored version when its tag
+/// tells it.
+fn revert_message(spec: &DeploySpec, target: &Target, image: &str, revert: &Revert) -> String {
+    let mut text = format!(
+        "Roll back {} in {} to {image}\n\nThe rollout of {} {} ({}) did not succeed and was rolled back.\n\n",
+        target.name, spec.environment, target.name, target.version, revert.of
+    );
+    if let Some(version) = version_in(image) {
+        text.push_str(&format!("Tagpilot-Release: {} {version}\n", target.name));
+    }
+    let reason: String = revert
+        .reason
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    text.push_str(&format!(
+        "Tagpilot-Image: {image}\nTagpilot-Environment: {}\nTagpilot-Rollback-Of: {}\nTagpilot-Reason: {reason}\n",
+        spec.environment, revert.of
+    ));
+    with_ci_trailers(text)
+}
+
+/// Adds the pipeline and job links of the CI run that made the commit.
+fn with_ci_trailers(mut text: String) -> String {
     for (trailer, variable) in [
         ("Tagpilot-Pipeline", "CI_PIPELINE_URL"),
         ("Tagpilot-Job", "CI_JOB_URL"),
@@ -290,7 +332,7 @@ fn message(spec: &DeploySpec, target: &Target, image: &str) -> Result<String> {
             text.push_str(&format!("{trailer}: {url}\n"));
         }
     }
-    Ok(text)
+    text
 }
 
 /// A unified diff of a single-line-per-value edit (line counts never change).

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use ureq::http::Response;
-use ureq::tls::{RootCerts, TlsConfig};
 use ureq::{Agent, Body};
 
 use crate::error::{Error, Result};
+use crate::net::{self, retryable_error, retryable_status, tls_error};
 
 use super::auth::{parse_challenge, Challenge, Credential};
 use super::reference::Reference;
@@ -62,17 +62,14 @@ impl Client {
         connection: &Connection,
     ) -> Result<Client> {
         let roots = match &connection.ca_file {
-            Some(path) => RootCerts::Specific(std::sync::Arc::new(read_ca_file(path)?)),
-            None => RootCerts::PlatformVerifier,
+            Some(path) => Some(net::read_ca_file(path)?),
+            None => None,
         };
-        let agent: Agent = Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(120)))
-            .tls_config(TlsConfig::builder().root_certs(roots).build())
-            .user_agent(concat!("tagpilot/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let tls = net::Tls {
+            roots,
+            ..Default::default()
+        };
+        let agent = net::agent(tls, Duration::from_secs(120));
         let host = reference.api_host();
         let scheme = if connection.insecure {
             "http"
@@ -616,35 +613,8 @@ fn loopback_scheme(agent: &Agent, host: &str) -> &'static str {
     }
 }
 
-/// The TLS error behind a failed request, whether ureq reports it as such or inside an I/O
-/// error (as it does for handshake failures).
-fn tls_error(error: &ureq::Error) -> Option<&rustls::Error> {
-    match error {
-        ureq::Error::Rustls(e) => Some(e),
-        ureq::Error::Io(io) => io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
-        _ => None,
-    }
-}
-
-fn retryable_status(status: u16) -> bool {
-    matches!(status, 429 | 500 | 502 | 503 | 504)
-}
-
-fn retryable_error(error: &ureq::Error) -> bool {
-    tls_error(error).is_none()
-        && matches!(
-            error,
-            ureq::Error::Io(_)
-                | ureq::Error::Timeout(_)
-                | ureq::Error::ConnectionFailed
-                | ureq::Error::HostNotFound
-        )
-}
-
 fn transport_hint(error: &ureq::Error) -> &'static str {
-    if tls_error(error).is_some() || matches!(error, ureq::Error::Tls(_)) {
+    if net::is_tls(error) {
         "For a registry with a private CA, set image.ca_file; for plain HTTP off loopback, image.insecure: true"
     } else {
         "Check that the registry is up and reachable from here; re-running resumes where this stopped"
@@ -653,23 +623,6 @@ fn transport_hint(error: &ureq::Error) -> &'static str {
 
 fn backoff(attempt: u32) {
     std::thread::sleep(FIRST_BACKOFF * 2u32.pow(attempt - 1));
-}
-
-fn read_ca_file(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
-    let pem = std::fs::read(path).map_err(|e| Error::io("read CA file", path, e))?;
-    let certificates: Vec<_> = ureq::tls::parse_pem(&pem)
-        .filter_map(|item| match item {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect();
-    if certificates.is_empty() {
-        return Err(Error::input(format!(
-            "{} holds no PEM certificate",
-            path.display()
-        )));
-    }
-    Ok(certificates)
 }
 
 /// A registry's documents, for choosing a base from it.

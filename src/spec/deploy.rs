@@ -3,6 +3,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use super::orchestrator::OrchestratorSpec;
 use super::Text;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -39,6 +40,9 @@ pub struct DeploySpec {
     /// `digest` (`repo@sha256:…`) or `tag` (`repo:tag`).
     #[serde(default)]
     pub write: WriteAs,
+    /// The engine to roll out on once the deployment repository records the release.
+    #[serde(default)]
+    pub orchestrator: Option<OrchestratorSpec>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -145,6 +149,9 @@ impl DeploySpec {
             texts.push(&mut author.name);
             texts.push(&mut author.email);
         }
+        if let Some(orchestrator) = &mut self.orchestrator {
+            texts.extend(orchestrator.texts_mut());
+        }
         texts
     }
 
@@ -175,6 +182,9 @@ impl DeploySpec {
                     f.file
                 ));
             }
+        }
+        if let Some(orchestrator) = &self.orchestrator {
+            problems.extend(orchestrator.check(file, &self.environment));
         }
         problems
     }

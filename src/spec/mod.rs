@@ -5,6 +5,7 @@
 pub mod deploy;
 pub mod image;
 mod interpolate;
+pub mod orchestrator;
 mod text;
 
 use std::path::Path;

@@ -1,0 +1,103 @@
+//! What every HTTPS client of tagpilot shares: one way to build an agent (platform roots or a
+//! CA file, optionally a client certificate), and one reading of transport errors.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+use ureq::Agent;
+
+use crate::error::{Error, Result};
+
+/// How to check the server and present ourselves.
+#[derive(Default)]
+pub struct Tls {
+    /// CA certificates instead of the platform's roots.
+    pub roots: Option<Vec<Certificate<'static>>>,
+    pub client: Option<ClientCert>,
+    /// Kubeconfig's `insecure-skip-tls-verify`: the user asked for it by name.
+    pub skip_verify: bool,
+}
+
+/// An agent that reports HTTP errors as responses (callers read the body for the reason).
+pub fn agent(tls: Tls, receive_timeout: Duration) -> Agent {
+    let roots = match tls.roots {
+        Some(certificates) => RootCerts::Specific(Arc::new(certificates)),
+        None => RootCerts::PlatformVerifier,
+    };
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(receive_timeout))
+        .tls_config(
+            TlsConfig::builder()
+                .root_certs(roots)
+                .client_cert(tls.client)
+                .disable_verification(tls.skip_verify)
+                .build(),
+        )
+        .user_agent(concat!("tagpilot/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+pub fn read_ca_file(path: &Path) -> Result<Vec<Certificate<'static>>> {
+    let pem = std::fs::read(path).map_err(|e| Error::io("read CA file", path, e))?;
+    certificates(&pem, &path.display().to_string())
+}
+
+/// The certificates in a PEM text; `origin` names it in the error.
+pub fn certificates(pem: &[u8], origin: &str) -> Result<Vec<Certificate<'static>>> {
+    let certificates: Vec<_> = ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certificates.is_empty() {
+        return Err(Error::input(format!("{origin} holds no PEM certificate")));
+    }
+    Ok(certificates)
+}
+
+/// A client certificate chain and its key, from PEM texts.
+pub fn client_cert(cert_pem: &[u8], key_pem: &[u8], origin: &str) -> Result<ClientCert> {
+    let chain = certificates(cert_pem, origin)?;
+    let key = PrivateKey::from_pem(key_pem)
+        .map_err(|e| Error::input(format!("{origin}: the client key is not a PEM key: {e}")))?;
+    Ok(ClientCert::new_with_certs(&chain, key))
+}
+
+/// The TLS error behind a failed request, whether ureq reports it as such or inside an I/O
+/// error (as it does for handshake failures).
+pub fn tls_error(error: &ureq::Error) -> Option<&rustls::Error> {
+    match error {
+        ureq::Error::Rustls(e) => Some(e),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    }
+}
+
+pub fn is_tls(error: &ureq::Error) -> bool {
+    tls_error(error).is_some() || matches!(error, ureq::Error::Tls(_))
+}
+
+/// A transport failure worth another try (not a TLS refusal, which would only repeat).
+pub fn retryable_error(error: &ureq::Error) -> bool {
+    !is_tls(error)
+        && matches!(
+            error,
+            ureq::Error::Io(_)
+                | ureq::Error::Timeout(_)
+                | ureq::Error::ConnectionFailed
+                | ureq::Error::HostNotFound
+        )
+}
+
+/// Statuses that say "try again shortly".
+pub fn retryable_status(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504)
+}

@@ -1,0 +1,325 @@
+//! The one JSON-over-HTTP client the engines use: HTTPS/HTTP through ureq, or HTTP/1.1 over a
+//! unix socket (Docker's default endpoint), which ureq does not speak. Reads are retried on
+//! transport errors and 5xx; writes are sent once (the engines re-read state instead). Every
+//! error names the engine, the endpoint and what was being done.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use ureq::Agent;
+
+use crate::error::{Error, Result};
+use crate::net::{self, is_tls, retryable_error, retryable_status};
+
+const READ_ATTEMPTS: u32 = 4;
+
+pub struct Api {
+    /// `Docker Swarm`, `Marathon`, ...: how errors name the engine.
+    pub engine: &'static str,
+    /// The endpoint as the user knows it (in messages).
+    pub endpoint: String,
+    transport: Transport,
+    /// Header carrying the credential (`Authorization`, `X-Nomad-Token`) and its value.
+    credential: Option<(&'static str, String)>,
+}
+
+enum Transport {
+    /// `base` is `http(s)://host:port` plus any path prefix.
+    Http {
+        agent: Agent,
+        base: String,
+    },
+    Unix(PathBuf),
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The engine's own words for an error: its `message` field, else the start of the body.
+    pub fn reason(&self) -> String {
+        let json = self.json();
+        for key in ["message", "Message", "error"] {
+            if let Some(text) = json.get(key).and_then(Value::as_str) {
+                return text.trim().to_string();
+            }
+        }
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        text.chars().take(300).collect()
+    }
+}
+
+impl Api {
+    pub fn http(engine: &'static str, base: &str, tls: net::Tls) -> Api {
+        Api {
+            engine,
+            endpoint: base.to_string(),
+            transport: Transport::Http {
+                agent: net::agent(tls, Duration::from_secs(60)),
+                base: base.trim_end_matches('/').to_string(),
+            },
+            credential: None,
+        }
+    }
+
+    pub fn unix(engine: &'static str, socket: PathBuf) -> Api {
+        Api {
+            engine,
+            endpoint: format!("unix://{}", socket.display()),
+            transport: Transport::Unix(socket),
+            credential: None,
+        }
+    }
+
+    pub fn with_credential(mut self, header: &'static str, value: String) -> Api {
+        self.credential = Some((header, value));
+        self
+    }
+
+    pub fn get(&self, path: &str, what: &str) -> Result<Reply> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send_once("GET", path, None) {
+                Ok(reply) if retryable_status(reply.status) && attempt < READ_ATTEMPTS => {}
+                Ok(reply) => return Ok(reply),
+                Err(Failure::Http(e)) if retryable_error(&e) && attempt < READ_ATTEMPTS => {}
+                Err(Failure::Unix(_)) if attempt < READ_ATTEMPTS => {}
+                Err(failure) => return Err(self.unreachable(failure, what)),
+            }
+            std::thread::sleep(Duration::from_millis(250 << attempt));
+        }
+    }
+
+    /// A write, sent once: `body` is JSON, or `(content type, JSON)` for a PATCH flavour.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &Value)>,
+        what: &str,
+    ) -> Result<Reply> {
+        let body = body.map(|(content_type, value)| (content_type, value.to_string()));
+        self.send_once(method, path, body.as_ref().map(|(t, b)| (*t, b.as_bytes())))
+            .map_err(|failure| self.unreachable(failure, what))
+    }
+
+    /// A GET that must succeed, as JSON.
+    pub fn get_json(&self, path: &str, what: &str) -> Result<Value> {
+        let reply = self.get(path, what)?;
+        self.expect(&reply, what)?;
+        Ok(reply.json())
+    }
+
+    /// Turns a non-2xx reply into an error that says who refused what, and why.
+    pub fn expect(&self, reply: &Reply, what: &str) -> Result<()> {
+        if reply.ok() {
+            return Ok(());
+        }
+        let reason = reply.reason();
+        let lead = format!(
+            "{} at {} answered {} to {what}",
+            self.engine, self.endpoint, reply.status
+        );
+        Err(match reply.status {
+            401 => Error::failed(format!("{lead}: not authenticated ({reason})"))
+                .with_hint("Check the variable named in orchestrator.credentials"),
+            403 => Error::failed(format!("{lead}: permission denied ({reason})"))
+                .with_hint("The credential works but may not change this object"),
+            404 => Error::input(format!("{lead}: not found ({reason})")),
+            _ => Error::failed(format!("{lead}: {reason}")),
+        })
+    }
+
+    fn unreachable(&self, failure: Failure, what: &str) -> Error {
+        let (cause, tls) = match failure {
+            Failure::Http(e) => (e.to_string(), is_tls(&e)),
+            Failure::Unix(e) => (e.to_string(), false),
+        };
+        let error = Error::failed(format!(
+            "{} at {} could not be reached to {what}: {cause}",
+            self.engine, self.endpoint
+        ));
+        if tls {
+            error.with_hint("For a private CA set orchestrator.ca_file")
+        } else {
+            error.with_hint("Check the endpoint and that the engine is up and reachable from here")
+        }
+    }
+
+    fn send_once(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+    ) -> std::result::Result<Reply, Failure> {
+        let mut headers: Vec<(&str, &str)> = vec![("Accept", "application/json")];
+        if let Some((name, value)) = &self.credential {
+            headers.push((name, value));
+        }
+        if let Some((content_type, _)) = body {
+            headers.push(("Content-Type", content_type));
+        }
+        match &self.transport {
+            Transport::Http { agent, base } => {
+                http_request(agent, method, &format!("{base}{path}"), &headers, body)
+                    .map_err(Failure::Http)
+            }
+            Transport::Unix(socket) => {
+                unix_request(socket, method, path, &headers, body).map_err(Failure::Unix)
+            }
+        }
+    }
+}
+
+enum Failure {
+    Http(ureq::Error),
+    Unix(std::io::Error),
+}
+
+fn http_request(
+    agent: &Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> std::result::Result<Reply, ureq::Error> {
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(body.map(|(_, b)| b.to_vec()).unwrap_or_default())
+        .map_err(ureq::Error::Http)?;
+    let mut response = agent.run(request)?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()?;
+    Ok(Reply {
+        status,
+        body,
+        headers,
+    })
+}
+
+/// HTTP/1.1 over a unix socket, one request per connection (`Connection: close`), so the
+/// reply ends where the stream ends.
+fn unix_request(
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> std::io::Result<Reply> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let payload = body.map_or(&[][..], |(_, b)| b);
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", payload.len()));
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(payload)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_reply(&raw)
+}
+
+fn parse_reply(raw: &[u8]) -> std::io::Result<Reply> {
+    let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("the reply has no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| bad("the reply has no HTTP status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let rest = &raw[split + 4..];
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        dechunk(rest).ok_or_else(|| bad("the reply's chunked body is cut short"))?
+    } else {
+        rest.to_vec()
+    };
+    Ok(Reply {
+        status,
+        body,
+        headers,
+    })
+}
+
+fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&rest[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(rest.get(..size)?);
+        rest = rest.get(size + 2..)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_with_length_and_chunks() {
+        let plain = parse_reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}").unwrap();
+        assert_eq!((plain.status, plain.body.as_slice()), (200, &b"{}"[..]));
+        let chunked = parse_reply(
+            b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"me\r\nf;x=1\r\nssage\":\"boom\"}\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(chunked.status, 500);
+        assert_eq!(chunked.reason(), "boom");
+        assert!(
+            parse_reply(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nabc").is_err()
+        );
+    }
+}

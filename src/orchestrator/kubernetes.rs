@@ -1,0 +1,495 @@
+//! Kubernetes Deployments through the API server. The endpoint and login come from the
+//! kubeconfig (`KUBECONFIG`, a `:`-separated list, else `~/.kube/config`; the spec's context or
+//! the current one, which is how the GitLab agent's injected contexts are picked), else from
+//! the in-cluster service account. An update PUTs the whole Deployment with the
+//! `resourceVersion` we read (409 when anyone wrote since). The status right after the write
+//! still describes the old generation (the classic false success), so nothing counts until
+//! `observedGeneration` reaches ours; then done is updated == desired, no old replicas left,
+//! all updated available. `ProgressDeadlineExceeded` is a failure; pod waiting reasons and
+//! warning events say why.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::net::{self, Tls};
+use crate::spec::orchestrator::{OnFailure, OrchestratorSpec};
+
+use super::api::Api;
+use super::{
+    names_repository, same_image, Engine, Live, Object, Observation, Phase, Replicas, Submitted,
+};
+
+const CAS_ATTEMPTS: u32 = 5;
+const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+pub struct Kubernetes {
+    api: Api,
+    namespace: String,
+}
+
+impl Kubernetes {
+    pub fn connect(spec: &OrchestratorSpec) -> Result<Kubernetes> {
+        let (mut api, namespace) = match kubeconfig_files().as_slice() {
+            [] => in_cluster(spec)?,
+            files => from_kubeconfig(files, spec)?,
+        };
+        if let Some(token) = &spec.credentials.token {
+            api = api.with_credential(
+                "Authorization",
+                format!("Bearer {}", super::credential(token, "Kubernetes")?),
+            );
+        }
+        let namespace = spec
+            .namespace
+            .as_ref()
+            .map(|n| n.value.clone())
+            .or(namespace)
+            .unwrap_or_else(|| "default".to_string());
+        Ok(Kubernetes { api, namespace })
+    }
+
+    /// `namespace/name` or `name` in the default namespace.
+    fn place<'a>(&'a self, object: &'a Object) -> (&'a str, &'a str) {
+        object
+            .name
+            .split_once('/')
+            .unwrap_or((self.namespace.as_str(), object.name.as_str()))
+    }
+
+    fn deployment_path(&self, object: &Object) -> String {
+        let (namespace, name) = self.place(object);
+        format!("/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+    }
+
+    fn deployment(&self, object: &Object) -> Result<Value> {
+        let what = format!("read deployment `{}`", object.name);
+        let reply = self.api.get(&self.deployment_path(object), &what)?;
+        if reply.status == 404 {
+            let (namespace, name) = self.place(object);
+            return Err(Error::input(format!(
+                "Kubernetes at {} has no deployment `{name}` in namespace `{namespace}`",
+                self.api.endpoint
+            )));
+        }
+        self.api.expect(&reply, &what)?;
+        Ok(reply.json())
+    }
+
+    /// PUTs the deployment with `image` in the chosen container, re-reading on a conflict.
+    fn put_image(&self, object: &Object, mut deployment: Value, image: &str) -> Result<Submitted> {
+        let what = format!("update deployment `{}`", object.name);
+        for _ in 0..CAS_ATTEMPTS {
+            let index = container_index(&deployment, object)?;
+            deployment["spec"]["template"]["spec"]["containers"][index]["image"] = json!(image);
+            let reply = self.api.send(
+                "PUT",
+                &self.deployment_path(object),
+                Some(("application/json", &deployment)),
+                &what,
+            )?;
+            if reply.status == 409 {
+                deployment = self.deployment(object)?;
+                continue;
+            }
+            self.api.expect(&reply, &what)?;
+            let generation = reply.json()["metadata"]["generation"].as_u64().unwrap_or(0);
+            return Ok(Submitted {
+                image: image.to_string(),
+                mark: format!("generation {generation}"),
+                version: None,
+            });
+        }
+        Err(Error::failed(format!(
+            "Kubernetes deployment `{}` kept changing under us ({CAS_ATTEMPTS} conflicts); nothing was overwritten",
+            object.name
+        )))
+    }
+
+    fn pods(&self, object: &Object, deployment: &Value) -> Result<Vec<Value>> {
+        let (namespace, _) = self.place(object);
+        let selector: Vec<String> = deployment["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
+        let path = format!(
+            "/api/v1/namespaces/{namespace}/pods?labelSelector={}",
+            selector.join(",").replace('=', "%3D").replace(',', "%2C")
+        );
+        let list = self
+            .api
+            .get_json(&path, &format!("list the pods of `{}`", object.name))?;
+        Ok(list["items"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+fn generation(submitted: &Submitted) -> u64 {
+    submitted
+        .mark
+        .trim_start_matches("generation ")
+        .parse()
+        .unwrap_or(0)
+}
+
+/// The container to change: the named one, else the one running the released repository,
+/// else the only one.
+fn container_index(deployment: &Value, object: &Object) -> Result<usize> {
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<&str> = containers
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let found = match &object.container {
+        Some(wanted) => containers.iter().position(|c| c["name"] == **wanted),
+        None => containers
+            .iter()
+            .position(|c| names_repository(c["image"].as_str().unwrap_or(""), &object.repository))
+            .or((containers.len() == 1).then_some(0)),
+    };
+    found.ok_or_else(|| {
+        Error::input(format!(
+            "Kubernetes deployment `{}`: {}; its containers: {}",
+            object.name,
+            match &object.container {
+                Some(wanted) => format!("no container `{wanted}`"),
+                None => format!(
+                    "no container runs {}; name one with `container:`",
+                    object.repository
+                ),
+            },
+            names.join(", ")
+        ))
+    })
+}
+
+fn image_in(deployment: &Value, object: &Object) -> Result<String> {
+    let index = container_index(deployment, object)?;
+    Ok(
+        deployment["spec"]["template"]["spec"]["containers"][index]["image"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+impl Engine for Kubernetes {
+    fn api(&self) -> &Api {
+        &self.api
+    }
+
+    fn live(&mut self, object: &Object) -> Result<Live> {
+        let deployment = self.deployment(object)?;
+        Ok(Live {
+            image: image_in(&deployment, object)?,
+            raw: deployment,
+        })
+    }
+
+    fn submit(
+        &mut self,
+        object: &Object,
+        live: &Live,
+        image: &str,
+        _on_failure: OnFailure,
+    ) -> Result<Submitted> {
+        self.put_image(object, live.raw.clone(), image)
+    }
+
+    fn observe(&mut self, object: &Object, submitted: &Submitted) -> Result<Observation> {
+        let deployment = self.deployment(object)?;
+        let ours = generation(submitted);
+        let current_generation = deployment["metadata"]["generation"].as_u64().unwrap_or(0);
+        let status = &deployment["status"];
+        let desired = deployment["spec"]["replicas"].as_u64().unwrap_or(1);
+        let total = status["replicas"].as_u64().unwrap_or(0);
+        let updated = status["updatedReplicas"].as_u64().unwrap_or(0);
+        let available = status["availableReplicas"].as_u64().unwrap_or(0);
+        let replicas = Some(Replicas {
+            desired,
+            updated,
+            ready: available.min(updated),
+        });
+        let image = image_in(&deployment, object)?;
+        let stalled = status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded");
+        let phase = if current_generation > ours && !same_image(&image, &submitted.image) {
+            Phase::Superseded(image)
+        } else if status["observedGeneration"].as_u64().unwrap_or(0) < ours {
+            Phase::Pending
+        } else if let Some(condition) = stalled {
+            Phase::Failed(format!(
+                "ProgressDeadlineExceeded: {}",
+                condition["message"].as_str().unwrap_or("")
+            ))
+        } else if updated >= desired && total == updated && available >= updated {
+            Phase::Succeeded
+        } else {
+            Phase::Progressing
+        };
+        let note = (total > updated).then(|| format!("{} old replica(s) left", total - updated));
+        Ok(Observation {
+            phase,
+            replicas,
+            note,
+        })
+    }
+
+    fn explain(&mut self, object: &Object, submitted: &Submitted) -> Result<Vec<String>> {
+        let deployment = self.deployment(object)?;
+        let pods = self.pods(object, &deployment)?;
+        let mut lines = Vec::new();
+        let mut ours = Vec::new();
+        for pod in &pods {
+            let name = pod["metadata"]["name"].as_str().unwrap_or("?");
+            let runs_ours = pod["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| same_image(c["image"].as_str().unwrap_or(""), &submitted.image));
+            if !runs_ours {
+                continue;
+            }
+            ours.push(name.to_string());
+            for status in pod["status"]["containerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let waiting = &status["state"]["waiting"];
+                if let Some(reason) = waiting["reason"].as_str() {
+                    let mut line = format!("pod {name}: {reason}");
+                    if let Some(message) = waiting["message"].as_str() {
+                        line.push_str(&format!(": {message}"));
+                    }
+                    let last = &status["lastState"]["terminated"];
+                    if let Some(code) = last["exitCode"].as_i64() {
+                        line.push_str(&format!(" (last exit code {code})"));
+                    }
+                    lines.push(line);
+                }
+            }
+        }
+        let (namespace, _) = self.place(object);
+        let events = self.api.get_json(
+            &format!("/api/v1/namespaces/{namespace}/events?fieldSelector=type%3DWarning"),
+            "list warning events",
+        )?;
+        for event in events["items"].as_array().into_iter().flatten() {
+            let about = event["involvedObject"]["name"].as_str().unwrap_or("");
+            if ours.iter().any(|p| p == about) {
+                lines.push(format!(
+                    "event on {about}: {}: {}",
+                    event["reason"].as_str().unwrap_or("?"),
+                    event["message"].as_str().unwrap_or("")
+                ));
+            }
+        }
+        lines.dedup();
+        lines.truncate(8);
+        Ok(lines)
+    }
+
+    fn roll_back(
+        &mut self,
+        object: &Object,
+        _submitted: &Submitted,
+        before: &Live,
+    ) -> Result<Submitted> {
+        let deployment = self.deployment(object)?;
+        self.put_image(object, deployment, &before.image)
+    }
+
+    fn pause(&mut self, object: &Object, _submitted: &Submitted) -> Result<bool> {
+        let what = format!("pause deployment `{}`", object.name);
+        let body = json!({ "spec": { "paused": true } });
+        let reply = self.api.send(
+            "PATCH",
+            &self.deployment_path(object),
+            Some(("application/merge-patch+json", &body)),
+            &what,
+        )?;
+        self.api.expect(&reply, &what)?;
+        Ok(true)
+    }
+}
+
+fn kubeconfig_files() -> Vec<PathBuf> {
+    match std::env::var("KUBECONFIG") {
+        Ok(list) if !list.is_empty() => list
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        _ => std::env::var("HOME")
+            .map(|home| PathBuf::from(home).join(".kube/config"))
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect(),
+    }
+}
+
+/// The API server and login of the chosen context; the first file naming a thing wins, as
+/// kubectl merges them.
+fn from_kubeconfig(files: &[PathBuf], spec: &OrchestratorSpec) -> Result<(Api, Option<String>)> {
+    let mut configs = Vec::new();
+    for file in files {
+        let text =
+            std::fs::read_to_string(file).map_err(|e| Error::io("read kubeconfig", file, e))?;
+        let config: Value = serde_saphyr::from_str(&text)
+            .map_err(|e| Error::input(format!("{}: not a kubeconfig: {e}", file.display())))?;
+        configs.push((file.clone(), config));
+    }
+    let context_name = match &spec.context {
+        Some(name) => name.value.clone(),
+        None => configs
+            .iter()
+            .find_map(|(_, c)| c["current-context"].as_str().filter(|s| !s.is_empty()))
+            .map(String::from)
+            .ok_or_else(|| {
+                Error::input("the kubeconfig has no current-context: set orchestrator.context")
+            })?,
+    };
+    let find = |list: &str, name: &str| {
+        configs.iter().find_map(|(file, c)| {
+            c[list]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|entry| entry["name"] == name)
+                .map(|entry| (file.clone(), entry.clone()))
+        })
+    };
+    let (_, context) = find("contexts", &context_name).ok_or_else(|| {
+        let known: Vec<String> = configs
+            .iter()
+            .flat_map(|(_, c)| c["contexts"].as_array().cloned().unwrap_or_default())
+            .filter_map(|c| c["name"].as_str().map(String::from))
+            .collect();
+        Error::input(format!(
+            "the kubeconfig has no context `{context_name}`; it has: {}",
+            known.join(", ")
+        ))
+    })?;
+    let context = &context["context"];
+    let cluster_name = context["cluster"].as_str().unwrap_or("");
+    let (cluster_file, cluster) = find("clusters", cluster_name).ok_or_else(|| {
+        Error::input(format!(
+            "kubeconfig context `{context_name}` names cluster `{cluster_name}`, which no file defines"
+        ))
+    })?;
+    let cluster = &cluster["cluster"];
+    let base = cluster_file.parent().unwrap_or(Path::new("."));
+    let server = spec
+        .endpoint
+        .as_ref()
+        .map(|e| e.value.clone())
+        .or_else(|| cluster["server"].as_str().map(String::from))
+        .ok_or_else(|| {
+            Error::input(format!("kubeconfig cluster `{cluster_name}` has no server"))
+        })?;
+    let mut tls = Tls {
+        roots: super::ca_roots(spec)?,
+        skip_verify: cluster["insecure-skip-tls-verify"] == true,
+        ..Default::default()
+    };
+    if tls.roots.is_none() {
+        if let Some(pem) = file_or_data(cluster, "certificate-authority", base)? {
+            tls.roots = Some(net::certificates(
+                &pem,
+                &format!("cluster `{cluster_name}` CA"),
+            )?);
+        }
+    }
+    let user_name = context["user"].as_str().unwrap_or("");
+    let (user_file, user) = find("users", user_name).unwrap_or_default();
+    let user = &user["user"];
+    let user_base = user_file.parent().unwrap_or(Path::new("."));
+    if let (Some(cert), Some(key)) = (
+        file_or_data(user, "client-certificate", user_base)?,
+        file_or_data(user, "client-key", user_base)?,
+    ) {
+        tls.client = Some(net::client_cert(
+            &cert,
+            &key,
+            &format!("kubeconfig user `{user_name}`"),
+        )?);
+    }
+    let mut api = Api::http("Kubernetes", &server, tls);
+    let token = match (user["token"].as_str(), user["tokenFile"].as_str()) {
+        (Some(token), _) => Some(token.to_string()),
+        (None, Some(file)) => Some(read_trimmed(&user_base.join(file))?),
+        _ => None,
+    };
+    if let Some(token) = token {
+        api = api.with_credential("Authorization", format!("Bearer {token}"));
+    }
+    let namespace = context["namespace"].as_str().map(String::from);
+    Ok((api, namespace))
+}
+
+/// A kubeconfig's `<key>` (a path, relative to the file) or `<key>-data` (base64 PEM).
+fn file_or_data(section: &Value, key: &str, base: &Path) -> Result<Option<Vec<u8>>> {
+    use base64::Engine as _;
+    if let Some(data) = section[format!("{key}-data")].as_str() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|e| Error::input(format!("kubeconfig {key}-data is not base64: {e}")))?;
+        return Ok(Some(bytes));
+    }
+    match section[key].as_str() {
+        Some(path) => {
+            let path = base.join(path);
+            std::fs::read(&path)
+                .map(Some)
+                .map_err(|e| Error::io("read kubeconfig file", &path, e))
+        }
+        None => Ok(None),
+    }
+}
+
+fn read_trimmed(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| Error::io("read", path, e))
+}
+
+/// Inside a pod: the API server from the environment, the service account's token and CA.
+fn in_cluster(spec: &OrchestratorSpec) -> Result<(Api, Option<String>)> {
+    let host = std::env::var("KUBERNETES_SERVICE_HOST").map_err(|_| {
+        Error::input(
+            "no kubeconfig (KUBECONFIG or ~/.kube/config) and not inside a cluster (KUBERNETES_SERVICE_HOST unset)",
+        )
+    })?;
+    let port = std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".to_string());
+    let account = Path::new(SERVICE_ACCOUNT);
+    let roots = match super::ca_roots(spec)? {
+        Some(roots) => roots,
+        None => net::read_ca_file(&account.join("ca.crt"))?,
+    };
+    let token = read_trimmed(&account.join("token"))?;
+    let server = spec
+        .endpoint
+        .as_ref()
+        .map(|e| e.value.clone())
+        .unwrap_or_else(|| format!("https://{host}:{port}"));
+    let api = Api::http(
+        "Kubernetes",
+        &server,
+        Tls {
+            roots: Some(roots),
+            ..Default::default()
+        },
+    )
+    .with_credential("Authorization", format!("Bearer {token}"));
+    let namespace = read_trimmed(&account.join("namespace")).ok();
+    Ok((api, namespace))
+}

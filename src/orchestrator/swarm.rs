@@ -211,13 +211,19 @@ impl Engine for Swarm {
         let state = status["State"].as_str().unwrap_or("");
         let message = status["Message"].as_str().unwrap_or("").to_string();
         let tasks = self.tasks(&object.name, true)?;
+        // While Swarm rolls back, count the tasks of the image it goes back to.
+        let counted = if state.starts_with("rollback") {
+            image_of(&service)
+        } else {
+            submitted.image.clone()
+        };
         let desired = service["Spec"]["Mode"]["Replicated"]["Replicas"]
             .as_u64()
             .unwrap_or(tasks.len() as u64);
         let ours = |t: &&Value| {
             same_image(
                 t["Spec"]["ContainerSpec"]["Image"].as_str().unwrap_or(""),
-                &submitted.image,
+                &counted,
             )
         };
         let updated = tasks.iter().filter(ours).count() as u64;

@@ -67,13 +67,28 @@ impl Docker {
         Some(docker)
     }
 
+    /// Makes this engine a single-node swarm manager bound to loopback.
+    pub fn swarm_init(&self) {
+        let listen = format!("127.0.0.1:{}", super::registry::free_port());
+        super::sh(self.command().args([
+            "swarm",
+            "init",
+            "--advertise-addr",
+            "127.0.0.1",
+            "--listen-addr",
+            &listen,
+        ]));
+    }
+
+    /// The engine's endpoint, as `DOCKER_HOST` names it.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.dir.join("docker.sock").display())
+    }
+
     /// A `docker` client command for this engine.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("docker");
-        cmd.env(
-            "DOCKER_HOST",
-            format!("unix://{}", self.dir.join("docker.sock").display()),
-        );
+        cmd.env("DOCKER_HOST", self.host());
         cmd.env("DOCKER_CONFIG", self.dir.join("client"));
         cmd
     }

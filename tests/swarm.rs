@@ -1,0 +1,342 @@
+//! Rollouts on a real Docker Swarm: Debian's dockerd on a private socket as a single-node swarm,
+//! images built and pushed by tagpilot to the real test registry, the deployment repository a
+//! real bare repository. One engine serves every scenario, in order: a successful rolling
+//! update, the re-run that finds it done, a release whose process exits at once (failure
+//! reason, automatic rollback, exit 3, the deployment repo put back), a timeout (exit 4) and a
+//! concurrent update that supersedes ours.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::docker::Docker;
+use common::registry::{self, Registry};
+use common::*;
+use serde_json::Value;
+
+/// The service's `run.sh` per release: v3 exits at once.
+const RUN: [(&str, &str); 4] = [
+    ("v1.0.0", "exec sleep 3601\n"),
+    ("v2.0.0", "exec sleep 3602\n"),
+    ("v3.0.0", "echo 'cannot open /etc/app.cfg' >&2; exit 3\n"),
+    ("v4.0.0", "exec sleep 3604\n"),
+];
+
+struct Stage {
+    docker: Docker,
+    registry: Registry,
+    app: Repo,
+    bare: PathBuf,
+    _work: tempfile::TempDir,
+}
+
+impl Stage {
+    fn service_image(&self) -> String {
+        sh(self.docker.command().args([
+            "service",
+            "inspect",
+            "web",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        ]))
+        .trim()
+        .to_string()
+    }
+
+    /// Images of the service's tasks that run now.
+    fn running_images(&self) -> Vec<String> {
+        let out = sh(self.docker.command().args([
+            "service",
+            "ps",
+            "web",
+            "--no-trunc",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Image}} {{.CurrentState}}",
+        ]));
+        out.lines()
+            .filter(|l| l.contains(" Running"))
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect()
+    }
+
+    fn deployed_file(&self) -> String {
+        sh(Command::new("git")
+            .current_dir(&self.bare)
+            .args(["show", "main:swarm/stack.yml"]))
+    }
+
+    fn last_commit_message(&self) -> String {
+        sh(Command::new("git")
+            .current_dir(&self.bare)
+            .args(["log", "-1", "--format=%B", "main"]))
+    }
+
+    fn release(&self, tag: &str) -> Run {
+        run(tagpilot(self.app.path())
+            .args(["release", "--output", "json", "--tag", tag])
+            .env("DOCKER_HOST", self.docker.host()))
+    }
+
+    fn deploy(&self, image: &str) -> Command {
+        let mut cmd = tagpilot(self.app.path());
+        cmd.args([
+            "deploy", "--output", "json", "--env", "staging", "--tag", "v4.0.0",
+        ])
+        .args(["--image", image])
+        .env("DOCKER_HOST", self.docker.host());
+        cmd
+    }
+
+    /// The pinned reference the last release of the app pushed.
+    fn pushed(&self, run: &Run) -> String {
+        let record: Value = serde_json::from_str(&run.stdout).unwrap();
+        let reference = record["pushed"]["reference"].as_str().unwrap();
+        let (repository, digest) = reference.split_once('@').unwrap();
+        let tag = record["version"].as_str().unwrap();
+        format!("{repository}:{tag}@{digest}")
+    }
+}
+
+fn stage() -> Option<Stage> {
+    if !registry::available() {
+        return None;
+    }
+    let docker = Docker::start()?;
+    docker.swarm_init();
+    let registry = Registry::start(false);
+    let work = tempfile::tempdir().unwrap();
+    let repository = format!("{}/team/app", registry.host());
+
+    // The deployment repository, naming an image of the app that never ran.
+    let seed = work.path().join("seed");
+    std::fs::create_dir_all(seed.join("swarm")).unwrap();
+    std::fs::write(
+        seed.join("swarm/stack.yml"),
+        format!("# the web tier\nservices:\n  web:\n    image: {repository}:0.0.0\n    deploy:\n      replicas: 2\n"),
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        sh(Command::new("git")
+            .current_dir(&seed)
+            .args(["-c", "user.name=t", "-c", "user.email=t@e"])
+            .args(args))
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "stack"]);
+    let bare = work.path().join("deployment.git");
+    sh(Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(&seed)
+        .arg(&bare));
+
+    // The app: busybox and a run.sh, released with a spec that deploys to the swarm.
+    let app = Repo::new();
+    std::fs::create_dir_all(app.path().join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", app.path().join("bin/busybox")).unwrap();
+    for tool in ["sh", "sleep", "echo"] {
+        app.symlink(&format!("bin/{tool}"), "busybox");
+    }
+    app.write(
+        "tagpilot.yaml",
+        format!(
+            r#"name: app
+image:
+  repository: {repository}
+  install_path: /
+  entrypoint: ["/bin/sh", "/run.sh"]
+  tags: ["{{version}}"]
+deploy:
+  - environment: staging
+    automatic: true
+    repo: file://{bare}
+    files: [{{ file: swarm/stack.yml }}]
+    author: {{ name: Release Bot, email: bot@example.org }}
+    orchestrator:
+      kind: swarm
+      services: [web]
+      timeout: ${{ROLLOUT_TIMEOUT:-90s}}
+"#,
+            bare = bare.display()
+        ),
+    );
+    for (tag, script) in RUN {
+        app.write("run.sh", script).commit(tag).tag(tag);
+    }
+    Some(Stage {
+        docker,
+        registry,
+        app,
+        bare,
+        _work: work,
+    })
+}
+
+#[test]
+fn rollouts_on_a_real_swarm() {
+    let Some(stage) = stage() else {
+        return;
+    };
+
+    // v1 is built without deploying, and the service created from it by hand.
+    let v1_run = run(tagpilot(stage.app.path()).args([
+        "release", "--output", "json", "--tag", "v1.0.0", "--skip", "deploy",
+    ]))
+    .ok();
+    let v1 = stage.pushed(&v1_run);
+    sh(stage.docker.command().args([
+        "service",
+        "create",
+        "--detach",
+        "--quiet",
+        "--name",
+        "web",
+        "--network",
+        "host",
+        "--replicas",
+        "2",
+        "--update-monitor",
+        "2s",
+        "--update-delay",
+        "0s",
+        "--rollback-monitor",
+        "1s",
+        "--restart-delay",
+        "1s",
+        &v1,
+    ]));
+    wait_for(|| stage.running_images().len() == 2, "v1 running");
+
+    // v2: committed to the deployment repo, rolled out, every task on it.
+    let v2_run = stage.release("v2.0.0").ok();
+    let v2 = stage.pushed(&v2_run);
+    let record: Value = serde_json::from_str(&v2_run.stdout).unwrap();
+    let staging = &record["deployed"][0];
+    assert_eq!(staging["result"]["status"], "committed", "{staging}");
+    assert_eq!(staging["rollout"]["outcome"], "succeeded", "{staging}");
+    assert_eq!(staging["rollout"]["services"][0]["from"], v1.as_str());
+    assert_eq!(stage.service_image(), v2);
+    assert_eq!(stage.running_images(), vec![v2.clone(), v2.clone()]);
+    assert!(stage.deployed_file().contains(&format!("image: {v2}\n")));
+    for line in ["web: submitted", "web: succeeded"] {
+        assert!(v2_run.stderr.contains(line), "{}", v2_run.stderr);
+    }
+
+    // The same release again: nothing to commit, nothing to roll out, at once.
+    let version_before = service_version(&stage);
+    let again = stage.release("v2.0.0").ok();
+    let record: Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(record["deployed"][0]["result"]["status"], "already_there");
+    assert_eq!(
+        record["deployed"][0]["rollout"]["outcome"],
+        "already_running"
+    );
+    assert_eq!(service_version(&stage), version_before, "no new update");
+
+    // v3 exits at once: Swarm's monitor sees it, the reason is shown, Swarm rolls back,
+    // tagpilot exits 3 and records v2 in the deployment repository again.
+    let v3_run = stage.release("v3.0.0");
+    assert_eq!(v3_run.code, 3, "{}", v3_run.stderr);
+    assert!(
+        v3_run.stderr.contains("non-zero exit (3)"),
+        "the task error is shown: {}",
+        v3_run.stderr
+    );
+    assert!(v3_run.stderr.contains("rolled back"), "{}", v3_run.stderr);
+    assert_eq!(stage.service_image(), v2);
+    wait_for(
+        || stage.running_images() == vec![v2.clone(), v2.clone()],
+        "v2 running again",
+    );
+    assert!(stage.deployed_file().contains(&format!("image: {v2}\n")));
+    let message = stage.last_commit_message();
+    assert!(
+        message.starts_with(&format!("Roll back app in staging to {v2}")),
+        "{message}"
+    );
+    assert!(
+        message.contains("Tagpilot-Release: app 2.0.0\n"),
+        "{message}"
+    );
+    assert!(message.contains("Tagpilot-Rollback-Of: "), "{message}");
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(stage.app.path().join("tagpilot-out/release.json")).unwrap(),
+    )
+    .unwrap();
+    let rollout = &record["deployed"][0]["rollout"];
+    assert_eq!(rollout["outcome"], "failed", "{rollout}");
+    assert_eq!(rollout["services"][0]["state"], "rolled_back", "{rollout}");
+    assert_eq!(rollout["rolled_back"][0], "web");
+
+    // v4 on a service whose update waits 30 s between tasks, with a 5 s timeout: exit 4 and
+    // tagpilot rolls it back itself (`?rollback=previous`).
+    let v4_run = run(tagpilot(stage.app.path()).args([
+        "release", "--output", "json", "--tag", "v4.0.0", "--skip", "deploy",
+    ]))
+    .ok();
+    let v4 = stage.pushed(&v4_run);
+    sh(stage.docker.command().args([
+        "service",
+        "update",
+        "--detach",
+        "--quiet",
+        "--update-delay",
+        "30s",
+        "web",
+    ]));
+    let timed_out = run(stage.deploy(&v4).env("ROLLOUT_TIMEOUT", "5s"));
+    assert_eq!(timed_out.code, 4, "{}", timed_out.stderr);
+    assert!(
+        timed_out.stderr.contains("timed out"),
+        "{}",
+        timed_out.stderr
+    );
+    wait_for(|| stage.service_image() == v2, "rolled back to v2");
+    assert!(stage.deployed_file().contains(&format!("image: {v2}\n")));
+
+    // A second writer changes the service while tagpilot watches its own update: superseded.
+    let watching = stage
+        .deploy(&v4)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(
+        || stage.service_image() == v4,
+        "tagpilot's update submitted",
+    );
+    sh(stage.docker.command().args([
+        "service", "update", "--detach", "--quiet", "--image", &v1, "web",
+    ]));
+    let output = watching.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let result: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(result["rollout"]["outcome"], "superseded", "{stdout}");
+    assert!(stderr.contains("superseded"), "{stderr}");
+    assert_eq!(stage.service_image(), v1, "the other writer's image stays");
+    drop(stage.registry);
+}
+
+fn service_version(stage: &Stage) -> String {
+    sh(stage.docker.command().args([
+        "service",
+        "inspect",
+        "web",
+        "--format",
+        "{{.Version.Index}}",
+    ]))
+}
+
+fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

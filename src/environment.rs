@@ -96,7 +96,20 @@ pub fn deploy_environment(
             ui.info(&format!("dry run: the live state could not be read: {e}"));
             return Ok(deployed);
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            let recorded = match &deployed.result {
+                Deployed::Committed { commit, .. } => format!(
+                    "; the deployment repository already records {} (commit {}), so a re-run finishes the rollout",
+                    release.image,
+                    &commit[..12.min(commit.len())]
+                ),
+                _ => String::new(),
+            };
+            return Err(Error {
+                message: format!("{}{recorded}", e.message),
+                ..e
+            });
+        }
     };
     if let Some(image) = rollout.restored_image().filter(|_| !release.dry_run) {
         let reason = rollout

@@ -163,7 +163,9 @@ impl Api {
             self.engine, self.endpoint
         ));
         if tls {
-            error.with_hint("For a private CA set orchestrator.ca_file")
+            error.with_hint(
+                "For a private CA set orchestrator.ca_file; for a plain-HTTP endpoint use http://",
+            )
         } else {
             error.with_hint("Check the endpoint and that the engine is up and reachable from here")
         }

@@ -84,15 +84,16 @@ impl Nomad {
             .into_iter()
             .find(|d| d["JobVersion"].as_u64() == Some(version)))
     }
+}
 
-    /// After a write that returned 200: the job version it made.
-    fn version_with(&self, id: &str, image: &str) -> Result<Submitted> {
-        let version = self.job(id)?["Version"].as_u64().unwrap_or(0);
-        Ok(Submitted {
-            image: image.to_string(),
-            mark: format!("job version {version}"),
-            version: None,
-        })
+/// The change a write made: with `EnforceIndex` (or `EnforcePriorVersion`) nobody registered
+/// between our read and our write, so our version is the one after the version we read. (The
+/// job's latest version may already be someone else's by the time we could read it.)
+fn next_version(read_version: u64, image: &str) -> Submitted {
+    Submitted {
+        image: image.to_string(),
+        mark: format!("job version {}", read_version + 1),
+        version: None,
     }
 }
 
@@ -196,7 +197,7 @@ impl Engine for Nomad {
                 continue;
             }
             self.api.expect(&reply, &what)?;
-            return self.version_with(&object.name, image);
+            return Ok(next_version(job["Version"].as_u64().unwrap_or(0), image));
         }
         Err(Error::failed(format!(
             "Nomad job `{}` kept changing under us ({CAS_ATTEMPTS} index conflicts); nothing was overwritten",
@@ -312,7 +313,7 @@ impl Engine for Nomad {
             &what,
         )?;
         self.api.expect(&reply, &what)?;
-        self.version_with(&object.name, &before.image)
+        Ok(next_version(job_version(submitted), &before.image))
     }
 
     fn pause(&mut self, object: &Object, submitted: &Submitted) -> Result<bool> {

@@ -3,7 +3,9 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod docker;
+pub mod fakes;
 pub mod git_http;
+pub mod http;
 pub mod proxy;
 pub mod registry;
 pub mod sshd;
@@ -15,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Variables of the caller's environment that would change tagpilot's behaviour.
-const LEAKY_VARS: [&str; 11] = [
+const LEAKY_VARS: [&str; 17] = [
     "GITLAB_CI",
     "CI_COMMIT_TAG",
     "SOURCE_DATE_EPOCH",
@@ -27,6 +29,12 @@ const LEAKY_VARS: [&str; 11] = [
     "CI_REGISTRY_PASSWORD",
     "DOCKER_CONFIG",
     "DOCKER_AUTH_CONFIG",
+    "DOCKER_HOST",
+    "KUBECONFIG",
+    "MARATHON_URL",
+    "NOMAD_ADDR",
+    "NOMAD_TOKEN",
+    "NOMAD_NAMESPACE",
 ];
 
 /// A finished tagpilot run.

@@ -1,0 +1,268 @@
+//! A fake Kubernetes API server for apps/v1 Deployments: PUT with `resourceVersion`
+//! compare-and-set (409 on a stale one), a status that still describes the previous
+//! generation for a while after the write (the classic false success), replicas replaced one
+//! per step, and for a bad image pods stuck in `ImagePullBackOff` until the progress deadline
+//! sets `Progressing=False, reason ProgressDeadlineExceeded`. Bearer-token auth.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::http::{Request, Server};
+
+pub struct Deployment {
+    pub namespace: String,
+    /// The image it ran at the start (a rollback to it works).
+    pub initial: String,
+    pub replicas: u64,
+    pub image: String,
+    pub generation: u64,
+    pub resource_version: u64,
+    pub changed: Instant,
+    pub paused: bool,
+}
+
+pub struct State {
+    pub deployments: BTreeMap<String, Deployment>,
+    /// Deployments whose new pods never pull (any image but the initial one).
+    pub failing: Vec<String>,
+    /// How long the status keeps describing the previous generation after a write.
+    pub stale_for: Duration,
+    /// Time per replica replaced.
+    pub step: Duration,
+    pub progress_deadline: Duration,
+    pub token: String,
+    /// Answer 409 to this many PUTs first, as if someone else had just written.
+    pub conflicts: u32,
+    /// Every GET of a deployment: was its rollout complete at that moment?
+    pub reads_complete: Vec<bool>,
+    pub puts: u32,
+}
+
+pub struct FakeKubernetes {
+    pub server: Server,
+    pub state: Arc<Mutex<State>>,
+}
+
+impl FakeKubernetes {
+    pub fn start(deployments: &[(&str, &str)]) -> FakeKubernetes {
+        let state = Arc::new(Mutex::new(State {
+            deployments: deployments
+                .iter()
+                .map(|(name, image)| {
+                    (
+                        name.to_string(),
+                        Deployment {
+                            namespace: "apps".into(),
+                            initial: image.to_string(),
+                            replicas: 3,
+                            image: image.to_string(),
+                            generation: 1,
+                            resource_version: 100,
+                            changed: Instant::now() - Duration::from_secs(3600),
+                            paused: false,
+                        },
+                    )
+                })
+                .collect(),
+            failing: Vec::new(),
+            stale_for: super::ms(600),
+            step: super::ms(200),
+            progress_deadline: super::ms(1500),
+            token: "k8s-token".into(),
+            conflicts: 0,
+            reads_complete: Vec::new(),
+            puts: 0,
+        }));
+        let shared = Arc::clone(&state);
+        let server = Server::start(move |request| handle(&mut shared.lock().unwrap(), request));
+        FakeKubernetes { server, state }
+    }
+
+    /// A kubeconfig with a GitLab-agent-style context (and a decoy current context).
+    pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: other\nclusters:\n  - name: gitlab\n    cluster:\n      server: {url}\n  - name: elsewhere\n    cluster:\n      server: http://127.0.0.1:9\ncontexts:\n  - name: team/deploy:prod-agent\n    context: {{ cluster: gitlab, user: agent:1, namespace: apps }}\n  - name: other\n    context: {{ cluster: elsewhere, user: agent:1 }}\nusers:\n  - name: agent:1\n    user:\n      token: k8s-token\n",
+                url = self.server.url()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    pub fn image(&self, name: &str) -> String {
+        self.state.lock().unwrap().deployments[name].image.clone()
+    }
+}
+
+fn deployment_json(name: &str, d: &Deployment, state: &State) -> Value {
+    let elapsed = d.changed.elapsed();
+    let bad = is_bad(name, d, state);
+    let stale = elapsed < state.stale_for;
+    let (observed, updated, total, available, conditions) = if stale {
+        // The previous generation's status: all replicas updated and available.
+        (
+            d.generation - 1,
+            d.replicas,
+            d.replicas,
+            d.replicas,
+            json!([]),
+        )
+    } else if bad {
+        let condition = if elapsed > state.stale_for + state.progress_deadline {
+            json!([{ "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                     "message": format!("ReplicaSet \"{name}-7d9\" has timed out progressing.") }])
+        } else {
+            json!([{ "type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated" }])
+        };
+        (d.generation, 1, d.replicas + 1, d.replicas, condition)
+    } else {
+        let done = ((elapsed - state.stale_for).as_millis() / state.step.as_millis().max(1)) as u64;
+        let updated = done.clamp(1, d.replicas);
+        let surge = u64::from(done < d.replicas);
+        (
+            d.generation,
+            updated,
+            d.replicas + surge,
+            d.replicas,
+            json!([{ "type": "Progressing", "status": "True", "reason": if surge == 0 { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" } }]),
+        )
+    };
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": name, "namespace": d.namespace, "generation": d.generation,
+                      "resourceVersion": d.resource_version.to_string() },
+        "spec": {
+            "replicas": d.replicas, "paused": d.paused,
+            "selector": { "matchLabels": { "app": name } },
+            "template": { "metadata": { "labels": { "app": name } }, "spec": { "containers": [
+                { "name": "log-shipper", "image": "registry.example.org/tools/shipper:2" },
+                { "name": "app", "image": d.image }
+            ] } }
+        },
+        "status": { "observedGeneration": observed, "replicas": total, "updatedReplicas": updated,
+                    "availableReplicas": available, "readyReplicas": available, "conditions": conditions }
+    })
+}
+
+fn is_bad(name: &str, d: &Deployment, state: &State) -> bool {
+    state.failing.iter().any(|f| f == name) && d.image != d.initial
+}
+
+fn handle(state: &mut State, request: &Request) -> (u16, Value) {
+    if request.header("authorization") != Some(&format!("Bearer {}", state.token)) {
+        return (
+            401,
+            json!({ "kind": "Status", "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401 }),
+        );
+    }
+    let parts: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    match (request.method.as_str(), parts.as_slice()) {
+        (method, ["apis", "apps", "v1", "namespaces", namespace, "deployments", name]) => {
+            let Some(d) = state
+                .deployments
+                .get(*name)
+                .filter(|d| d.namespace == *namespace)
+            else {
+                return (
+                    404,
+                    json!({ "kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
+                    "message": format!("deployments.apps \"{name}\" not found") }),
+                );
+            };
+            match method {
+                "GET" => {
+                    let body = deployment_json(name, d, state);
+                    let complete = body["status"]["observedGeneration"]
+                        == body["metadata"]["generation"]
+                        && body["status"]["updatedReplicas"] == body["spec"]["replicas"]
+                        && body["status"]["replicas"] == body["spec"]["replicas"];
+                    state.reads_complete.push(complete);
+                    (200, body)
+                }
+                "PUT" => {
+                    state.puts += 1;
+                    let sent = request.json();
+                    if state.conflicts > 0 {
+                        state.conflicts -= 1;
+                        let d = state.deployments.get_mut(*name).unwrap();
+                        d.resource_version += 1;
+                    }
+                    let d = state.deployments.get_mut(*name).unwrap();
+                    if sent["metadata"]["resourceVersion"].as_str()
+                        != Some(d.resource_version.to_string().as_str())
+                    {
+                        return (
+                            409,
+                            json!({ "kind": "Status", "status": "Failure", "reason": "Conflict", "code": 409,
+                            "message": format!("Operation cannot be fulfilled on deployments.apps \"{name}\": the object has been modified; please apply your changes to the latest version and try again") }),
+                        );
+                    }
+                    let image = sent["spec"]["template"]["spec"]["containers"][1]["image"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
+                    if image != d.image {
+                        d.image = image;
+                        d.generation += 1;
+                        d.changed = Instant::now();
+                    }
+                    d.resource_version += 1;
+                    let d = &state.deployments[*name];
+                    (200, deployment_json(name, d, state))
+                }
+                "PATCH" => {
+                    let d = state.deployments.get_mut(*name).unwrap();
+                    d.paused = request.json()["spec"]["paused"] == true;
+                    d.resource_version += 1;
+                    let d = &state.deployments[*name];
+                    (200, deployment_json(name, d, state))
+                }
+                _ => (405, json!({ "message": "method not allowed" })),
+            }
+        }
+        ("GET", ["api", "v1", "namespaces", _, "pods"]) => {
+            let selector = request
+                .param("labelSelector")
+                .unwrap_or("")
+                .replace("%3D", "=");
+            let name = selector.trim_start_matches("app=");
+            let Some(d) = state.deployments.get(name) else {
+                return (200, json!({ "items": [] }));
+            };
+            let bad = is_bad(name, d, state);
+            let items: Vec<Value> = if bad {
+                vec![json!({ "metadata": { "name": format!("{name}-7d9-x1") },
+                    "spec": { "containers": [{ "name": "app", "image": d.image }] },
+                    "status": { "containerStatuses": [{ "name": "app", "state": { "waiting": {
+                        "reason": "ImagePullBackOff",
+                        "message": format!("Back-off pulling image \"{}\"", d.image) } } }] } })]
+            } else {
+                Vec::new()
+            };
+            (200, json!({ "items": items }))
+        }
+        ("GET", ["api", "v1", "namespaces", _, "events"]) => {
+            let items: Vec<Value> = state
+                .deployments
+                .iter()
+                .filter(|(name, d)| is_bad(name, d, state))
+                .map(|(name, d)| {
+                    json!({ "type": "Warning", "reason": "Failed",
+                    "involvedObject": { "kind": "Pod", "name": format!("{name}-7d9-x1") },
+                    "message": format!("Failed to pull image \"{}\": manifest unknown", d.image) })
+                })
+                .collect();
+            (200, json!({ "items": items }))
+        }
+        _ => (
+            404,
+            json!({ "message": format!("no route {}", request.path) }),
+        ),
+    }
+}

@@ -1,0 +1,355 @@
+//! Rollouts on Marathon, Kubernetes and Nomad, against the stateful fakes in
+//! `tests/common/fakes` (no real server of these can run here): slow deployments, a lock, a
+//! stale status right after the write, deadlines, engine-side rollbacks, superseded
+//! deployments, several services in order, and bad input. The deployment repository is a real
+//! bare repository; `tagpilot deploy` commits to it, rolls out, and records the image that runs
+//! again after a rollback.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::fakes::kubernetes::FakeKubernetes;
+use common::fakes::marathon::FakeMarathon;
+use common::fakes::nomad::FakeNomad;
+use common::fakes::{image, ms};
+use common::*;
+use serde_json::Value;
+
+struct Setup {
+    work: tempfile::TempDir,
+    repo: Repo,
+    bare: PathBuf,
+}
+
+impl Setup {
+    /// A source repository tagged v1.0.0 whose spec deploys `staging` to a bare deployment
+    /// repository that names 0.9.0, rolling out with this `orchestrator:` block.
+    fn new(orchestrator: &str) -> Setup {
+        let work = tempfile::tempdir().unwrap();
+        let seed = work.path().join("seed");
+        std::fs::create_dir_all(&seed).unwrap();
+        std::fs::write(
+            seed.join("app.yaml"),
+            format!("# staging\napp:\n  image: {}\n", image("0.9.0")),
+        )
+        .unwrap();
+        let git = |args: &[&str]| {
+            sh(Command::new("git")
+                .current_dir(&seed)
+                .args(["-c", "user.name=t", "-c", "user.email=t@e"])
+                .args(args))
+        };
+        git(&["init", "-q", "-b", "main"]);
+        git(&["add", "-A"]);
+        git(&["commit", "-qm", "seed"]);
+        let bare = work.path().join("deployment.git");
+        sh(Command::new("git")
+            .args(["clone", "-q", "--bare"])
+            .arg(&seed)
+            .arg(&bare));
+        let repo = Repo::new();
+        repo.write(
+            "tagpilot.yaml",
+            format!(
+                "name: app\ndeploy:\n  - environment: staging\n    repo: file://{}\n    files: [{{ file: app.yaml }}]\n    author: {{ name: Bot, email: bot@example.org }}\n    orchestrator:\n{}",
+                bare.display(),
+                indent(orchestrator)
+            ),
+        )
+        .commit("app")
+        .tag("v1.0.0");
+        Setup { work, repo, bare }
+    }
+
+    fn deploy(&self) -> Command {
+        let mut cmd = tagpilot(self.repo.path());
+        cmd.args([
+            "deploy", "--output", "json", "--env", "staging", "--tag", "v1.0.0",
+        ])
+        .args(["--image", &image("1.0.0")]);
+        cmd
+    }
+
+    fn recorded(&self) -> String {
+        sh(Command::new("git")
+            .current_dir(&self.bare)
+            .args(["show", "main:app.yaml"]))
+    }
+
+    fn log(&self) -> String {
+        sh(Command::new("git")
+            .current_dir(&self.bare)
+            .args(["log", "--format=%s", "main"]))
+    }
+}
+
+fn indent(block: &str) -> String {
+    block.lines().map(|l| format!("      {l}\n")).collect()
+}
+
+fn json(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout).unwrap_or(Value::Null)
+}
+
+#[test]
+fn kubernetes_waits_out_the_stale_status_and_retries_a_conflict() {
+    let fake = FakeKubernetes::start(&[("api", &image("0.9.0"))]);
+    fake.state.lock().unwrap().conflicts = 1;
+    let setup = Setup::new("kind: kubernetes\ncontext: team/deploy:prod-agent\nservices: [api]\n");
+    let kubeconfig = fake.kubeconfig(setup.work.path());
+    let done = run(setup.deploy().env("KUBECONFIG", &kubeconfig)).ok();
+    let result = json(&done);
+    assert_eq!(result["rollout"]["outcome"], "succeeded", "{}", done.stderr);
+    assert_eq!(fake.image("api"), image("1.0.0"));
+    let state = fake.state.lock().unwrap();
+    assert_eq!(
+        state.puts, 2,
+        "a 409 is answered by reading again, not by overwriting"
+    );
+    assert!(
+        state.reads_complete.contains(&false),
+        "the stale status was seen"
+    );
+    assert_eq!(
+        state.reads_complete.last(),
+        Some(&true),
+        "success only when done"
+    );
+    assert!(
+        done.stderr.contains("waiting for the engine"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains("3/3 updated, 3/3 ready"),
+        "{}",
+        done.stderr
+    );
+    assert!(setup.recorded().contains(&image("1.0.0")));
+}
+
+#[test]
+fn kubernetes_deadline_stops_the_order_and_rolls_back_every_service() {
+    let fake = FakeKubernetes::start(&[("api", &image("0.9.0")), ("worker", &image("0.9.0"))]);
+    fake.state.lock().unwrap().failing = vec!["worker".into()];
+    let setup = Setup::new(
+        "kind: kubernetes\ncontext: team/deploy:prod-agent\nservices: [api, { name: apps/worker, container: app }]\ntimeout: 60s\n",
+    );
+    let kubeconfig = fake.kubeconfig(setup.work.path());
+    let failed = run(setup.deploy().env("KUBECONFIG", &kubeconfig));
+    assert_eq!(failed.code, 3, "{}", failed.stderr);
+    for shown in [
+        "ProgressDeadlineExceeded",
+        "ImagePullBackOff",
+        "Failed to pull image",
+        "api: rolling back",
+    ] {
+        assert!(failed.stderr.contains(shown), "{shown}: {}", failed.stderr);
+    }
+    let result = json(&failed);
+    let services = &result["rollout"]["services"];
+    assert_eq!(services[0]["state"], "rolled_back", "{result}");
+    assert_eq!(services[1]["state"], "rolled_back", "{result}");
+    assert_eq!(fake.image("api"), image("0.9.0"));
+    assert_eq!(fake.image("worker"), image("0.9.0"));
+    assert!(
+        setup.recorded().contains(&image("0.9.0")),
+        "the repo names what runs"
+    );
+    assert!(
+        setup.log().starts_with("Roll back app in staging"),
+        "{}",
+        setup.log()
+    );
+}
+
+#[test]
+fn marathon_waits_for_a_lock_then_for_health() {
+    let fake = FakeMarathon::start(&[("/shop/web", &image("0.9.0"))]);
+    fake.lock("/shop/web", ms(1200));
+    let setup = Setup::new("kind: marathon\nendpoint: ${MARATHON}\nservices: [/shop/web]\n");
+    let done = run(setup.deploy().env("MARATHON", fake.server.url())).ok();
+    assert_eq!(
+        json(&done)["rollout"]["outcome"],
+        "succeeded",
+        "{}",
+        done.stderr
+    );
+    assert!(fake.state.lock().unwrap().locked_answers >= 1);
+    assert_eq!(fake.image("/shop/web"), image("1.0.0"));
+
+    // Again: already runs it, nothing is sent.
+    let again = run(setup.deploy().env("MARATHON", fake.server.url())).ok();
+    assert_eq!(json(&again)["rollout"]["outcome"], "already_running");
+}
+
+#[test]
+fn marathon_deployment_that_never_finishes_times_out_and_rolls_back() {
+    let fake = FakeMarathon::start(&[("/shop/web", &image("0.9.0"))]);
+    fake.state.lock().unwrap().bad_images = vec![image("1.0.0")];
+    let setup =
+        Setup::new("kind: marathon\nendpoint: ${MARATHON}\nservices: [/shop/web]\ntimeout: 2s\n");
+    let timed_out = run(setup.deploy().env("MARATHON", fake.server.url()));
+    assert_eq!(timed_out.code, 4, "{}", timed_out.stderr);
+    for shown in [
+        "Container exited with non-zero exit code: 1",
+        "backing off 17s",
+        "rolled back",
+    ] {
+        assert!(
+            timed_out.stderr.contains(shown),
+            "{shown}: {}",
+            timed_out.stderr
+        );
+    }
+    assert_eq!(fake.image("/shop/web"), image("0.9.0"));
+    assert!(setup.recorded().contains(&image("0.9.0")));
+}
+
+#[test]
+fn nomad_auto_revert_is_a_failure_that_ends_rolled_back() {
+    let fake = FakeNomad::start("shop", &image("0.9.0"));
+    {
+        let mut state = fake.state.lock().unwrap();
+        state.bad_images = vec![image("1.0.0")];
+        state.auto_revert = true;
+    }
+    let setup = Setup::new(
+        "kind: nomad\nendpoint: ${NOMAD}\nservices: [shop]\ncredentials: { token: SHOP_NOMAD_TOKEN }\n",
+    );
+    let failed = run(setup
+        .deploy()
+        .env("NOMAD", fake.server.url())
+        .env("SHOP_NOMAD_TOKEN", "nomad-secret"));
+    assert_eq!(failed.code, 3, "{}", failed.stderr);
+    for shown in [
+        "rolling back to job version 0",
+        "Exit Code: 1",
+        "rolled back",
+    ] {
+        assert!(failed.stderr.contains(shown), "{shown}: {}", failed.stderr);
+    }
+    assert!(
+        !failed.stderr.contains("nomad-secret"),
+        "the token is never printed"
+    );
+    assert_eq!(fake.image(), image("0.9.0"));
+    assert!(setup.recorded().contains(&image("0.9.0")));
+}
+
+#[test]
+fn nomad_deployment_cancelled_by_a_newer_version_is_superseded() {
+    let fake = FakeNomad::start("shop", &image("0.9.0"));
+    fake.state.lock().unwrap().step = ms(3000);
+    let setup = Setup::new("kind: nomad\nendpoint: ${NOMAD}\nservices: [shop]\n");
+    let child = setup
+        .deploy()
+        .env("NOMAD", fake.server.url())
+        .env("NOMAD_TOKEN", "nomad-secret")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fake.image() != image("1.0.0") {
+        assert!(Instant::now() < deadline, "tagpilot never registered");
+        std::thread::sleep(ms(50));
+    }
+    fake.register(&image("1.1.0"));
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        result["rollout"]["outcome"], "superseded",
+        "{result} {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("superseded: it now runs {}", image("1.1.0"))),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_input_names_the_engine_endpoint_and_object() {
+    // An unknown app: exit 2, before anything is changed on the engine.
+    let fake = FakeMarathon::start(&[("/shop/web", &image("0.9.0"))]);
+    let setup = Setup::new("kind: marathon\nendpoint: ${MARATHON}\nservices: [/shop/nope]\n");
+    let unknown = run(setup.deploy().env("MARATHON", fake.server.url()));
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains(&format!(
+            "Marathon at {} has no app `/shop/nope`",
+            fake.server.url()
+        )),
+        "{}",
+        unknown.stderr
+    );
+    assert!(
+        unknown
+            .stderr
+            .contains("the deployment repository already records"),
+        "what was done is said: {}",
+        unknown.stderr
+    );
+
+    // A wrong token: Nomad's 403, named.
+    let nomad = FakeNomad::start("shop", &image("0.9.0"));
+    let setup = Setup::new("kind: nomad\nendpoint: ${NOMAD}\nservices: [shop]\n");
+    let refused = run(setup
+        .deploy()
+        .env("NOMAD", nomad.server.url())
+        .env("NOMAD_TOKEN", "wrong"));
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("Nomad at"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("permission denied"),
+        "{}",
+        refused.stderr
+    );
+
+    // Nothing listening.
+    let port = common::registry::free_port();
+    let setup = Setup::new(&format!(
+        "kind: kubernetes\nendpoint: http://127.0.0.1:{port}\nservices: [api]\ncredentials: {{ token: K8S_TOKEN }}\n"
+    ));
+    let dir = setup.work.path().join("empty-kubeconfig");
+    std::fs::write(
+        &dir,
+        "apiVersion: v1\ncurrent-context: c\nclusters: [{ name: k, cluster: { server: http://127.0.0.1:9 } }]\ncontexts: [{ name: c, context: { cluster: k, user: u } }]\nusers: [{ name: u, user: {} }]\n",
+    )
+    .unwrap();
+    let down = run(setup.deploy().env("KUBECONFIG", &dir).env("K8S_TOKEN", "t"));
+    assert_eq!(down.code, 1, "{}", down.stderr);
+    assert!(
+        down.stderr.contains(&format!(
+            "Kubernetes at http://127.0.0.1:{port} could not be reached"
+        )),
+        "{}",
+        down.stderr
+    );
+
+    // TLS to a server whose certificate nothing here trusts (the real registry, with TLS).
+    if common::registry::available() {
+        let tls_server = common::registry::Registry::start_tls(common::registry::Auth::None);
+        let setup = Setup::new(&format!(
+            "kind: marathon\nendpoint: https://{}\nservices: [/shop/web]\n",
+            tls_server.host()
+        ));
+        let tls = run(&mut setup.deploy());
+        assert_eq!(tls.code, 1, "{}", tls.stderr);
+        assert!(
+            tls.stderr.contains("could not be reached"),
+            "{}",
+            tls.stderr
+        );
+        assert!(
+            tls.stderr.contains("orchestrator.ca_file"),
+            "{}",
+            tls.stderr
+        );
+    }
+}

@@ -10,7 +10,7 @@ use crate::version::Scheme;
 #[command(
     name = "tagpilot",
     version,
-    about = "From a git tag to a release: reproducible tarball, daemonless OCI image and push, GitOps commit",
+    about = "From a git tag to a release: reproducible tarball, daemonless OCI image and push, GitOps commit, rollout",
     after_help = "Exit codes: 0 done, 1 failed, 2 bad usage or bad input (spec, tag, flags, repository)."
 )]
 pub struct Cli {
@@ -38,7 +38,7 @@ pub enum Command {
     Tarball(TarballArgs),
     /// Build the service's OCI image (the spec's `image:`) and push it, or write it to an OCI layout.
     Image(ImageArgs),
-    /// Record the release in an environment's deployment repository (GitOps): edit, commit, push.
+    /// Record the release in an environment's deployment repository (GitOps), then roll it out on its orchestrator.
     Deploy(DeployArgs),
     /// List the repository's release tags, newest first: TAG<TAB>VERSION<TAB>release|pre.
     Versions(VersionsArgs),

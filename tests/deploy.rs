@@ -21,28 +21,10 @@ fn image(version: &str) -> String {
 
 /// A bare deployment repository whose `main` holds the fixture Deployment.
 fn deployment_repo(dir: &Path) -> PathBuf {
-    let seed = dir.join("seed");
-    std::fs::create_dir_all(seed.join("k8s")).unwrap();
-    std::fs::copy(
-        Path::new(ROOT).join("fixtures/deploy/k8s-deployment/input.yaml"),
-        seed.join("k8s/filecatalog.yaml"),
-    )
-    .unwrap();
-    let git = |args: &[&str]| {
-        sh(Command::new("git")
-            .current_dir(&seed)
-            .args(["-c", "user.name=t", "-c", "user.email=t@e"])
-            .args(args))
-    };
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "Deployment"]);
-    let bare = dir.join("deployment.git");
-    sh(Command::new("git")
-        .args(["clone", "-q", "--bare"])
-        .arg(&seed)
-        .arg(&bare));
-    bare
+    let deployment =
+        std::fs::read_to_string(Path::new(ROOT).join("fixtures/deploy/k8s-deployment/input.yaml"))
+            .unwrap();
+    bare_repository(dir, &[("k8s/filecatalog.yaml", &deployment)])
 }
 
 /// The DIRAC sample repository with a spec deploying to `bare`.

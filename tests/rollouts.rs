@@ -29,27 +29,8 @@ impl Setup {
     /// repository that names 0.9.0, rolling out with this `orchestrator:` block.
     fn new(orchestrator: &str) -> Setup {
         let work = tempfile::tempdir().unwrap();
-        let seed = work.path().join("seed");
-        std::fs::create_dir_all(&seed).unwrap();
-        std::fs::write(
-            seed.join("app.yaml"),
-            format!("# staging\napp:\n  image: {}\n", image("0.9.0")),
-        )
-        .unwrap();
-        let git = |args: &[&str]| {
-            sh(Command::new("git")
-                .current_dir(&seed)
-                .args(["-c", "user.name=t", "-c", "user.email=t@e"])
-                .args(args))
-        };
-        git(&["init", "-q", "-b", "main"]);
-        git(&["add", "-A"]);
-        git(&["commit", "-qm", "seed"]);
-        let bare = work.path().join("deployment.git");
-        sh(Command::new("git")
-            .args(["clone", "-q", "--bare"])
-            .arg(&seed)
-            .arg(&bare));
+        let file = format!("# staging\napp:\n  image: {}\n", image("0.9.0"));
+        let bare = bare_repository(work.path(), &[("app.yaml", &file)]);
         let repo = Repo::new();
         repo.write(
             "tagpilot.yaml",

@@ -112,27 +112,8 @@ fn stage() -> Option<Stage> {
     let repository = format!("{}/team/app", registry.host());
 
     // The deployment repository, naming an image of the app that never ran.
-    let seed = work.path().join("seed");
-    std::fs::create_dir_all(seed.join("swarm")).unwrap();
-    std::fs::write(
-        seed.join("swarm/stack.yml"),
-        format!("# the web tier\nservices:\n  web:\n    image: {repository}:0.0.0\n    deploy:\n      replicas: 2\n"),
-    )
-    .unwrap();
-    let git = |args: &[&str]| {
-        sh(Command::new("git")
-            .current_dir(&seed)
-            .args(["-c", "user.name=t", "-c", "user.email=t@e"])
-            .args(args))
-    };
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "stack"]);
-    let bare = work.path().join("deployment.git");
-    sh(Command::new("git")
-        .args(["clone", "-q", "--bare"])
-        .arg(&seed)
-        .arg(&bare));
+    let stack = format!("# the web tier\nservices:\n  web:\n    image: {repository}:0.0.0\n    deploy:\n      replicas: 2\n");
+    let bare = bare_repository(work.path(), &[("swarm/stack.yml", &stack)]);
 
     // The app: busybox and a run.sh, released with a spec that deploys to the swarm.
     let app = Repo::new();

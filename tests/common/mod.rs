@@ -319,3 +319,29 @@ pub fn commit_file_and_retag(dir: &Path, file: &str, content: &[u8], tag: &str) 
         .current_dir(dir)
         .args(["tag", "-f", tag]));
 }
+
+/// A bare repository under `dir` whose `main` holds one commit with these files, as a
+/// deployment repository starts out.
+pub fn bare_repository(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
+    let seed = dir.join("seed");
+    for (path, content) in files {
+        let path = seed.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    let git = |args: &[&str]| {
+        sh(Command::new("git")
+            .current_dir(&seed)
+            .args(["-c", "user.name=t", "-c", "user.email=t@e"])
+            .args(args))
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "seed"]);
+    let bare = dir.join("deployment.git");
+    sh(Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(&seed)
+        .arg(&bare));
+    bare
+}

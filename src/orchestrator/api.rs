@@ -315,7 +315,7 @@ mod tests {
         let plain = parse_reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}").unwrap();
         assert_eq!((plain.status, plain.body.as_slice()), (200, &b"{}"[..]));
         let chunked = parse_reply(
-            b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"me\r\nf;x=1\r\nssage\":\"boom\"}\r\n0\r\n\r\n",
+            b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"me\r\ne;x=1\r\nssage\":\"boom\"}\r\n0\r\n\r\n",
         )
         .unwrap();
         assert_eq!(chunked.status, 500);

@@ -126,6 +126,33 @@ impl Api {
             .map_err(|failure| self.unreachable(failure, what))
     }
 
+    /// A GET of one named object (`job \`shop\``), as JSON: a 404 is bad input naming it.
+    pub fn get_object(&self, path: &str, object: &str) -> Result<Value> {
+        let what = format!("read {object}");
+        let reply = self.get(path, &what)?;
+        if reply.status == 404 {
+            return Err(Error::input(format!(
+                "{} at {} has no {object}",
+                self.engine, self.endpoint
+            )));
+        }
+        self.expect(&reply, &what)?;
+        Ok(reply.json())
+    }
+
+    /// A write that must succeed.
+    pub fn send_ok(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &Value)>,
+        what: &str,
+    ) -> Result<Reply> {
+        let reply = self.send(method, path, body, what)?;
+        self.expect(&reply, what)?;
+        Ok(reply)
+    }
+
     /// A GET that must succeed, as JSON.
     pub fn get_json(&self, path: &str, what: &str) -> Result<Value> {
         let reply = self.get(path, what)?;

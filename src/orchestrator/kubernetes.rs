@@ -64,17 +64,11 @@ impl Kubernetes {
     }
 
     fn deployment(&self, object: &Object) -> Result<Value> {
-        let what = format!("read deployment `{}`", object.name);
-        let reply = self.api.get(&self.deployment_path(object), &what)?;
-        if reply.status == 404 {
-            let (namespace, name) = self.place(object);
-            return Err(Error::input(format!(
-                "Kubernetes at {} has no deployment `{name}` in namespace `{namespace}`",
-                self.api.endpoint
-            )));
-        }
-        self.api.expect(&reply, &what)?;
-        Ok(reply.json())
+        let (namespace, name) = self.place(object);
+        self.api.get_object(
+            &self.deployment_path(object),
+            &format!("deployment `{name}` in namespace `{namespace}`"),
+        )
     }
 
     /// PUTs the deployment with `image` in the chosen container, re-reading on a conflict.
@@ -311,13 +305,12 @@ impl Engine for Kubernetes {
     fn pause(&mut self, object: &Object, _submitted: &Submitted) -> Result<bool> {
         let what = format!("pause deployment `{}`", object.name);
         let body = json!({ "spec": { "paused": true } });
-        let reply = self.api.send(
+        self.api.send_ok(
             "PATCH",
             &self.deployment_path(object),
             Some(("application/merge-patch+json", &body)),
             &what,
         )?;
-        self.api.expect(&reply, &what)?;
         Ok(true)
     }
 }

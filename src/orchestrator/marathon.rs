@@ -64,16 +64,11 @@ impl Marathon {
     }
 
     fn app(&self, id: &str) -> Result<Value> {
-        let what = format!("read app `{id}`");
-        let reply = self.api.get(&format!("/v2/apps/{}", app_path(id)), &what)?;
-        if reply.status == 404 {
-            return Err(Error::input(format!(
-                "Marathon at {} has no app `{id}`",
-                self.api.endpoint
-            )));
-        }
-        self.api.expect(&reply, &what)?;
-        Ok(reply.json()["app"].clone())
+        let answer = self.api.get_object(
+            &format!("/v2/apps/{}", app_path(id)),
+            &format!("app `{id}`"),
+        )?;
+        Ok(answer["app"].clone())
     }
 
     fn deployments(&self) -> Result<Vec<Value>> {
@@ -273,10 +268,9 @@ impl Engine for Marathon {
         let mut back = if still_running {
             // Without `force`, Marathon answers with a new deployment that rolls back.
             let what = format!("cancel deployment {id} of `{}`", object.name);
-            let reply = self
-                .api
-                .send("DELETE", &format!("/v2/deployments/{id}"), None, &what)?;
-            self.api.expect(&reply, &what)?;
+            let reply =
+                self.api
+                    .send_ok("DELETE", &format!("/v2/deployments/{id}"), None, &what)?;
             let answer = reply.json();
             Submitted {
                 image: String::new(),

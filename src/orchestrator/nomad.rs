@@ -56,18 +56,10 @@ impl Nomad {
     }
 
     fn job(&self, id: &str) -> Result<Value> {
-        let what = format!("read job `{id}`");
-        let reply = self
-            .api
-            .get(&format!("/v1/job/{id}{}", self.query), &what)?;
-        if reply.status == 404 {
-            return Err(Error::input(format!(
-                "Nomad at {} has no job `{id}`",
-                self.api.endpoint
-            )));
-        }
-        self.api.expect(&reply, &what)?;
-        Ok(reply.json())
+        self.api.get_object(
+            &format!("/v1/job/{id}{}", self.query),
+            &format!("job `{id}`"),
+        )
     }
 
     fn deployments(&self, id: &str) -> Result<Vec<Value>> {
@@ -306,13 +298,12 @@ impl Engine for Nomad {
             "JobVersion": before.raw["Version"],
             "EnforcePriorVersion": job_version(submitted),
         });
-        let reply = self.api.send(
+        self.api.send_ok(
             "POST",
             &format!("/v1/job/{}/revert{}", object.name, self.query),
             Some(("application/json", &body)),
             &what,
         )?;
-        self.api.expect(&reply, &what)?;
         Ok(next_version(job_version(submitted), &before.image))
     }
 
@@ -323,13 +314,12 @@ impl Engine for Nomad {
         let id = deployment["ID"].as_str().unwrap_or_default();
         let what = format!("pause deployment {id} of `{}`", object.name);
         let body = json!({ "DeploymentID": id, "Pause": true });
-        let reply = self.api.send(
+        self.api.send_ok(
             "POST",
             &format!("/v1/deployment/pause/{id}{}", self.query),
             Some(("application/json", &body)),
             &what,
         )?;
-        self.api.expect(&reply, &what)?;
         Ok(true)
     }
 }

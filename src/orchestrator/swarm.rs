@@ -59,18 +59,8 @@ impl Swarm {
     }
 
     fn service(&self, name: &str) -> Result<Value> {
-        let reply = self.api.get(
-            &format!("/services/{name}"),
-            &format!("read service `{name}`"),
-        )?;
-        if reply.status == 404 {
-            return Err(Error::input(format!(
-                "Docker Swarm at {} has no service `{name}`",
-                self.api.endpoint
-            )));
-        }
-        self.api.expect(&reply, &format!("read service `{name}`"))?;
-        Ok(reply.json())
+        self.api
+            .get_object(&format!("/services/{name}"), &format!("service `{name}`"))
     }
 
     /// The service's tasks that should be running, or all of them.

@@ -11,7 +11,7 @@ use crate::version::Scheme;
     name = "tagpilot",
     version,
     about = "From a git tag to a release: reproducible tarball, daemonless OCI image and push, GitOps commit, rollout",
-    after_help = "Exit codes: 0 done, 1 failed, 2 bad usage or bad input (spec, tag, flags, repository)."
+    after_help = "Exit codes: 0 done, 1 failed, 2 bad usage or bad input (spec, tag, flags, repository), 3 rollout failed, 4 rollout timed out."
 )]
 pub struct Cli {
     /// How results are printed on stdout: `human` lines or the `json` release record.
@@ -40,6 +40,10 @@ pub enum Command {
     Image(ImageArgs),
     /// Record the release in an environment's deployment repository (GitOps), then roll it out on its orchestrator.
     Deploy(DeployArgs),
+    /// Put an environment back on an earlier deployed version: a new deployment-repository commit, then the rollout.
+    Rollback(RollbackArgs),
+    /// The versions deployed to an environment, newest first, from its deployment repository.
+    History(HistoryArgs),
     /// List the repository's release tags, newest first: TAG<TAB>VERSION<TAB>release|pre.
     Versions(VersionsArgs),
     /// Check a pipeline spec and report every problem in it.
@@ -144,6 +148,33 @@ pub struct DeployArgs {
     /// Write the image even where a higher version is recorded (a rollback does).
     #[arg(long)]
     pub allow_downgrade: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// The environment, as the spec's `deploy[].environment` names it.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// The version to return to. Default: the newest earlier deploy that was not itself rolled back.
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+    /// Why, for the commit's `Tagpilot-Reason` trailer.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Check the target and show the diff and the rollout it would make; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// The environment, as the spec's `deploy[].environment` names it.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
 }
 
 #[derive(Debug, Args)]

@@ -57,7 +57,7 @@ pub fn deploy_environment(
 ) -> Result<EnvironmentDeployed> {
     let title = format!(
         "Recording {} {} in {} ({})",
-        release.target.name, release.target.version, spec.repo, spec.environment
+        release.name, release.version, spec.repo, spec.environment
     );
     let result = ui.section("deploy", &title, || deploy(spec, release, ui))?;
     if let Deployed::WouldCommit { diff } = &result {
@@ -81,8 +81,8 @@ pub fn deploy_environment(
     }
     let title = format!(
         "Rolling out {} {} on {} ({})",
-        release.target.name,
-        release.target.version,
+        release.name,
+        release.version,
         orchestrator.kind.title(),
         spec.environment
     );
@@ -117,13 +117,16 @@ pub fn deploy_environment(
             .map(|e| e.message)
             .unwrap_or_else(|| "rolled back".to_string());
         let revert = Release {
-            target: release.target,
+            name: release.name,
+            version: release.version,
+            tag: release.tag,
             image,
             dry_run: false,
             allow_downgrade: true,
             revert: Some(Revert {
                 of: release.image.to_string(),
                 reason,
+                by: None,
             }),
         };
         let title = format!(

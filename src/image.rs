@@ -372,15 +372,27 @@ fn registry_base(
     Ok((images, Some(digest), store))
 }
 
+/// The digest of the manifest `reference` names (its digest, else its tag) in its registry, or
+/// `None` when the registry no longer has it. Reads only; `image` gives the TLS settings.
+pub fn registry_digest(reference: &Reference, image: Option<&ImageSpec>) -> Result<Option<String>> {
+    let connection = image.map(connection).unwrap_or_default();
+    let lookup = |name: &str| std::env::var(name).ok();
+    let credential = auth::find(&reference.registry, &lookup);
+    Client::new(reference, credential, &connection)?.manifest_digest(reference.manifest_reference())
+}
+
 /// A client for `reference`'s registry, with the login found for it and the spec's TLS settings.
 fn registry_client(reference: &Reference, image: &ImageSpec) -> Result<Client> {
     let lookup = |name: &str| std::env::var(name).ok();
     let credential = auth::find(&reference.registry, &lookup);
-    let connection = Connection {
+    Client::new(reference, credential, &connection(image))
+}
+
+fn connection(image: &ImageSpec) -> Connection {
+    Connection {
         insecure: image.insecure,
         ca_file: image.ca_file.as_ref().map(|f| PathBuf::from(f.as_str())),
-    };
-    Client::new(reference, credential, &connection)
+    }
 }
 
 /// `PATH[:TAG]`; a colon only counts as the tag separator after the last `/`.

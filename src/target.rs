@@ -125,15 +125,25 @@ impl Target {
     /// Fills a spec template (`{name}-{version}/`) for this release.
     pub fn render(&self, template_text: &str) -> std::result::Result<String, String> {
         template::render(template_text, &|placeholder| {
-            Some(match placeholder {
-                "name" => self.name.clone(),
-                "version" => self.version.to_string(),
-                "tag" => self.tag.clone().unwrap_or_else(|| self.version.to_string()),
-                "major" => self.version.major().to_string(),
-                "minor" => self.version.minor().to_string(),
-                "patch" => self.version.patch().to_string(),
-                _ => return None,
-            })
+            release_placeholder(&self.name, &self.version, self.tag.as_deref(), placeholder)
         })
     }
+}
+
+/// The value of a release placeholder (`name`, `version`, `tag`, `major`, `minor`, `patch`).
+pub fn release_placeholder(
+    name: &str,
+    version: &Version,
+    tag: Option<&str>,
+    placeholder: &str,
+) -> Option<String> {
+    Some(match placeholder {
+        "name" => name.to_string(),
+        "version" => version.to_string(),
+        "tag" => tag.map_or_else(|| version.to_string(), str::to_string),
+        "major" => version.major().to_string(),
+        "minor" => version.minor().to_string(),
+        "patch" => version.patch().to_string(),
+        _ => return None,
+    })
 }

@@ -14,28 +14,7 @@ use super::Project;
 
 pub fn run(cli: &Cli, args: &DeployArgs, ui: &Ui) -> Result<()> {
     let project = Project::open(&args.project)?;
-    let spec = project
-        .spec
-        .deploy
-        .iter()
-        .find(|d| d.environment.as_str() == args.env)
-        .ok_or_else(|| {
-            let known: Vec<&str> = project
-                .spec
-                .deploy
-                .iter()
-                .map(|d| d.environment.as_str())
-                .collect();
-            Error::input(format!(
-                "no environment `{}` in the spec's deploy section; it has: {}",
-                args.env,
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ))
-        })?;
+    let spec = project.environment(&args.env)?;
     let image = args.image.as_deref().ok_or_else(|| {
         Error::input("no image to deploy: pass --image REPO:TAG@sha256:… or set TAGPILOT_IMAGE (the build job's dotenv report does)")
     })?;
@@ -45,11 +24,8 @@ pub fn run(cli: &Cli, args: &DeployArgs, ui: &Ui) -> Result<()> {
     };
     let target = target::resolve(&project.source, &project.spec, &request)?;
     let release = Release {
-        target: &target,
-        image,
-        dry_run: args.dry_run,
         allow_downgrade: args.allow_downgrade,
-        revert: None,
+        ..Release::of_target(&target, image, args.dry_run)
     };
     let deployed = deploy_environment(spec, &release, ui)?;
     match cli.output {
@@ -65,7 +41,7 @@ pub fn run(cli: &Cli, args: &DeployArgs, ui: &Ui) -> Result<()> {
     }
 }
 
-fn summary(spec: &DeploySpec, image: &str, deployed: &EnvironmentDeployed) -> String {
+pub fn summary(spec: &DeploySpec, image: &str, deployed: &EnvironmentDeployed) -> String {
     let mut text = match &deployed.result {
         Deployed::Committed { commit, files } => format!(
             "committed {} to {} {} ({})\n",

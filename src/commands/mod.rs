@@ -1,8 +1,10 @@
 //! One module per subcommand. Each only sequences stages and prints; the work is below.
 
 pub mod deploy;
+pub mod history;
 pub mod image;
 pub mod release;
+pub mod rollback;
 pub mod schema;
 pub mod tarball;
 pub mod validate;
@@ -14,6 +16,7 @@ use crate::cli::{Cli, Command, ProjectArgs};
 use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::source::Source;
+use crate::spec::deploy::DeploySpec;
 use crate::spec::{Spec, DEFAULT_FILE};
 use crate::{gitlab, ui::Ui};
 
@@ -24,6 +27,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Tarball(args) => tarball::run(&cli, args, &ui),
         Command::Image(args) => image::run(&cli, args, &ui),
         Command::Deploy(args) => deploy::run(&cli, args, &ui),
+        Command::Rollback(args) => rollback::run(&cli, args, &ui),
+        Command::History(args) => history::run(&cli, args),
         Command::Versions(args) => versions::run(&cli, args),
         Command::Validate(args) => validate::run(&cli, args),
         Command::Schema => schema::run(),
@@ -56,6 +61,27 @@ impl Project {
             spec,
             spec_file,
         })
+    }
+}
+
+impl Project {
+    /// The spec's `deploy` entry for `environment`; the error lists the ones there are.
+    pub fn environment(&self, environment: &str) -> Result<&DeploySpec> {
+        let deploy = &self.spec.deploy;
+        deploy
+            .iter()
+            .find(|d| d.environment.as_str() == environment)
+            .ok_or_else(|| {
+                let known: Vec<&str> = deploy.iter().map(|d| d.environment.as_str()).collect();
+                Error::input(format!(
+                    "no environment `{environment}` in the spec's deploy section; it has: {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            })
     }
 }
 

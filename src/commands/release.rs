@@ -237,13 +237,7 @@ fn deploy_stage(
             return Ok(());
         }
     };
-    let release = Release {
-        target,
-        image: &image,
-        dry_run: args.dry_run,
-        allow_downgrade: false,
-        revert: None,
-    };
+    let release = Release::of_target(target, &image, args.dry_run);
     let mut details = Vec::new();
     for spec in automatic {
         let deployed = deploy_environment(spec, &release, ui)

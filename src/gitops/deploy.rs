@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::oci::reference::Reference;
 use crate::spec::deploy::{DeployKind, DeploySpec, WriteAs};
-use crate::target::Target;
+use crate::target::{release_placeholder, Target};
 use crate::ui::Ui;
 use crate::version::{Scheme, Version};
 
@@ -24,7 +24,10 @@ const ATTEMPTS: u32 = 8;
 
 /// What to record.
 pub struct Release<'a> {
-    pub target: &'a Target,
+    pub name: &'a str,
+    pub version: &'a Version,
+    /// The release tag, when recording a tag's release (a rollback records an older image).
+    pub tag: Option<&'a str>,
     /// The full image reference to write, `registry/repo:tag@sha256:…`.
     pub image: &'a str,
     pub dry_run: bool,
@@ -33,11 +36,28 @@ pub struct Release<'a> {
     pub revert: Option<Revert>,
 }
 
+impl<'a> Release<'a> {
+    /// Recording `image` as the release of `target`.
+    pub fn of_target(target: &'a Target, image: &'a str, dry_run: bool) -> Release<'a> {
+        Release {
+            name: &target.name,
+            version: &target.version,
+            tag: target.tag.as_deref(),
+            image,
+            dry_run,
+            allow_downgrade: false,
+            revert: None,
+        }
+    }
+}
+
 /// Why an older image is being recorded again.
 pub struct Revert {
-    /// The image whose rollout was rolled back.
+    /// The image that ran before (whose rollout was rolled back, or that is being rolled back).
     pub of: String,
     pub reason: String,
+    /// Who asked, for a `tagpilot rollback`; `None` when a failed rollout was rolled back.
+    pub by: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -88,7 +108,7 @@ pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed>
     let wanted = Wanted {
         repository: &repository,
         written: &written,
-        version: &release.target.version,
+        version: release.version,
         allow_downgrade: release.allow_downgrade || release.revert.is_some(),
     };
     for attempt in 1..=ATTEMPTS {
@@ -114,8 +134,8 @@ pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed>
         let commit = checkout.commit(
             &files,
             &match &release.revert {
-                Some(revert) => revert_message(spec, release.target, &written, revert),
-                None => message(spec, release.target, &written)?,
+                Some(revert) => revert_message(spec, release, &written, revert),
+                None => message(spec, release, &written)?,
             },
             (&name, &email),
         )?;
@@ -231,7 +251,7 @@ fn version_in(reference: &str) -> Option<Version> {
 }
 
 /// The login from the variables the spec names.
-fn access(spec: &DeploySpec) -> Result<Access> {
+pub fn access(spec: &DeploySpec) -> Result<Access> {
     use base64::Engine;
     let var = |name: &crate::spec::Text| {
         std::env::var(name.as_str()).map_err(|_| {
@@ -281,34 +301,41 @@ fn author(spec: &DeploySpec) -> (String, String) {
 
 /// The commit message from the spec's template, with the trailers `tagpilot history` and
 /// `rollback` read back.
-fn message(spec: &DeploySpec, target: &Target, image: &str) -> Result<String> {
+fn message(spec: &DeploySpec, release: &Release, image: &str) -> Result<String> {
     let subject =
         crate::template::render(spec.message.as_str(), &|placeholder| match placeholder {
             "environment" => Some(spec.environment.value.clone()),
             "image" => Some(image.to_string()),
-            other => target.render(&format!("{{{other}}}")).ok(),
+            other => release_placeholder(release.name, release.version, release.tag, other),
         })
         .map_err(|why| Error::input(format!("deploy message: {why}")))?;
     let text = format!(
         "{}\n\nTagpilot-Release: {} {}\nTagpilot-Image: {image}\nTagpilot-Environment: {}\n",
         subject.trim_end(),
-        target.name,
-        target.version,
+        release.name,
+        release.version,
         spec.environment
     );
     Ok(with_ci_trailers(text))
 }
 
-/// The message of a commit that records the image running again after a rollback: what
-/// failed, why, and what runs now. `Tagpilot-Release` names the restored version when its tag
-/// tells it.
-fn revert_message(spec: &DeploySpec, target: &Target, image: &str, revert: &Revert) -> String {
+/// The message of a commit that records an older image again: after a rolled-back rollout
+/// (what failed and why) or a `tagpilot rollback` (who asked). `Tagpilot-Release` names the
+/// restored version when its tag tells it.
+fn revert_message(spec: &DeploySpec, release: &Release, image: &str, revert: &Revert) -> String {
+    let why = match &revert.by {
+        Some(who) => format!("{who} rolled back from {} with `tagpilot rollback`.", revert.of),
+        None => format!(
+            "The rollout of {} {} ({}) did not succeed and was rolled back.",
+            release.name, release.version, revert.of
+        ),
+    };
     let mut text = format!(
-        "Roll back {} in {} to {image}\n\nThe rollout of {} {} ({}) did not succeed and was rolled back.\n\n",
-        target.name, spec.environment, target.name, target.version, revert.of
+        "Roll back {} in {} to {image}\n\n{why}\n\n",
+        release.name, spec.environment
     );
     if let Some(version) = version_in(image) {
-        text.push_str(&format!("Tagpilot-Release: {} {version}\n", target.name));
+        text.push_str(&format!("Tagpilot-Release: {} {version}\n", release.name));
     }
     let reason: String = revert
         .reason

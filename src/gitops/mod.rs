@@ -3,4 +3,5 @@
 
 pub mod deploy;
 pub mod edit;
+pub mod history;
 pub mod repo;

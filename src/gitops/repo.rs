@@ -45,6 +45,15 @@ pub enum Pushed {
 impl Checkout {
     /// Clones only the tip of `branch` (a large deployment repository stays fast).
     pub fn clone(url: &str, branch: &str, access: &Access) -> Result<Checkout> {
+        Checkout::clone_with(url, branch, access, &["--depth", "1"])
+    }
+
+    /// Clones `branch` with its whole history and no work tree, for reading the log.
+    pub fn clone_history(url: &str, branch: &str, access: &Access) -> Result<Checkout> {
+        Checkout::clone_with(url, branch, access, &["--no-checkout"])
+    }
+
+    fn clone_with(url: &str, branch: &str, access: &Access, how: &[&str]) -> Result<Checkout> {
         let dir = tempfile::Builder::new()
             .prefix("tagpilot-deploy-")
             .tempdir()
@@ -56,21 +65,20 @@ impl Checkout {
             access: access.clone(),
         };
         let target = checkout.path().to_string_lossy().into_owned();
-        checkout.git(
-            &[
-                "clone",
-                "--quiet",
-                "--depth",
-                "1",
-                "--single-branch",
-                "--branch",
-                branch,
-                url,
-                &target,
-            ],
-            "clone the deployment repository",
-        )?;
+        let mut args = vec!["clone", "--quiet", "--single-branch", "--branch", branch];
+        args.extend_from_slice(how);
+        args.extend([url, target.as_str()]);
+        checkout.git(&args, "clone the deployment repository")?;
         Ok(checkout)
+    }
+
+    /// `git log` of the branch in `format` (see git-log's PRETTY FORMATS), newest first.
+    pub fn log(&self, format: &str) -> Result<String> {
+        let output = self.git(
+            &["log", &format!("--format={format}"), "HEAD"],
+            "read the deployment history",
+        )?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     pub fn path(&self) -> &Path {

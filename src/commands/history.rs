@@ -1,0 +1,45 @@
+//! `tagpilot history`: what an environment ran, newest first, from its deployment repository.
+
+use crate::cli::{Cli, HistoryArgs, Output};
+use crate::error::Result;
+use crate::gitops::history;
+use crate::ui::print_stdout;
+
+use super::Project;
+
+pub fn run(cli: &Cli, args: &HistoryArgs) -> Result<()> {
+    let project = Project::open(&args.project)?;
+    let spec = project.environment(&args.env)?;
+    let entries = history::read(spec)?;
+    match cli.output {
+        Output::Json => print_stdout(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&entries).expect("entries are JSON")
+        )),
+        Output::Human if entries.is_empty() => print_stdout(&format!(
+            "{} ({} {}) has no deploy recorded by tagpilot\n",
+            args.env, spec.repo, spec.branch
+        )),
+        Output::Human => {
+            let mut text = String::new();
+            for entry in &entries {
+                text.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\t{}{}\n",
+                    entry.version.as_deref().unwrap_or("-"),
+                    entry.time,
+                    entry.author,
+                    entry.digest.as_deref().unwrap_or(&entry.image),
+                    entry.pipeline.as_deref().unwrap_or("-"),
+                    &entry.commit[..12.min(entry.commit.len())],
+                    match (&entry.rollback_of, &entry.reason) {
+                        (Some(of), Some(reason)) => format!("\trollback of {of}: {reason}"),
+                        (Some(of), None) => format!("\trollback of {of}"),
+                        _ => String::new(),
+                    }
+                ));
+            }
+            print_stdout(&text);
+        }
+    }
+    Ok(())
+}

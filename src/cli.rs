@@ -90,9 +90,11 @@ pub struct ReleaseArgs {
         conflicts_with = "tag"
     )]
     pub snapshot: Option<String>,
-    /// Replace a version tag that already names other bytes in the registry.
+    /// Replace a version tag, or a published package file, that already holds other bytes.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub guards: GuardArgs,
     /// Run only these stages.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "STAGE,..")]
     pub only: Vec<StageName>,
@@ -148,6 +150,8 @@ pub struct DeployArgs {
     /// Write the image even where a higher version is recorded (a rollback does).
     #[arg(long)]
     pub allow_downgrade: bool,
+    #[command(flatten)]
+    pub guards: GuardArgs,
 }
 
 #[derive(Debug, Args)]
@@ -189,12 +193,33 @@ pub struct VersionsArgs {
     pub tag_prefix: Option<String>,
 }
 
+/// Overrides of GitLab's guards on releasing.
+#[derive(Debug, Args)]
+pub struct GuardArgs {
+    /// Release even though `CI_COMMIT_REF_PROTECTED` is false (an unprotected tag).
+    #[arg(long)]
+    pub allow_unprotected: bool,
+    /// Release even though a GitLab deploy freeze is on (`CI_DEPLOY_FREEZE`).
+    #[arg(long)]
+    pub ignore_freeze: bool,
+}
+
+impl GuardArgs {
+    pub fn overrides(&self) -> crate::gitlab::Overrides {
+        crate::gitlab::Overrides {
+            unprotected: self.allow_unprotected,
+            freeze: self.ignore_freeze,
+        }
+    }
+}
+
 /// The stages of a release, in the order they run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StageName {
     Tarball,
     Image,
     Push,
+    Publish,
     Deploy,
 }
 
@@ -204,6 +229,7 @@ impl StageName {
             StageName::Tarball => "tarball",
             StageName::Image => "image",
             StageName::Push => "push",
+            StageName::Publish => "publish",
             StageName::Deploy => "deploy",
         }
     }

@@ -12,7 +12,7 @@ use crate::orchestrator::rollout::{roll_out, Plan, Rollout};
 use crate::orchestrator::{self, Object};
 use crate::spec::deploy::DeploySpec;
 use crate::spec::orchestrator::OrchestratorSpec;
-use crate::ui::Ui;
+use crate::ui::{status_word, Ui};
 
 #[derive(Debug, Serialize)]
 pub struct EnvironmentDeployed {
@@ -37,11 +37,7 @@ impl EnvironmentDeployed {
     pub fn summary(&self) -> String {
         let mut text = self.result.status().to_string();
         if let Some(rollout) = &self.rollout {
-            let outcome = serde_json::to_value(rollout.outcome).unwrap_or_default();
-            text.push_str(&format!(
-                ", rollout {}",
-                outcome.as_str().unwrap_or("?").replace('_', " ")
-            ));
+            text.push_str(&format!(", rollout {}", status_word(&rollout.outcome)));
         }
         if self.restored.is_some() {
             text.push_str(", previous image recorded again");

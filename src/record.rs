@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::environment::EnvironmentDeployed;
 use crate::image::Built as ImageBuilt;
 use crate::oci::push::Pushed;
+use crate::publish::Published;
 use crate::tarball::Built;
 use crate::target::Target;
 
@@ -28,6 +29,8 @@ pub struct Record {
     pub tarball: Option<TarballRecord>,
     pub image: Option<ImageBuilt>,
     pub pushed: Option<Pushed>,
+    /// The GitLab Release and package files.
+    pub published: Option<Published>,
     /// What the deploy stage did, per environment.
     pub deployed: Vec<EnvironmentDeployed>,
 }
@@ -88,6 +91,7 @@ impl Record {
             tarball: None,
             image: None,
             pushed: None,
+            published: None,
             deployed: Vec::new(),
         }
     }
@@ -134,6 +138,9 @@ impl Record {
         }
         if let Some(pushed) = &self.pushed {
             pairs.push(("TAGPILOT_IMAGE", pushed.reference.clone()));
+        }
+        if let Some(url) = self.published.as_ref().and_then(|p| p.release_url.clone()) {
+            pairs.push(("TAGPILOT_RELEASE_URL", url));
         }
         pairs
     }

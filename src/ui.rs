@@ -109,6 +109,14 @@ pub fn print_stdout(text: &str) {
 }
 
 /// `1.5 MiB`-style sizes for people; exact byte counts go in JSON.
+/// A status enum as its JSON word, with spaces for humans: `already_there` → `already there`.
+pub fn status_word(status: &impl serde::Serialize) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+        .unwrap_or_else(|| "?".to_string())
+}
+
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;

@@ -8,13 +8,16 @@ use crate::error::{Error, Result};
 use crate::gitops::deploy::{Deployed, Release};
 use crate::spec::deploy::DeploySpec;
 use crate::target::{self, Request};
-use crate::ui::{print_stdout, Ui};
+use crate::ui::{print_stdout, status_word, Ui};
 
 use super::Project;
 
 pub fn run(cli: &Cli, args: &DeployArgs, ui: &Ui) -> Result<()> {
     let project = Project::open(&args.project)?;
     let spec = project.environment(&args.env)?;
+    if !args.dry_run {
+        crate::gitlab::check_guards(args.guards.overrides(), &format!("deploy to {}", args.env))?;
+    }
     let image = args.image.as_deref().ok_or_else(|| {
         Error::input("no image to deploy: pass --image REPO:TAG@sha256:… or set TAGPILOT_IMAGE (the build job's dotenv report does)")
     })?;
@@ -62,12 +65,11 @@ pub fn summary(spec: &DeploySpec, image: &str, deployed: &EnvironmentDeployed) -
     };
     if let Some(rollout) = &deployed.rollout {
         for service in &rollout.services {
-            let state = serde_json::to_value(service.state).unwrap_or_default();
             text.push_str(&format!(
                 "{} {}: {}{}\n",
                 rollout.engine,
                 service.service,
-                state.as_str().unwrap_or("?").replace('_', " "),
+                status_word(&service.state),
                 service
                     .reason
                     .as_ref()

@@ -8,14 +8,18 @@ use crate::cli::{Cli, Output, ReleaseArgs, StageName};
 use crate::environment::deploy_environment;
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::gitlab;
+use crate::gitlab::packages::FileStatus;
+use crate::gitlab::releases::ReleaseStatus;
 use crate::gitops::deploy::Release;
 use crate::image;
 use crate::oci::layer::Layer;
+use crate::publish;
 use crate::record::{Record, Status};
 use crate::spec::image::ImageSpec;
 use crate::tarball::{self as tarball_writer, Existing};
 use crate::target::{self, Request, Target};
-use crate::ui::{human_bytes, print_stdout, Ui};
+use crate::ui::{human_bytes, print_stdout, status_word, Ui};
 
 use super::image as image_stage;
 use super::{display, tarball, write_dotenv, Project};
@@ -46,6 +50,18 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         },
         if args.dry_run { " [dry run]" } else { "" }
     ));
+
+    let writes = [StageName::Push, StageName::Publish, StageName::Deploy]
+        .into_iter()
+        .any(selected);
+    if writes && !args.dry_run {
+        gitlab::check_guards(args.guards.overrides(), "release")?;
+    }
+    if args.dry_run {
+        for refusal in gitlab::refusals(&|n| std::env::var(n).ok(), args.guards.overrides()) {
+            ui.info(&format!("a real release would be refused: {refusal}"));
+        }
+    }
 
     let mut record = Record::new(&target, args.dry_run);
     // A dry run or snapshot is a throw-away build: it may replace its own earlier output.
@@ -124,6 +140,12 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         _ => record.stage("push", Status::NotConfigured, "no image built"),
     }
 
+    if !selected(StageName::Publish) {
+        record.stage("publish", Status::NotSelected, "");
+    } else {
+        publish_stage(&project, &target, args, &mut record, out, ui)?;
+    }
+
     if !selected(StageName::Deploy) {
         record.stage("deploy", Status::NotSelected, "");
     } else {
@@ -180,6 +202,85 @@ fn tarball_and_tree_layer(
         };
         (built, layer)
     })
+}
+
+/// The GitLab Release and package files, when the job runs in GitLab (or the variables say
+/// where GitLab is).
+fn publish_stage(
+    project: &Project,
+    target: &Target,
+    args: &ReleaseArgs,
+    record: &mut Record,
+    out: &Path,
+    ui: &Ui,
+) -> Result<()> {
+    let spec = &project.spec.publish;
+    let gitlab = match gitlab::api::connect(&|n| std::env::var(n).ok()) {
+        _ if !spec.gitlab => None,
+        Ok(gitlab) => gitlab,
+        Err(err) => return Err(failed(record, out, "publish", err)),
+    };
+    let (Some(gitlab), Some(tag)) = (gitlab, target.tag.as_deref()) else {
+        let why = if !spec.gitlab {
+            "publish.gitlab is false"
+        } else if target.tag.is_none() {
+            "a snapshot has no tag to release"
+        } else {
+            "not in GitLab CI (no CI_API_V4_URL / CI_PROJECT_ID)"
+        };
+        record.stage("publish", Status::NotConfigured, why);
+        return Ok(());
+    };
+    let inputs = publish::Inputs {
+        source: &project.source,
+        spec,
+        target,
+        tag,
+        tarball: record.tarball.as_ref(),
+        pushed: record.pushed.as_ref(),
+        force: args.force,
+        dry_run: args.dry_run,
+    };
+    let title = format!("Publishing the GitLab release of {tag}");
+    let published = ui.section("publish", &title, || publish::publish(&inputs, &gitlab, ui));
+    let published = match published {
+        Ok(published) => published,
+        // A dry run reads what it can; an unreadable GitLab is reported, not fatal.
+        Err(err) if args.dry_run => {
+            ui.info(&format!("dry run: GitLab could not be read: {err}"));
+            record.stage("publish", Status::NotSelected, format!("dry run: {err}"));
+            return Ok(());
+        }
+        Err(err) => return Err(failed(record, out, "publish", err)),
+    };
+    let nothing_new = published.release == ReleaseStatus::AlreadyThere
+        && published
+            .files
+            .iter()
+            .all(|f| f.status == FileStatus::AlreadyThere);
+    let status = if nothing_new {
+        Status::AlreadyDone
+    } else {
+        Status::Done
+    };
+    let detail = format!(
+        "release {} {}, {}",
+        tag,
+        status_word(&published.release),
+        published
+            .files
+            .iter()
+            .map(|f| format!("{} {}", f.file, status_word(&f.status)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !args.dry_run {
+        publish::write_annotations(&out.join("annotations.json"), &published)
+            .map_err(|err| failed(record, out, "publish", err))?;
+    }
+    record.stage("publish", status, detail);
+    record.published = Some(published);
+    Ok(())
 }
 
 /// Records the release in every automatic environment's deployment repository (in a dry run,

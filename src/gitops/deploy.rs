@@ -324,7 +324,10 @@ fn message(spec: &DeploySpec, release: &Release, image: &str) -> Result<String> 
 /// restored version when its tag tells it.
 fn revert_message(spec: &DeploySpec, release: &Release, image: &str, revert: &Revert) -> String {
     let why = match &revert.by {
-        Some(who) => format!("{who} rolled back from {} with `tagpilot rollback`.", revert.of),
+        Some(who) => format!(
+            "{who} rolled back from {} with `tagpilot rollback`.",
+            revert.of
+        ),
         None => format!(
             "The rollout of {} {} ({}) did not succeed and was rolled back.",
             release.name, release.version, revert.of

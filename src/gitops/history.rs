@@ -46,7 +46,10 @@ const LOG_FORMAT: &str = "%H%x1f%aI%x1f%an <%ae>%x1f%(trailers:only,unfold)%x1e"
 /// The environment's deploys, newest first.
 pub fn read(spec: &DeploySpec) -> Result<Vec<Entry>> {
     let checkout = Checkout::clone_history(&spec.repo.value, &spec.branch.value, &access(spec)?)?;
-    Ok(parse_log(&checkout.log(LOG_FORMAT)?, &spec.environment.value))
+    Ok(parse_log(
+        &checkout.log(LOG_FORMAT)?,
+        &spec.environment.value,
+    ))
 }
 
 /// The deploy `tagpilot rollback` returns to: with `to`, the newest deploy of that version;
@@ -117,8 +120,12 @@ fn parse_log(log: &str, environment: &str) -> Vec<Entry> {
 /// A commit's environment and entry; `None` for a commit without tagpilot's trailers.
 fn parse_commit(record: &str) -> Option<(String, Entry)> {
     let mut fields = record.split('\u{1f}');
-    let (commit, time, author, trailers) =
-        (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+    let (commit, time, author, trailers) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
     let trailer = |key: &str| {
         trailers.lines().find_map(|line| {
             let (k, v) = line.split_once(':')?;
@@ -179,7 +186,10 @@ mod tests {
         .concat();
         let entries = parse_log(&log, "staging");
         assert_eq!(
-            entries.iter().map(|e| e.commit.as_str()).collect::<Vec<_>>(),
+            entries
+                .iter()
+                .map(|e| e.commit.as_str())
+                .collect::<Vec<_>>(),
             ["c3", "c0"]
         );
         assert!(entries[0].is_rollback());
@@ -224,7 +234,8 @@ mod tests {
         assert_eq!(chosen.commit, "c-3.0.0");
         let err = rollback_target(&entries, Some("0.9.0"), "staging").unwrap_err();
         assert!(
-            err.contains("0.9.0 was never deployed to staging") && err.contains("2.0.0, 3.0.0, 1.0.0"),
+            err.contains("0.9.0 was never deployed to staging")
+                && err.contains("2.0.0, 3.0.0, 1.0.0"),
             "{err}"
         );
         let err = rollback_target(&entries[3..], None, "staging").unwrap_err();

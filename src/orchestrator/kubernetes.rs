@@ -16,10 +16,10 @@ use crate::error::{Error, Result};
 use crate::net::{self, Tls};
 use crate::spec::orchestrator::{OnFailure, OrchestratorSpec};
 
-use super::api::Api;
 use super::{
     names_repository, same_image, Engine, Live, Object, Observation, Phase, Replicas, Submitted,
 };
+use crate::net::api::Api;
 
 const CAS_ATTEMPTS: u32 = 5;
 const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";

@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 use crate::net::Tls;
 use crate::spec::orchestrator::{OnFailure, OrchestratorSpec};
 
-use super::api::Api;
 use super::{same_image, Engine, Live, Object, Observation, Phase, Replicas, Submitted};
+use crate::net::api::Api;
 
 /// How long a locked app is waited for before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(120);

@@ -3,7 +3,6 @@
 //! state machine (`rollout.rs`) that drives any of them, so "done", "failed", "timed out",
 //! "superseded" and "rolled back" mean the same thing on every engine.
 
-pub mod api;
 pub mod kubernetes;
 pub mod marathon;
 pub mod nomad;
@@ -81,7 +80,7 @@ pub struct Observation {
 
 pub trait Engine {
     /// The client, for naming the engine and endpoint.
-    fn api(&self) -> &api::Api;
+    fn api(&self) -> &crate::net::api::Api;
     /// The object's current state; an unknown object is an input error naming it.
     fn live(&mut self, object: &Object) -> Result<Live>;
     /// Asks the engine to move the object to `image`, with compare-and-set against `live`.

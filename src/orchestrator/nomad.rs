@@ -11,10 +11,10 @@ use crate::error::{Error, Result};
 use crate::net::Tls;
 use crate::spec::orchestrator::{OnFailure, OrchestratorSpec};
 
-use super::api::Api;
 use super::{
     names_repository, same_image, Engine, Live, Object, Observation, Phase, Replicas, Submitted,
 };
+use crate::net::api::Api;
 
 const CAS_ATTEMPTS: u32 = 5;
 

@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::net::{self, Tls};
 use crate::spec::orchestrator::{OnFailure, OrchestratorSpec};
 
-use super::api::Api;
 use super::{same_image, Engine, Live, Object, Observation, Phase, Replicas, Submitted};
+use crate::net::api::Api;
 
 /// Compare-and-set attempts when other writers keep changing the service.
 const CAS_ATTEMPTS: u32 = 5;

@@ -254,6 +254,39 @@ impl Source {
         }
     }
 
+    /// Subjects of the commits reachable from `to` and not from `from` (all when `from` is
+    /// `None`), newest first, at most `limit`.
+    pub fn subjects_between(
+        &self,
+        from: Option<&Commit>,
+        to: &Commit,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let oid = |c: &Commit| Oid::from_str(&c.id).map_err(git_failed("read a commit id"));
+        let mut walk = self
+            .repo
+            .revwalk()
+            .map_err(git_failed("walk the history"))?;
+        walk.push(oid(to)?)
+            .map_err(git_failed("walk the history"))?;
+        if let Some(from) = from {
+            walk.hide(oid(from)?)
+                .map_err(git_failed("walk the history"))?;
+        }
+        let mut subjects = Vec::new();
+        for id in walk.take(limit) {
+            let id = id.map_err(git_failed("walk the history"))?;
+            let commit = self
+                .repo
+                .find_commit(id)
+                .map_err(git_failed("read a commit"))?;
+            subjects.push(
+                String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default()).into_owned(),
+            );
+        }
+        Ok(subjects)
+    }
+
     /// The bytes of the file at `path` in `commit`.
     pub fn read_file(&self, commit: &Commit, path: &str) -> Result<Vec<u8>> {
         let object = self.object_at(commit, path)?;

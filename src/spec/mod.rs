@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod image;
 mod interpolate;
 pub mod orchestrator;
+pub mod publish;
 mod text;
 
 use std::path::Path;
@@ -43,6 +44,9 @@ pub struct Spec {
     /// config on a pinned base.
     #[serde(default)]
     pub image: Option<image::ImageSpec>,
+    /// The GitLab Release and the release files in the generic package registry.
+    #[serde(default)]
+    pub publish: publish::PublishSpec,
     /// Deployment repositories, one per environment, where each release is recorded (GitOps).
     #[serde(default)]
     pub deploy: Vec<deploy::DeploySpec>,
@@ -227,6 +231,7 @@ impl Spec {
         if let Some(image) = &mut self.image {
             texts.extend(image.texts_mut());
         }
+        texts.extend(self.publish.texts_mut());
         for deploy in &mut self.deploy {
             texts.extend(deploy.texts_mut());
         }
@@ -270,6 +275,7 @@ impl Spec {
         if let Some(image) = &self.image {
             problems.extend(image.check(file));
         }
+        problems.extend(self.publish.check(file));
         for deploy in &self.deploy {
             problems.extend(deploy.check(file));
         }

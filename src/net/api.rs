@@ -1,7 +1,7 @@
-//! The one JSON-over-HTTP client the engines use: HTTPS/HTTP through ureq, or HTTP/1.1 over a
-//! unix socket (Docker's default endpoint), which ureq does not speak. Reads are retried on
-//! transport errors and 5xx; writes are sent once (the engines re-read state instead). Every
-//! error names the engine, the endpoint and what was being done.
+//! The one JSON-over-HTTP API client (orchestrators, GitLab): HTTPS/HTTP through ureq, or
+//! HTTP/1.1 over a unix socket (Docker's default endpoint), which ureq does not speak. Reads
+//! are retried on transport errors and 5xx; writes are sent once (callers re-read state
+//! instead). Every error names the service, the endpoint and what was being done.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -17,14 +17,28 @@ use crate::net::{self, is_tls, retryable_error, retryable_status};
 const READ_ATTEMPTS: u32 = 4;
 
 pub struct Api {
-    /// `Docker Swarm`, `Marathon`, ...: how errors name the engine.
+    /// `Docker Swarm`, `GitLab`, ...: how errors name the service.
     pub engine: &'static str,
+    /// What to check when a login (401) or a TLS handshake fails.
+    hints: Hints,
     /// The endpoint as the user knows it (in messages).
     pub endpoint: String,
     transport: Transport,
     /// Header carrying the credential (`Authorization`, `X-Nomad-Token`) and its value.
     credential: Option<(&'static str, String)>,
 }
+
+/// Where the user sets what a failed login or handshake needs.
+#[derive(Clone, Copy)]
+pub struct Hints {
+    pub credential: &'static str,
+    pub tls: &'static str,
+}
+
+const ORCHESTRATOR_HINTS: Hints = Hints {
+    credential: "Check the variable named in orchestrator.credentials",
+    tls: "For a private CA set orchestrator.ca_file; for a plain-HTTP endpoint use http://",
+};
 
 enum Transport {
     /// `base` is `http(s)://host:port` plus any path prefix.
@@ -81,6 +95,7 @@ impl Api {
                 base: base.trim_end_matches('/').to_string(),
             },
             credential: None,
+            hints: ORCHESTRATOR_HINTS,
         }
     }
 
@@ -90,7 +105,13 @@ impl Api {
             endpoint: format!("unix://{}", socket.display()),
             transport: Transport::Unix(socket),
             credential: None,
+            hints: ORCHESTRATOR_HINTS,
         }
+    }
+
+    pub fn with_hints(mut self, hints: Hints) -> Api {
+        self.hints = hints;
+        self
     }
 
     pub fn with_credential(mut self, header: &'static str, value: String) -> Api {
@@ -123,6 +144,19 @@ impl Api {
     ) -> Result<Reply> {
         let body = body.map(|(content_type, value)| (content_type, value.to_string()));
         self.send_once(method, path, body.as_ref().map(|(t, b)| (*t, b.as_bytes())))
+            .map_err(|failure| self.unreachable(failure, what))
+    }
+
+    /// A write of raw bytes (a file upload), sent once.
+    pub fn send_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<Reply> {
+        self.send_once(method, path, Some((content_type, bytes)))
             .map_err(|failure| self.unreachable(failure, what))
     }
 
@@ -172,7 +206,7 @@ impl Api {
         );
         Err(match reply.status {
             401 => Error::failed(format!("{lead}: not authenticated ({reason})"))
-                .with_hint("Check the variable named in orchestrator.credentials"),
+                .with_hint(self.hints.credential),
             403 => Error::failed(format!("{lead}: permission denied ({reason})"))
                 .with_hint("The credential works but may not change this object"),
             404 => Error::input(format!("{lead}: not found ({reason})")),
@@ -190,9 +224,7 @@ impl Api {
             self.engine, self.endpoint
         ));
         if tls {
-            error.with_hint(
-                "For a private CA set orchestrator.ca_file; for a plain-HTTP endpoint use http://",
-            )
+            error.with_hint(self.hints.tls)
         } else {
             error.with_hint("Check the endpoint and that the engine is up and reachable from here")
         }

@@ -1,6 +1,8 @@
 //! What every HTTPS client of tagpilot shares: one way to build an agent (platform roots or a
 //! CA file, optionally a client certificate), and one reading of transport errors.
 
+pub mod api;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

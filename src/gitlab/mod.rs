@@ -1,5 +1,10 @@
-//! GitLab CI manners: collapsible log sections and the dotenv report that hands values to
-//! later jobs. Only the environment variables GitLab defines are read here.
+//! GitLab: the CI job's manners (collapsible log sections, the dotenv report that hands values
+//! to later jobs, protected refs and deploy freezes) here; the API (releases, generic packages)
+//! in the modules below.
+
+pub mod api;
+pub mod packages;
+pub mod releases;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -97,4 +102,44 @@ mod tests {
         assert!(start.ends_with(":tarball[collapsed=false]\r\x1b[0KRelease tarball"));
         assert!(section_end("tarball").ends_with(":tarball\r\x1b[0K"));
     }
+}
+
+/// What lets a job write a release despite GitLab's guards.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Overrides {
+    /// `--allow-unprotected`.
+    pub unprotected: bool,
+    /// `--ignore-freeze`.
+    pub freeze: bool,
+}
+
+/// Why GitLab's settings say this job should not write a release: it runs on an unprotected
+/// ref (`CI_COMMIT_REF_PROTECTED=false`: protected variables and review are missing), or a
+/// deploy freeze is on (`CI_DEPLOY_FREEZE`). Empty when writing is fine.
+pub fn refusals(env: &dyn Fn(&str) -> Option<String>, overrides: Overrides) -> Vec<String> {
+    let mut refusals = Vec::new();
+    if env("CI_COMMIT_REF_PROTECTED").as_deref() == Some("false") && !overrides.unprotected {
+        refusals.push(format!(
+            "`{}` is not a protected ref (CI_COMMIT_REF_PROTECTED=false): protect the tag pattern in Settings > Repository > Protected tags, or pass --allow-unprotected",
+            env("CI_COMMIT_REF_NAME").unwrap_or_else(|| "this ref".to_string())
+        ));
+    }
+    if env("CI_DEPLOY_FREEZE").is_some_and(|v| !v.is_empty()) && !overrides.freeze {
+        refusals.push(
+            "a GitLab deploy freeze is active (CI_DEPLOY_FREEZE): wait for the window to end, or pass --ignore-freeze".to_string(),
+        );
+    }
+    refusals
+}
+
+/// The refusals as one error, before anything is written.
+pub fn check_guards(overrides: Overrides, what: &str) -> Result<()> {
+    let refusals = refusals(&|name| std::env::var(name).ok(), overrides);
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    Err(Error::input(format!(
+        "refusing to {what}; nothing was pushed, published or deployed:\n  - {}",
+        refusals.join("\n  - ")
+    )))
 }

@@ -1,0 +1,99 @@
+//! The project's GitLab API, as a CI job finds it: `CI_API_V4_URL` and `CI_PROJECT_ID`, with
+//! `GITLAB_TOKEN` (sent as `PRIVATE-TOKEN`) or the job's own `CI_JOB_TOKEN` (`JOB-TOKEN`).
+//! `CI_SERVER_TLS_CA_FILE` (set by GitLab for a private CA) is trusted when present.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::net::api::{Api, Hints};
+use crate::net::{self, Tls};
+
+pub struct Project {
+    pub api: Api,
+    /// `/projects/<url-encoded id>`: the prefix of every path.
+    pub prefix: String,
+    /// The API base, `https://gitlab.example.org/api/v4`.
+    pub base: String,
+    /// Whether a token was found (a dry run reads without one where it can).
+    pub has_token: bool,
+}
+
+/// The project named by the CI variables, or `None` outside GitLab CI.
+pub fn connect(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Project>> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    let (Some(base), Some(id)) = (var("CI_API_V4_URL"), var("CI_PROJECT_ID")) else {
+        return Ok(None);
+    };
+    let base = base.trim_end_matches('/').to_string();
+    let roots = match var("CI_SERVER_TLS_CA_FILE") {
+        Some(file) => Some(net::read_ca_file(Path::new(&file))?),
+        None => None,
+    };
+    let hints = Hints {
+        credential: "Set GITLAB_TOKEN to a token with the api scope, or run in a GitLab CI job (CI_JOB_TOKEN)",
+        tls: "GitLab sets CI_SERVER_TLS_CA_FILE for a private CA; set it to the CA's PEM file",
+    };
+    let mut api = Api::http(
+        "GitLab",
+        &base,
+        Tls {
+            roots,
+            ..Default::default()
+        },
+    )
+    .with_hints(hints);
+    let token = match (var("GITLAB_TOKEN"), var("CI_JOB_TOKEN")) {
+        (Some(token), _) => Some(("PRIVATE-TOKEN", token)),
+        (None, Some(token)) => Some(("JOB-TOKEN", token)),
+        _ => None,
+    };
+    let has_token = token.is_some();
+    if let Some((header, token)) = token {
+        api = api.with_credential(header, token);
+    }
+    Ok(Some(Project {
+        api,
+        prefix: format!("/projects/{}", encode(&id)),
+        base,
+        has_token,
+    }))
+}
+
+impl Project {
+    /// Refuses a write without a token, saying where one comes from.
+    pub fn require_token(&self) -> Result<()> {
+        if self.has_token {
+            Ok(())
+        } else {
+            Err(Error::input(
+                "no GitLab token to publish with: set GITLAB_TOKEN (a token with the api scope), or run in a GitLab CI job, which sets CI_JOB_TOKEN",
+            ))
+        }
+    }
+}
+
+/// One path segment, percent-encoded (`group/project` and tags like `api/v1.0` hold slashes).
+pub fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slashes_and_plus_are_encoded() {
+        assert_eq!(encode("group/app"), "group%2Fapp");
+        assert_eq!(encode("api/v1.0.0+build"), "api%2Fv1.0.0%2Bbuild");
+        assert_eq!(encode("1234"), "1234");
+    }
+}

@@ -1,0 +1,156 @@
+//! Release files in the project's generic package registry. An upload of a file that is
+//! already there adds a duplicate in GitLab, so the stored SHA-256 is compared first: the same
+//! bytes are skipped, other bytes under the same version are refused (a released version is
+//! never silently replaced) unless forced.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+use super::api::{encode, Project};
+
+/// Tries of check-then-upload when the network fails (re-checking first makes a retry safe).
+const ATTEMPTS: u32 = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    Uploaded,
+    /// The registry already holds these exact bytes under this name.
+    AlreadyThere,
+    /// Other bytes were there; uploaded again with `--force` (the newest file wins downloads).
+    Replaced,
+    /// Dry run: would be uploaded.
+    WouldUpload,
+}
+
+/// One file to publish.
+pub struct PackageFile<'a> {
+    pub name: &'a str,
+    pub bytes: &'a [u8],
+    pub sha256: &'a str,
+}
+
+/// Where a package's files live.
+pub struct Package<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+}
+
+impl Package<'_> {
+    /// The download address of one of its files.
+    pub fn file_url(&self, project: &Project, file: &str) -> String {
+        format!("{}{}", project.base, self.file_path(project, file))
+    }
+
+    fn file_path(&self, project: &Project, file: &str) -> String {
+        format!(
+            "{}/packages/generic/{}/{}/{}",
+            project.prefix,
+            encode(self.name),
+            encode(self.version),
+            encode(file)
+        )
+    }
+}
+
+pub fn upload(
+    project: &Project,
+    package: &Package,
+    file: &PackageFile,
+    force: bool,
+    dry_run: bool,
+) -> Result<FileStatus> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match check_then_upload(project, package, file, force, dry_run) {
+            // A failed transfer may or may not have landed: the next check tells.
+            Err(e) if e.code == crate::error::ExitCode::Failed && attempt < ATTEMPTS => {
+                std::thread::sleep(std::time::Duration::from_millis(500 << attempt));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn check_then_upload(
+    project: &Project,
+    package: &Package,
+    file: &PackageFile,
+    force: bool,
+    dry_run: bool,
+) -> Result<FileStatus> {
+    let stored = stored_sha256s(project, package, file.name)?;
+    let status = match stored.last() {
+        Some(newest) if newest == file.sha256 => return Ok(FileStatus::AlreadyThere),
+        Some(newest) if !force => {
+            return Err(Error::input(format!(
+                "{} of package {} {} is already in GitLab with other bytes (sha256 {newest}, this build {}); a released version is not replaced",
+                file.name, package.name, package.version, file.sha256
+            ))
+            .with_hint("Release a new version, or pass --force to upload it again (the newest file wins downloads)"))
+        }
+        Some(_) => FileStatus::Replaced,
+        None => FileStatus::Uploaded,
+    };
+    if dry_run {
+        return Ok(FileStatus::WouldUpload);
+    }
+    project.require_token()?;
+    let what = format!("upload {}", file.name);
+    let path = format!(
+        "{}?select=package_file",
+        package.file_path(project, file.name)
+    );
+    let reply =
+        project
+            .api
+            .send_bytes("PUT", &path, "application/octet-stream", file.bytes, &what)?;
+    project.api.expect(&reply, &what)?;
+    // GitLab reports the stored file's digest: a difference means the bytes changed on the way.
+    if let Some(sha256) = reply.json().get("file_sha256").and_then(Value::as_str) {
+        if sha256 != file.sha256 {
+            return Err(Error::failed(format!(
+                "GitLab stored {} with sha256 {sha256}, not {}: the upload was damaged",
+                file.name, file.sha256
+            )));
+        }
+    }
+    Ok(status)
+}
+
+/// The SHA-256 of every stored file named `file` in the package version, oldest first.
+fn stored_sha256s(project: &Project, package: &Package, file: &str) -> Result<Vec<String>> {
+    let path = format!(
+        "{}/packages?package_type=generic&package_name={}&per_page=100",
+        project.prefix,
+        encode(package.name)
+    );
+    let listed = project
+        .api
+        .get_json(&path, &format!("list the {} packages", package.name))?;
+    let id = listed.as_array().into_iter().flatten().find_map(|p| {
+        (p["name"] == package.name && p["version"] == package.version)
+            .then(|| p["id"].as_u64())
+            .flatten()
+    });
+    let Some(id) = id else {
+        return Ok(Vec::new());
+    };
+    let files = project.api.get_json(
+        &format!(
+            "{}/packages/{id}/package_files?per_page=100",
+            project.prefix
+        ),
+        &format!("list the files of {} {}", package.name, package.version),
+    )?;
+    Ok(files
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["file_name"] == file)
+        .filter_map(|f| f["file_sha256"].as_str().map(str::to_string))
+        .collect())
+}

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::Text;
 
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishSpec {
     /// Publish to GitLab when the job's variables say where (`CI_API_V4_URL`, `CI_PROJECT_ID`).
@@ -38,6 +38,18 @@ pub struct LinkSpec {
 
 fn yes() -> bool {
     true
+}
+
+impl Default for PublishSpec {
+    fn default() -> Self {
+        PublishSpec {
+            gitlab: true,
+            notes: None,
+            notes_file: None,
+            package: None,
+            links: Vec::new(),
+        }
+    }
 }
 
 impl PublishSpec {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Variables of the caller's environment that would change tagpilot's behaviour.
-const LEAKY_VARS: [&str; 17] = [
+const LEAKY_VARS: [&str; 30] = [
     "GITLAB_CI",
     "CI_COMMIT_TAG",
     "SOURCE_DATE_EPOCH",
@@ -35,6 +35,19 @@ const LEAKY_VARS: [&str; 17] = [
     "NOMAD_ADDR",
     "NOMAD_TOKEN",
     "NOMAD_NAMESPACE",
+    "CI_API_V4_URL",
+    "CI_PROJECT_ID",
+    "CI_PROJECT_URL",
+    "CI_JOB_TOKEN",
+    "GITLAB_TOKEN",
+    "CI_COMMIT_REF_PROTECTED",
+    "CI_COMMIT_REF_NAME",
+    "CI_DEPLOY_FREEZE",
+    "CI_SERVER_TLS_CA_FILE",
+    "CI_PIPELINE_URL",
+    "CI_JOB_URL",
+    "GITLAB_USER_NAME",
+    "GITLAB_USER_EMAIL",
 ];
 
 /// A finished tagpilot run.

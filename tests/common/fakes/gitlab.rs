@@ -1,0 +1,341 @@
+//! A fake GitLab: the parts of the REST API v4 that publishing uses. Releases (`GET`, `POST`
+//! answering 409 when the release exists, `PUT`, asset links whose names must be unique) and
+//! the generic package registry (`PUT` of a file, which like GitLab's adds another file when
+//! the name is already there; the packages and package-files listings with `file_sha256`).
+//! Every request needs the job token (`JOB-TOKEN`) or a `PRIVATE-TOKEN`; anything else is 401.
+//! It is a fake: it models only what tagpilot reads and writes.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::common::http::{Request, Server};
+
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub id: u64,
+    pub name: String,
+    pub url: String,
+    pub link_type: String,
+    pub direct_asset_path: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Release {
+    pub tag: String,
+    pub name: String,
+    pub description: String,
+    pub links: Vec<Link>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PackageFile {
+    pub id: u64,
+    pub name: String,
+    pub sha256: String,
+    pub size: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Package {
+    pub id: u64,
+    pub name: String,
+    pub version: String,
+    pub files: Vec<PackageFile>,
+}
+
+#[derive(Default)]
+pub struct State {
+    pub project: String,
+    pub token: String,
+    pub releases: Vec<Release>,
+    pub packages: Vec<Package>,
+    /// Requests that changed something.
+    pub writes: u32,
+    /// The next upload is stored, then answered 502, as when a connection drops after the
+    /// server took the file.
+    pub drop_next_upload_reply: bool,
+    next_id: u64,
+}
+
+pub struct FakeGitLab {
+    pub server: Server,
+    pub state: Arc<Mutex<State>>,
+}
+
+impl FakeGitLab {
+    /// A GitLab holding project `project` (an id or a `group/name` path), open to `token`.
+    pub fn start(project: &str, token: &str) -> FakeGitLab {
+        let state = Arc::new(Mutex::new(State {
+            project: project.to_string(),
+            token: token.to_string(),
+            next_id: 100,
+            ..State::default()
+        }));
+        let shared = Arc::clone(&state);
+        let server = Server::start(move |request| handle(&mut shared.lock().unwrap(), request));
+        FakeGitLab { server, state }
+    }
+
+    /// `CI_API_V4_URL`.
+    pub fn api_url(&self) -> String {
+        format!("{}/api/v4", self.server.url())
+    }
+
+    pub fn release(&self, tag: &str) -> Option<Release> {
+        let state = self.state.lock().unwrap();
+        state.releases.iter().find(|r| r.tag == tag).cloned()
+    }
+
+    /// Every stored file of a package version named `file`, oldest first.
+    pub fn files(&self, package: &str, version: &str, file: &str) -> Vec<PackageFile> {
+        let state = self.state.lock().unwrap();
+        state
+            .packages
+            .iter()
+            .filter(|p| p.name == package && p.version == version)
+            .flat_map(|p| p.files.iter().filter(|f| f.name == file).cloned())
+            .collect()
+    }
+
+    pub fn writes(&self) -> u32 {
+        self.state.lock().unwrap().writes
+    }
+}
+
+impl State {
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+fn handle(state: &mut State, request: &Request) -> (u16, Value) {
+    let token = request
+        .header("JOB-TOKEN")
+        .or_else(|| request.header("PRIVATE-TOKEN"));
+    if token != Some(state.token.as_str()) {
+        return (401, json!({ "message": "401 Unauthorized" }));
+    }
+    let prefix = format!("/api/v4/projects/{}/", encode(&state.project));
+    let Some(rest) = request.path.strip_prefix(&prefix) else {
+        return not_found("Project");
+    };
+    let parts: Vec<String> = rest.split('/').map(decode).collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let method = request.method.as_str();
+    match (method, parts.as_slice()) {
+        ("GET", ["releases", tag]) => match state.releases.iter().find(|r| r.tag == *tag) {
+            Some(release) => (200, release_json(release)),
+            None => not_found("Release"),
+        },
+        ("POST", ["releases"]) => {
+            let body = request.json();
+            let tag = body["tag_name"].as_str().unwrap_or_default().to_string();
+            if state.releases.iter().any(|r| r.tag == tag) {
+                return (409, json!({ "message": "Release already exists" }));
+            }
+            let mut release = Release {
+                tag,
+                name: body["name"].as_str().unwrap_or_default().to_string(),
+                description: body["description"].as_str().unwrap_or_default().to_string(),
+                links: Vec::new(),
+            };
+            for link in body["assets"]["links"].as_array().into_iter().flatten() {
+                let link = new_link(state, link);
+                release.links.push(link);
+            }
+            state.writes += 1;
+            let reply = release_json(&release);
+            state.releases.push(release);
+            (201, reply)
+        }
+        ("PUT", ["releases", tag]) => {
+            let body = request.json();
+            let Some(release) = state.releases.iter_mut().find(|r| r.tag == *tag) else {
+                return not_found("Release");
+            };
+            if let Some(name) = body["name"].as_str() {
+                release.name = name.to_string();
+            }
+            if let Some(description) = body["description"].as_str() {
+                release.description = description.to_string();
+            }
+            let reply = release_json(release);
+            state.writes += 1;
+            (200, reply)
+        }
+        ("POST", ["releases", tag, "assets", "links"]) => {
+            let body = request.json();
+            let link = new_link(state, &body);
+            let Some(release) = state.releases.iter_mut().find(|r| r.tag == *tag) else {
+                return not_found("Release");
+            };
+            if release.links.iter().any(|l| l.name == link.name) {
+                return (
+                    400,
+                    json!({ "message": { "name": ["has already been taken"] } }),
+                );
+            }
+            let reply = link_json(&link);
+            release.links.push(link);
+            state.writes += 1;
+            (201, reply)
+        }
+        ("PUT", ["releases", tag, "assets", "links", id]) => {
+            let body = request.json();
+            let Some(release) = state.releases.iter_mut().find(|r| r.tag == *tag) else {
+                return not_found("Release");
+            };
+            let Some(link) = release.links.iter_mut().find(|l| l.id.to_string() == *id) else {
+                return not_found("Link");
+            };
+            if let Some(url) = body["url"].as_str() {
+                link.url = url.to_string();
+            }
+            let reply = link_json(link);
+            state.writes += 1;
+            (200, reply)
+        }
+        ("GET", ["packages"]) => {
+            let name = request.param("package_name").map(decode);
+            let list: Vec<Value> = state
+                .packages
+                .iter()
+                .filter(|p| name.as_deref().is_none_or(|n| n == p.name))
+                .map(|p| {
+                    json!({ "id": p.id, "name": p.name, "version": p.version, "package_type": "generic" })
+                })
+                .collect();
+            (200, Value::Array(list))
+        }
+        ("GET", ["packages", id, "package_files"]) => {
+            match state.packages.iter().find(|p| p.id.to_string() == *id) {
+                Some(package) => (
+                    200,
+                    Value::Array(
+                        package
+                            .files
+                            .iter()
+                            .map(|f| file_json(package.id, f))
+                            .collect(),
+                    ),
+                ),
+                None => not_found("Package"),
+            }
+        }
+        ("PUT", ["packages", "generic", name, version, file]) => {
+            let stored = PackageFile {
+                id: state.id(),
+                name: file.to_string(),
+                sha256: sha256_hex(&request.body),
+                size: request.body.len(),
+            };
+            let package_index = match state
+                .packages
+                .iter()
+                .position(|p| p.name == *name && p.version == *version)
+            {
+                Some(index) => index,
+                None => {
+                    let id = state.id();
+                    state.packages.push(Package {
+                        id,
+                        name: name.to_string(),
+                        version: version.to_string(),
+                        files: Vec::new(),
+                    });
+                    state.packages.len() - 1
+                }
+            };
+            let package = &mut state.packages[package_index];
+            let reply = file_json(package.id, &stored);
+            package.files.push(stored);
+            state.writes += 1;
+            if std::mem::take(&mut state.drop_next_upload_reply) {
+                return (502, json!({ "message": "502 Bad Gateway" }));
+            }
+            if request.param("select") == Some("package_file") {
+                (201, reply)
+            } else {
+                (201, json!({ "message": "201 Created" }))
+            }
+        }
+        _ => not_found("Route"),
+    }
+}
+
+fn new_link(state: &mut State, body: &Value) -> Link {
+    Link {
+        id: state.id(),
+        name: body["name"].as_str().unwrap_or_default().to_string(),
+        url: body["url"].as_str().unwrap_or_default().to_string(),
+        link_type: body["link_type"].as_str().unwrap_or("other").to_string(),
+        direct_asset_path: body["direct_asset_path"].as_str().map(str::to_string),
+    }
+}
+
+fn release_json(release: &Release) -> Value {
+    json!({
+        "tag_name": release.tag,
+        "name": release.name,
+        "description": release.description,
+        "assets": { "links": release.links.iter().map(link_json).collect::<Vec<_>>() },
+        "_links": { "self": format!("https://gitlab.example.org/group/app/-/releases/{}", release.tag) },
+    })
+}
+
+fn link_json(link: &Link) -> Value {
+    json!({
+        "id": link.id,
+        "name": link.name,
+        "url": link.url,
+        "link_type": link.link_type,
+        "direct_asset_url": link.direct_asset_path.as_ref().map(|p| format!("https://gitlab.example.org/group/app/-/releases/x/downloads{p}")),
+    })
+}
+
+fn file_json(package_id: u64, file: &PackageFile) -> Value {
+    json!({
+        "id": file.id,
+        "package_id": package_id,
+        "file_name": file.name,
+        "size": file.size,
+        "file_sha256": file.sha256,
+    })
+}
+
+fn not_found(what: &str) -> (u16, Value) {
+    (404, json!({ "message": format!("404 {what} Not Found") }))
+}
+
+/// Percent-encoding of one path segment, as clients send it.
+fn encode(segment: &str) -> String {
+    segment.replace('/', "%2F")
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

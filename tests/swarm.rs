@@ -9,7 +9,6 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::docker::Docker;
 use common::registry::{self, Registry};
@@ -34,33 +33,11 @@ struct Stage {
 
 impl Stage {
     fn service_image(&self) -> String {
-        sh(self.docker.command().args([
-            "service",
-            "inspect",
-            "web",
-            "--format",
-            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
-        ]))
-        .trim()
-        .to_string()
+        self.docker.service_image("web")
     }
 
-    /// Images of the service's tasks that run now.
     fn running_images(&self) -> Vec<String> {
-        let out = sh(self.docker.command().args([
-            "service",
-            "ps",
-            "web",
-            "--no-trunc",
-            "--filter",
-            "desired-state=running",
-            "--format",
-            "{{.Image}} {{.CurrentState}}",
-        ]));
-        out.lines()
-            .filter(|l| l.contains(" Running"))
-            .map(|l| l.split(' ').next().unwrap().to_string())
-            .collect()
+        self.docker.running_images("web")
     }
 
     fn deployed_file(&self) -> String {
@@ -169,28 +146,7 @@ fn rollouts_on_a_real_swarm() {
     ]))
     .ok();
     let v1 = stage.pushed(&v1_run);
-    sh(stage.docker.command().args([
-        "service",
-        "create",
-        "--detach",
-        "--quiet",
-        "--name",
-        "web",
-        "--network",
-        "host",
-        "--replicas",
-        "2",
-        "--update-monitor",
-        "2s",
-        "--update-delay",
-        "0s",
-        "--rollback-monitor",
-        "1s",
-        "--restart-delay",
-        "1s",
-        &v1,
-    ]));
-    wait_for(|| stage.running_images().len() == 2, "v1 running");
+    stage.docker.create_service("web", &v1);
 
     // v2: committed to the deployment repo, rolled out, every task on it.
     let v2_run = stage.release("v2.0.0").ok();
@@ -312,12 +268,4 @@ fn service_version(stage: &Stage) -> String {
         "--format",
         "{{.Version.Index}}",
     ]))
-}
-
-fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }

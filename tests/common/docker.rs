@@ -85,6 +85,67 @@ impl Docker {
         format!("unix://{}", self.dir.join("docker.sock").display())
     }
 
+    /// The image a service's spec names.
+    pub fn service_image(&self, service: &str) -> String {
+        super::sh(self.command().args([
+            "service",
+            "inspect",
+            service,
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+        ]))
+        .trim()
+        .to_string()
+    }
+
+    /// Images of a service's tasks that run now.
+    pub fn running_images(&self, service: &str) -> Vec<String> {
+        let out = super::sh(self.command().args([
+            "service",
+            "ps",
+            service,
+            "--no-trunc",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Image}} {{.CurrentState}}",
+        ]));
+        out.lines()
+            .filter(|l| l.contains(" Running"))
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect()
+    }
+
+    /// Creates a two-task service on the host network that updates one task at a time and
+    /// notices failing tasks within seconds, then waits until both tasks run.
+    pub fn create_service(&self, service: &str, image: &str) {
+        super::sh(self.command().args([
+            "service",
+            "create",
+            "--detach",
+            "--quiet",
+            "--name",
+            service,
+            "--network",
+            "host",
+            "--replicas",
+            "2",
+            "--update-monitor",
+            "2s",
+            "--update-delay",
+            "0s",
+            "--rollback-monitor",
+            "1s",
+            "--restart-delay",
+            "1s",
+            image,
+        ]));
+        super::wait_for(
+            || self.running_images(service).len() == 2,
+            "the service's tasks to run",
+        );
+    }
+
     /// A `docker` client command for this engine.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new("docker");

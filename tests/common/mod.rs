@@ -358,3 +358,15 @@ pub fn bare_repository(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
         .arg(&bare));
     bare
 }
+
+/// Polls `done` until it holds, failing the test after two minutes.
+pub fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}

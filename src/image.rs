@@ -31,7 +31,7 @@ use crate::target::Target;
 use crate::ui::Ui;
 
 /// What the stage produced; also the `image` section of the release record.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Built {
     /// The OCI image layout it was written to.
     pub layout: PathBuf,
@@ -49,7 +49,7 @@ pub struct Built {
     pub layers: Vec<AddedLayer>,
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct AddedLayer {
     pub created_by: String,
     pub digest: String,

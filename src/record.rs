@@ -1,9 +1,12 @@
 //! The release record: what was released and what each stage did. Printed by `--output json`,
 //! saved as `release.json` in the output folder for later jobs and re-runs.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use std::path::Path;
 
 use crate::environment::EnvironmentDeployed;
+use crate::error::{Error, Result};
 use crate::image::Built as ImageBuilt;
 use crate::oci::push::Pushed;
 use crate::publish::Published;
@@ -61,7 +64,7 @@ pub enum Status {
     Failed,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TarballRecord {
     pub file: String,
     pub path: String,
@@ -70,7 +73,74 @@ pub struct TarballRecord {
     pub entries: u64,
 }
 
+/// What an earlier job of the same release left in the output folder (its `release.json`),
+/// so a later job (publish, deploy) uses those artifacts instead of building them again.
+#[derive(Debug, Deserialize)]
+pub struct Earlier {
+    commit: String,
+    version: String,
+    dry_run: bool,
+    tarball: Option<TarballRecord>,
+    image: Option<ImageBuilt>,
+    pushed: Option<Pushed>,
+}
+
+impl Earlier {
+    /// The record saved at `path`, if there is one for this very release (same commit and
+    /// version, and a real run unless this is a dry run).
+    pub fn load(path: &Path, target: &Target, dry_run: bool) -> Result<Option<Earlier>> {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Ok(None);
+        };
+        let earlier: Earlier = serde_json::from_str(&text).map_err(|e| {
+            Error::input(format!(
+                "{} is not a tagpilot release record: {e}",
+                path.display()
+            ))
+            .with_hint("Delete it, or point --out at another folder")
+        })?;
+        let same = earlier.commit == target.commit.id
+            && earlier.version == target.version.to_string()
+            && (dry_run || !earlier.dry_run);
+        Ok(same.then_some(earlier))
+    }
+}
+
 impl Record {
+    /// Takes over what an earlier job built, for the stages this job does not run. A tarball
+    /// is taken only if its file is still there with the recorded SHA-256.
+    pub fn carry_over(
+        &mut self,
+        earlier: Earlier,
+        tarball: bool,
+        image: bool,
+        push: bool,
+    ) -> Result<()> {
+        if tarball {
+            if let Some(recorded) = earlier.tarball {
+                let path = Path::new(&recorded.path);
+                let actual =
+                    crate::digest::sha256_file(path).map_err(|e| Error::io("read", path, e))?;
+                if actual != recorded.sha256 {
+                    return Err(Error::input(format!(
+                        "{} is not the tarball the earlier job recorded (sha256 {actual}, recorded {})",
+                        path.display(),
+                        recorded.sha256
+                    ))
+                    .with_hint("Pass the build job's artifacts unchanged, or run the tarball stage again"));
+                }
+                self.tarball = Some(recorded);
+            }
+        }
+        if image {
+            self.image = earlier.image;
+        }
+        if push {
+            self.pushed = earlier.pushed;
+        }
+        Ok(())
+    }
+
     pub fn new(target: &Target, dry_run: bool) -> Record {
         Record {
             tool: format!("tagpilot {}", env!("CARGO_PKG_VERSION")),
@@ -118,6 +188,24 @@ impl Record {
         self.image = Some(built.clone());
     }
 
+    /// The pushed image as deploys write it: `registry/repository:VERSION_TAG@sha256:…`.
+    pub fn pinned_image(&self) -> Option<String> {
+        let pushed = self.pushed.as_ref()?;
+        let repository = pushed.reference.split('@').next()?;
+        self.pinned_in(repository)
+    }
+
+    /// The built image pinned in `repository`, under its first version tag.
+    pub fn pinned_in(&self, repository: &str) -> Option<String> {
+        let built = self.image.as_ref()?;
+        let tag = built
+            .version_tags
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.version.clone());
+        Some(format!("{repository}:{tag}@{}", built.digest))
+    }
+
     /// `KEY=value` pairs for the GitLab dotenv report.
     pub fn dotenv(&self) -> Vec<(&'static str, String)> {
         let mut pairs = vec![
@@ -136,8 +224,9 @@ impl Record {
             pairs.push(("TAGPILOT_IMAGE_DIGEST", image.digest.clone()));
             pairs.push(("TAGPILOT_IMAGE_TAGS", image.tags.join(",")));
         }
-        if let Some(pushed) = &self.pushed {
-            pairs.push(("TAGPILOT_IMAGE", pushed.reference.clone()));
+        if let Some(pinned) = self.pinned_image() {
+            // What `tagpilot deploy` takes by default in a later job.
+            pairs.push(("TAGPILOT_IMAGE", pinned));
         }
         if let Some(url) = self.published.as_ref().and_then(|p| p.release_url.clone()) {
             pairs.push(("TAGPILOT_RELEASE_URL", url));

@@ -189,13 +189,19 @@ fn ci_credentials_and_a_full_release() {
             ("tarball", "done"),
             ("image", "done"),
             ("push", "done"),
+            ("publish", "not_configured"),
             ("deploy", "not_configured")
         ]
     );
     let dotenv = std::fs::read_to_string(dotenv).unwrap();
-    let reference = record["pushed"]["reference"].as_str().unwrap();
+    let (repository, digest) = record["pushed"]["reference"]
+        .as_str()
+        .unwrap()
+        .split_once('@')
+        .unwrap();
+    let version = record["version"].as_str().unwrap();
     assert!(
-        dotenv.contains(&format!("TAGPILOT_IMAGE={reference}\n")),
+        dotenv.contains(&format!("TAGPILOT_IMAGE={repository}:{version}@{digest}\n")),
         "{dotenv}"
     );
     assert!(
@@ -780,7 +786,7 @@ fn a_release_ends_with_the_deployment_commit() {
         .collect();
     assert_eq!(
         stages,
-        ["done", "done", "done", "done"],
+        ["done", "done", "done", "not_configured", "done"],
         "{}",
         record["stages"]
     );

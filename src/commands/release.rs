@@ -15,7 +15,7 @@ use crate::gitops::deploy::Release;
 use crate::image;
 use crate::oci::layer::Layer;
 use crate::publish;
-use crate::record::{Record, Status};
+use crate::record::{Earlier, Record, Status};
 use crate::spec::image::ImageSpec;
 use crate::tarball::{self as tarball_writer, Existing};
 use crate::target::{self, Request, Target};
@@ -64,6 +64,22 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     }
 
     let mut record = Record::new(&target, args.dry_run);
+    // A later CI job (publish, deploy) runs without the build stages: it takes their results
+    // from the build job's record, handed over as an artifact, instead of rebuilding.
+    let skipped = |stage| !selected(stage);
+    if [StageName::Tarball, StageName::Image, StageName::Push]
+        .into_iter()
+        .any(skipped)
+    {
+        if let Some(earlier) = Earlier::load(&out.join("release.json"), &target, args.dry_run)? {
+            record.carry_over(
+                earlier,
+                skipped(StageName::Tarball),
+                skipped(StageName::Image),
+                skipped(StageName::Push),
+            )?;
+        }
+    }
     // A dry run or snapshot is a throw-away build: it may replace its own earlier output.
     let existing = if args.dry_run {
         Existing::Replace
@@ -95,11 +111,13 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         record.set_tarball(&built);
         release_tree = layer.map_err(|err| failed(&mut record, out, "image", err))?;
     } else {
-        record.stage("tarball", Status::NotSelected, "");
+        let detail = carried(record.tarball.as_ref().map(|t| t.file.as_str()));
+        record.stage("tarball", Status::NotSelected, detail);
     }
 
     if !selected(StageName::Image) {
-        record.stage("image", Status::NotSelected, "");
+        let detail = carried(record.image.as_ref().map(|i| i.digest.as_str()));
+        record.stage("image", Status::NotSelected, detail);
     } else {
         // A dry run's layout is what people inspect: complete it; a real release pushes instead.
         let built = image_stage::build(&project, &target, &layout, args.dry_run, release_tree, ui)
@@ -120,7 +138,10 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     }
 
     match (record.image.clone(), &project.spec.image) {
-        _ if !selected(StageName::Push) => record.stage("push", Status::NotSelected, ""),
+        _ if !selected(StageName::Push) => {
+            let detail = carried(record.pushed.as_ref().map(|p| p.reference.as_str()));
+            record.stage("push", Status::NotSelected, detail)
+        }
         _ if args.dry_run => record.stage("push", Status::NotSelected, "dry run: nothing pushed"),
         (Some(built), Some(spec)) => {
             let pushed = image_stage::push(&built, spec, args.force, ui)
@@ -159,6 +180,12 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         Output::Human => print_summary(&record, &record_path),
     }
     Ok(())
+}
+
+/// The detail of a stage this job did not run: what it took from the earlier job, if anything.
+fn carried(what: Option<&str>) -> String {
+    what.map(|w| format!("from the earlier job's record: {w}"))
+        .unwrap_or_default()
 }
 
 /// The tarball; with an image to build, also its release tree layer, made from the tarball's
@@ -303,33 +330,19 @@ fn deploy_stage(
         return Ok(());
     }
     // The pinned reference: pushed, or (dry run) the one the push would make.
-    let repository = record
-        .pushed
-        .as_ref()
-        .map(|p| {
-            p.reference
-                .split('@')
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .or_else(|| {
-            let spec = project.spec.image.as_ref()?;
-            spec.repository
-                .as_ref()
-                .map(|r| r.value.clone())
-                .or_else(|| std::env::var("CI_REGISTRY_IMAGE").ok())
-        });
-    let image = match (repository, &record.image) {
-        (Some(repository), Some(built)) => {
-            let tag = built
-                .version_tags
-                .first()
-                .cloned()
-                .unwrap_or_else(|| target.version.to_string());
-            format!("{repository}:{tag}@{}", built.digest)
-        }
-        _ => {
+    let pushed = record.pinned_image();
+    let would_push = || {
+        let spec = project.spec.image.as_ref()?;
+        let repository = spec
+            .repository
+            .as_ref()
+            .map(|r| r.value.clone())
+            .or_else(|| std::env::var("CI_REGISTRY_IMAGE").ok())?;
+        record.pinned_in(&repository)
+    };
+    let image = match pushed.or_else(would_push) {
+        Some(image) => image,
+        None => {
             record.stage(
                 "deploy",
                 Status::NotSelected,

@@ -15,7 +15,7 @@ use super::blobs::BlobStore;
 use super::registry::Client;
 use super::{Descriptor, DOCKER_LIST, OCI_INDEX};
 
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Pushed {
     /// `registry/repository@sha256:…`: the pinned reference of what was pushed.
     pub reference: String,

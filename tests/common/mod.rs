@@ -87,6 +87,12 @@ impl Run {
 pub fn tagpilot(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tagpilot"));
     cmd.current_dir(cwd);
+    without_leaky_vars(&mut cmd);
+    cmd
+}
+
+/// Drops the caller's variables that would change what tagpilot does.
+pub fn without_leaky_vars(cmd: &mut Command) -> &mut Command {
     for var in LEAKY_VARS {
         cmd.env_remove(var);
     }

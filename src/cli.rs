@@ -11,7 +11,7 @@ use crate::version::Scheme;
     name = "tagpilot",
     version,
     about = "From a git tag to a release: reproducible tarball, daemonless OCI image and push, GitOps commit, rollout",
-    after_help = "Exit codes: 0 done, 1 failed, 2 bad usage or bad input (spec, tag, flags, repository), 3 rollout failed, 4 rollout timed out."
+    after_help = "Exit codes: 0 done, 1 failed, 2 bad usage or bad input (spec, tag, flags, repository), 3 rollout failed, 4 rollout timed out, 5 stopped by SIGTERM/SIGINT at a safe point (re-run to finish)."
 )]
 pub struct Cli {
     /// How results are printed on stdout: `human` lines or the `json` release record.
@@ -224,6 +224,14 @@ pub enum StageName {
 }
 
 impl StageName {
+    pub const ALL: [StageName; 5] = [
+        StageName::Tarball,
+        StageName::Image,
+        StageName::Push,
+        StageName::Publish,
+        StageName::Deploy,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             StageName::Tarball => "tarball",

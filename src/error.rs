@@ -15,6 +15,8 @@ pub enum ExitCode {
     RolloutFailed = 3,
     /// A rollout did not finish before its timeout.
     RolloutTimedOut = 4,
+    /// Stopped by SIGTERM or SIGINT at a safe point; a re-run finishes the work.
+    Stopped = 5,
 }
 
 #[derive(Debug)]

@@ -19,6 +19,7 @@ pub mod publish;
 pub mod record;
 pub mod source;
 pub mod spec;
+pub mod stop;
 pub mod supervisor;
 pub mod tarball;
 pub mod target;

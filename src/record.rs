@@ -62,6 +62,8 @@ pub enum Status {
     /// The spec has no section for it.
     NotConfigured,
     Failed,
+    /// Not run: the job was stopped (SIGTERM/SIGINT) before it.
+    Stopped,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -1,13 +1,15 @@
 //! The publish stage against a stateful fake of GitLab's Releases and generic packages APIs:
 //! created once, found done on a re-run, other bytes under a released version refused (and
 //! replaced only with --force), an upload whose reply was lost not duplicated, a hand-made
-//! release reconciled, dry runs that write nothing, GitLab's guards, and a refused token.
+//! release reconciled, dry runs that write nothing, GitLab's guards, a refused token, and
+//! jobs stopped by SIGTERM or killed mid-publish that a re-run finishes without duplicates.
 
 mod common;
 
 use std::process::Command;
 
 use common::fakes::gitlab::FakeGitLab;
+use common::registry::{self, Registry};
 use common::*;
 use serde_json::Value;
 
@@ -29,8 +31,12 @@ fn project() -> Repo {
 }
 
 fn release(repo: &Repo, gitlab: &FakeGitLab, extra: &[&str]) -> Command {
+    release_of("v1.1.0", repo, gitlab, extra)
+}
+
+fn release_of(tag: &str, repo: &Repo, gitlab: &FakeGitLab, extra: &[&str]) -> Command {
     let mut cmd = tagpilot(repo.path());
-    cmd.args(["release", "--output", "json", "--tag", "v1.1.0"])
+    cmd.args(["release", "--output", "json", "--tag", tag])
         .args(extra)
         .env("CI_API_V4_URL", gitlab.api_url())
         .env("CI_PROJECT_ID", "group/app")
@@ -235,4 +241,114 @@ fn a_refused_token_is_reported_without_printing_it() {
         refused.stderr
     );
     assert!(!refused.stderr.contains(TOKEN) && !refused.stdout.contains(TOKEN));
+}
+
+/// The project with an image pushed to the real registry and an automatic environment
+/// recorded in a bare repository: stages before and after publish.
+fn project_with_deploy(work: &std::path::Path, registry: &Registry) -> (Repo, std::path::PathBuf) {
+    let repository = format!("{}/group/app", registry.host());
+    let bare = bare_repository(
+        work,
+        &[("app.yaml", &format!("image: {repository}:0.0.0\n"))],
+    );
+    let repo = project();
+    repo.write(
+        "tagpilot.yaml",
+        format!(
+            "name: app\nimage: {{ repository: {repository}, install_path: /srv/app }}\ndeploy:\n  - environment: staging\n    automatic: true\n    repo: file://{}\n    files: [{{ file: app.yaml }}]\n",
+            bare.display()
+        ),
+    )
+    .commit("Deploy to staging")
+    .tag("v1.2.0");
+    (repo, bare)
+}
+
+fn spawn_release(repo: &Repo, gitlab: &FakeGitLab) -> std::process::Child {
+    release_of("v1.2.0", repo, gitlab, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn sigterm_stops_at_the_next_stage_and_a_rerun_finishes() {
+    if !registry::available() {
+        return;
+    }
+    let registry = Registry::start(false);
+    let work = tempfile::tempdir().unwrap();
+    let (repo, bare) = project_with_deploy(work.path(), &registry);
+    let gitlab = FakeGitLab::start("group/app", TOKEN);
+    gitlab.gate.arm();
+    let child = spawn_release(&repo, &gitlab);
+    wait_for(|| gitlab.gate.arrived(), "the release creation request");
+    sh(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    gitlab.gate.open();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("stopped by SIGTERM before the deploy stage")
+            && stderr.contains("publish done")
+            && stderr.contains("not run: deploy"),
+        "{stderr}"
+    );
+    let record = read_json(&repo.path().join("tagpilot-out/release.json"));
+    assert_eq!(stage(&record, "publish")["status"], "done");
+    assert_eq!(stage(&record, "deploy")["status"], "stopped");
+    let commits = || {
+        sh(Command::new("git")
+            .current_dir(&bare)
+            .args(["rev-list", "--count", "main"]))
+    };
+    assert_eq!(commits().trim(), "1", "nothing was deployed");
+
+    let rerun = run(&mut release_of("v1.2.0", &repo, &gitlab, &[])).ok();
+    let record: Value = serde_json::from_str(&rerun.stdout).unwrap();
+    assert_eq!(stage(&record, "publish")["status"], "already_done");
+    assert_eq!(stage(&record, "deploy")["status"], "done");
+    assert_eq!(commits().trim(), "2");
+    assert_eq!(gitlab.files("app", "1.2.0", "app-1.2.0.tar.gz").len(), 1);
+    assert_eq!(gitlab.state.lock().unwrap().releases.len(), 1);
+}
+
+#[test]
+fn a_job_killed_mid_publish_is_finished_by_a_rerun_without_duplicates() {
+    if !registry::available() {
+        return;
+    }
+    let registry = Registry::start(false);
+    let work = tempfile::tempdir().unwrap();
+    let (repo, bare) = project_with_deploy(work.path(), &registry);
+    let gitlab = FakeGitLab::start("group/app", TOKEN);
+    gitlab.gate.arm();
+    let mut child = spawn_release(&repo, &gitlab);
+    wait_for(|| gitlab.gate.arrived(), "the release creation request");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // GitLab finishes the request the killed job sent.
+    gitlab.gate.open();
+    wait_for(
+        || gitlab.release("v1.2.0").is_some(),
+        "the release to exist",
+    );
+
+    let rerun = run(&mut release_of("v1.2.0", &repo, &gitlab, &[])).ok();
+    let record: Value = serde_json::from_str(&rerun.stdout).unwrap();
+    assert_eq!(record["published"]["release"], "already_there", "{record}");
+    assert_eq!(record["published"]["files"][0]["status"], "already_there");
+    assert_eq!(stage(&record, "deploy")["status"], "done");
+    assert_eq!(gitlab.files("app", "1.2.0", "app-1.2.0.tar.gz").len(), 1);
+    assert_eq!(gitlab.files("app", "1.2.0", "SHA256SUMS").len(), 1);
+    // The tarball, SHA256SUMS and the image, each once.
+    let links = gitlab.release("v1.2.0").unwrap().links;
+    let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names[2].starts_with("Container image "), "{names:?}");
+    assert!(sh(Command::new("git")
+        .current_dir(&bare)
+        .args(["show", "main:app.yaml"]))
+    .contains("1.2.0"));
 }

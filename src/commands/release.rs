@@ -17,6 +17,7 @@ use crate::oci::layer::Layer;
 use crate::publish;
 use crate::record::{Earlier, Record, Status};
 use crate::spec::image::ImageSpec;
+use crate::stop;
 use crate::tarball::{self as tarball_writer, Existing};
 use crate::target::{self, Request, Target};
 use crate::ui::{human_bytes, print_stdout, status_word, Ui};
@@ -94,6 +95,7 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         .as_ref()
         .filter(|_| selected(StageName::Image));
     let mut release_tree = None;
+    checkpoint(&mut record, out, StageName::Tarball)?;
     if selected(StageName::Tarball) {
         let (built, layer) =
             tarball_and_tree_layer(&project, &target, out, existing, image_spec, &layout, ui);
@@ -115,6 +117,7 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         record.stage("tarball", Status::NotSelected, detail);
     }
 
+    checkpoint(&mut record, out, StageName::Image)?;
     if !selected(StageName::Image) {
         let detail = carried(record.image.as_ref().map(|i| i.digest.as_str()));
         record.stage("image", Status::NotSelected, detail);
@@ -137,6 +140,7 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         }
     }
 
+    checkpoint(&mut record, out, StageName::Push)?;
     match (record.image.clone(), &project.spec.image) {
         _ if !selected(StageName::Push) => {
             let detail = carried(record.pushed.as_ref().map(|p| p.reference.as_str()));
@@ -161,12 +165,14 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         _ => record.stage("push", Status::NotConfigured, "no image built"),
     }
 
+    checkpoint(&mut record, out, StageName::Publish)?;
     if !selected(StageName::Publish) {
         record.stage("publish", Status::NotSelected, "");
     } else {
         publish_stage(&project, &target, args, &mut record, out, ui)?;
     }
 
+    checkpoint(&mut record, out, StageName::Deploy)?;
     if !selected(StageName::Deploy) {
         record.stage("deploy", Status::NotSelected, "");
     } else {
@@ -353,7 +359,25 @@ fn deploy_stage(
     };
     let release = Release::of_target(target, &image, args.dry_run);
     let mut details = Vec::new();
-    for spec in automatic {
+    for (index, spec) in automatic.iter().enumerate() {
+        if let (Some(signal), Some(done)) = (stop::requested(), index.checked_sub(1)) {
+            let message = format!(
+                "stopped by {signal} after deploying to {}; not deployed: {}; re-run the job to finish",
+                automatic[..=done]
+                    .iter()
+                    .map(|d| d.environment.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                automatic[index..]
+                    .iter()
+                    .map(|d| d.environment.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            record.stage("deploy", Status::Stopped, message.clone());
+            save_record(out, record)?;
+            return Err(stop::stopped(message));
+        }
         let deployed = deploy_environment(spec, &release, ui)
             .map_err(|err| failed(record, out, "deploy", err))?;
         details.push(format!("{}: {}", spec.environment, deployed.summary()));
@@ -365,6 +389,38 @@ fn deploy_stage(
     }
     record.stage("deploy", Status::Done, details.join(", "));
     Ok(())
+}
+
+/// A safe point before `next`: when a stop was asked for, the stages not run are recorded as
+/// stopped, the record is saved, and the release ends saying what was and was not done.
+fn checkpoint(record: &mut Record, out: &Path, next: StageName) -> Result<()> {
+    let Some(signal) = stop::requested() else {
+        return Ok(());
+    };
+    let done: Vec<String> = record
+        .stages
+        .iter()
+        .map(|s| format!("{} {}", s.name, status_word(&s.status)))
+        .collect();
+    let not_run: Vec<&str> = StageName::ALL
+        .iter()
+        .skip_while(|s| **s != next)
+        .map(|s| s.as_str())
+        .collect();
+    for stage in &not_run {
+        record.stage(
+            stage,
+            Status::Stopped,
+            format!("not run: stopped by {signal}"),
+        );
+    }
+    save_record(out, record)?;
+    Err(stop::stopped(format!(
+        "stopped by {signal} before the {} stage; so far: {}; not run: {}. Re-run the job to finish: what is done is found done",
+        next.as_str(),
+        if done.is_empty() { "nothing".to_string() } else { done.join(", ") },
+        not_run.join(", ")
+    )))
 }
 
 /// Records a failed stage (the record is saved, so what was done stays known) and passes the
@@ -405,6 +461,7 @@ fn print_summary(record: &Record, record_path: &Path) {
             Status::NotSelected => "not selected",
             Status::NotConfigured => "not configured",
             Status::Failed => "FAILED",
+            Status::Stopped => "STOPPED",
         };
         text.push_str(&format!(
             "  {:<10} {:<13} {}\n",

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::error::{Error, ExitCode, Result};
 use crate::spec::orchestrator::OnFailure;
+use crate::stop;
 use crate::ui::Ui;
 
 use super::{same_image, Engine, Live, Object, Observation, Phase, Replicas, Submitted};
@@ -164,6 +165,13 @@ pub fn roll_out(
             record.state = State::WouldSubmit;
             rollout.services.push(record);
             continue;
+        }
+        if let Some(signal) = stop::requested() {
+            let stopped = stop::stopped(format!(
+                "stopped by {signal} before updating {}",
+                object.name
+            ));
+            return Err(half_done(stopped, &rollout));
         }
         let submitted = engine
             .submit(object, live, plan.image, plan.on_failure)
@@ -343,6 +351,13 @@ fn watch(
             }
             Phase::Superseded(by) => return Ok(End::Superseded(by)),
             Phase::Pending | Phase::Progressing => {}
+        }
+        if let Some(signal) = stop::requested() {
+            return Err(stop::stopped(format!(
+                "stopped by {signal} while watching {}: the update goes on in {}; re-run to watch it to the end",
+                object.name,
+                engine.api().engine
+            )));
         }
         if Instant::now() >= deadline {
             let counts = seen

@@ -5,6 +5,7 @@
 //! Every request needs the job token (`JOB-TOKEN`) or a `PRIVATE-TOKEN`; anything else is 401.
 //! It is a fake: it models only what tagpilot reads and writes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
@@ -62,6 +63,40 @@ pub struct State {
 pub struct FakeGitLab {
     pub server: Server,
     pub state: Arc<Mutex<State>>,
+    /// Holds release creation until opened, so a test can act while a client waits on it.
+    pub gate: Arc<Gate>,
+}
+
+#[derive(Default)]
+pub struct Gate {
+    armed: AtomicBool,
+    arrived: AtomicBool,
+    open: AtomicBool,
+}
+
+impl Gate {
+    pub fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    pub fn arrived(&self) -> bool {
+        self.arrived.load(Ordering::SeqCst)
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits here (without the state lock) while armed and not yet opened.
+    fn pass(&self) {
+        if !self.armed.load(Ordering::SeqCst) {
+            return;
+        }
+        self.arrived.store(true, Ordering::SeqCst);
+        while !self.open.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 impl FakeGitLab {
@@ -74,8 +109,19 @@ impl FakeGitLab {
             ..State::default()
         }));
         let shared = Arc::clone(&state);
-        let server = Server::start(move |request| handle(&mut shared.lock().unwrap(), request));
-        FakeGitLab { server, state }
+        let gate = Arc::new(Gate::default());
+        let gate_shared = Arc::clone(&gate);
+        let server = Server::start(move |request| {
+            if request.method == "POST" && request.path.ends_with("/releases") {
+                gate_shared.pass();
+            }
+            handle(&mut shared.lock().unwrap(), request)
+        });
+        FakeGitLab {
+            server,
+            state,
+            gate,
+        }
     }
 
     /// `CI_API_V4_URL`.

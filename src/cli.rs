@@ -53,7 +53,7 @@ pub enum Command {
 }
 
 /// Where the project and its spec are.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ProjectArgs {
     /// Pipeline spec. Default: `tagpilot.yaml` at the repository root, if present.
     #[arg(long, value_name = "FILE")]
@@ -63,7 +63,7 @@ pub struct ProjectArgs {
     pub repo: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct TagArgs {
     /// Tag to release. Default: `$CI_COMMIT_TAG`, else the release tag on HEAD.
     #[arg(long, value_name = "TAG")]
@@ -73,7 +73,7 @@ pub struct TagArgs {
     pub out: PathBuf,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ReleaseArgs {
     #[command(flatten)]
     pub project: ProjectArgs,
@@ -90,6 +90,21 @@ pub struct ReleaseArgs {
         conflicts_with = "tag"
     )]
     pub snapshot: Option<String>,
+    /// Save the dry run's plan here (tag, digests, diffs, rollouts) for `--plan`.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "dry_run",
+        conflicts_with = "snapshot"
+    )]
+    pub plan_out: Option<PathBuf>,
+    /// Apply exactly this plan (its tag), refusing if the world changed since it was made.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["dry_run", "tag", "snapshot", "plan_out"]
+    )]
+    pub plan: Option<PathBuf>,
     /// Replace a version tag, or a published package file, that already holds other bytes.
     #[arg(long)]
     pub force: bool,
@@ -194,7 +209,7 @@ pub struct VersionsArgs {
 }
 
 /// Overrides of GitLab's guards on releasing.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct GuardArgs {
     /// Release even though `CI_COMMIT_REF_PROTECTED` is false (an unprotected tag).
     #[arg(long)]

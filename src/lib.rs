@@ -15,6 +15,7 @@ pub mod image;
 pub mod net;
 pub mod oci;
 pub mod orchestrator;
+pub mod plan;
 pub mod publish;
 pub mod record;
 pub mod source;

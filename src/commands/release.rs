@@ -14,6 +14,7 @@ use crate::gitlab::releases::ReleaseStatus;
 use crate::gitops::deploy::Release;
 use crate::image;
 use crate::oci::layer::Layer;
+use crate::plan::Plan;
 use crate::publish;
 use crate::record::{Earlier, Record, Status};
 use crate::spec::image::ImageSpec;
@@ -27,14 +28,54 @@ use super::{display, tarball, write_dotenv, Project};
 
 pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     let project = Project::open(&args.project)?;
+    let plan = args.plan.as_deref().map(Plan::load).transpose()?;
     let request = Request {
-        tag: args.tag.tag.clone(),
+        tag: plan
+            .as_ref()
+            .map(|p| p.tag.clone())
+            .or_else(|| args.tag.tag.clone()),
         snapshot: args.snapshot.clone(),
     };
+    let target = target::resolve(&project.source, &project.spec, &request)?;
+    let record = match &plan {
+        None => execute(&project, &target, args, ui)?,
+        Some(plan) => {
+            let ci_tag = std::env::var("CI_COMMIT_TAG").ok();
+            plan.check_target(&target, ci_tag.as_deref())?;
+            ui.info("Checking the plan: a dry run first, then the release if nothing changed");
+            let rehearsal = ReleaseArgs {
+                dry_run: true,
+                ..args.clone()
+            };
+            let differences = plan.differences(&execute(&project, &target, &rehearsal, ui)?);
+            if !differences.is_empty() {
+                return Err(Error::input(format!(
+                    "the world changed since the plan was made; nothing was done:\n  - {}",
+                    differences.join("\n  - ")
+                ))
+                .with_hint("Make a new plan with `tagpilot release --dry-run --plan-out FILE`"));
+            }
+            ui.info("The plan holds: applying it");
+            execute(&project, &target, args, ui)?
+        }
+    };
+    if let Some(path) = &args.plan_out {
+        Plan::of(&record)?.save(path)?;
+        ui.info(&format!("plan saved to {}", display(path)));
+    }
+    write_dotenv(cli, &record)?;
+    match cli.output {
+        Output::Json => print_stdout(&record.to_json()),
+        Output::Human => print_summary(&record, &args.tag.out.join("release.json")),
+    }
+    Ok(())
+}
+
+/// Runs the selected stages for `target` and saves the record (also when a stage fails).
+fn execute(project: &Project, target: &Target, args: &ReleaseArgs, ui: &Ui) -> Result<Record> {
     let selected = |stage: StageName| {
         (args.only.is_empty() || args.only.contains(&stage)) && !args.skip.contains(&stage)
     };
-    let target = target::resolve(&project.source, &project.spec, &request)?;
     let out = &args.tag.out;
     ui.info(&format!(
         "Releasing {} {} ({}, commit {}{}){}",
@@ -64,7 +105,7 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         }
     }
 
-    let mut record = Record::new(&target, args.dry_run);
+    let mut record = Record::new(target, args.dry_run);
     // A later CI job (publish, deploy) runs without the build stages: it takes their results
     // from the build job's record, handed over as an artifact, instead of rebuilding.
     let skipped = |stage| !selected(stage);
@@ -72,7 +113,7 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         .into_iter()
         .any(skipped)
     {
-        if let Some(earlier) = Earlier::load(&out.join("release.json"), &target, args.dry_run)? {
+        if let Some(earlier) = Earlier::load(&out.join("release.json"), target, args.dry_run)? {
             record.carry_over(
                 earlier,
                 skipped(StageName::Tarball),
@@ -98,7 +139,7 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     checkpoint(&mut record, out, StageName::Tarball)?;
     if selected(StageName::Tarball) {
         let (built, layer) =
-            tarball_and_tree_layer(&project, &target, out, existing, image_spec, &layout, ui);
+            tarball_and_tree_layer(project, target, out, existing, image_spec, &layout, ui);
         let built = built.map_err(|err| failed(&mut record, out, "tarball", err))?;
         let status = if built.unchanged {
             Status::AlreadyDone
@@ -123,7 +164,7 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         record.stage("image", Status::NotSelected, detail);
     } else {
         // A dry run's layout is what people inspect: complete it; a real release pushes instead.
-        let built = image_stage::build(&project, &target, &layout, args.dry_run, release_tree, ui)
+        let built = image_stage::build(project, target, &layout, args.dry_run, release_tree, ui)
             .map_err(|err| failed(&mut record, out, "image", err))?;
         match built {
             Some(built) => {
@@ -169,23 +210,18 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     if !selected(StageName::Publish) {
         record.stage("publish", Status::NotSelected, "");
     } else {
-        publish_stage(&project, &target, args, &mut record, out, ui)?;
+        publish_stage(project, target, args, &mut record, out, ui)?;
     }
 
     checkpoint(&mut record, out, StageName::Deploy)?;
     if !selected(StageName::Deploy) {
         record.stage("deploy", Status::NotSelected, "");
     } else {
-        deploy_stage(&project, &target, args, &mut record, out, ui)?;
+        deploy_stage(project, target, args, &mut record, out, ui)?;
     }
 
-    let record_path = save_record(out, &record)?;
-    write_dotenv(cli, &record)?;
-    match cli.output {
-        Output::Json => print_stdout(&record.to_json()),
-        Output::Human => print_summary(&record, &record_path),
-    }
-    Ok(())
+    save_record(out, &record)?;
+    Ok(record)
 }
 
 /// The detail of a stage this job did not run: what it took from the earlier job, if anything.

@@ -143,36 +143,12 @@ fn world() -> Option<World> {
     let bare = bare_repository(work.path(), &[("swarm/stack.yml", &stack)]);
     let git = GitHttp::start(work.path().to_path_buf(), "oauth2", DEPLOY_TOKEN);
 
-    let app = Repo::new();
-    std::fs::create_dir_all(app.path().join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", app.path().join("bin/busybox")).unwrap();
-    for tool in ["sh", "sleep", "echo"] {
-        app.symlink(&format!("bin/{tool}"), "busybox");
-    }
-    app.write(
-        "tagpilot.yaml",
-        format!(
-            r#"name: app
-image:
-  repository: {repository}
-  install_path: /
-  entrypoint: ["/bin/sh", "/run.sh"]
-  tags: ["{{version}}"]
-deploy:
-  - environment: staging
-    automatic: true
-    repo: {url}
-    files: [{{ file: swarm/stack.yml }}]
-    credentials: {{ token: DEPLOY_TOKEN }}
-    author: {{ name: Release Bot, email: bot@example.org }}
-    orchestrator: {{ kind: swarm, services: [web], timeout: 90s }}
-"#,
-            url = git.url("deployment.git")
-        ),
+    let app = swarm_app(
+        &repository,
+        &git.url("deployment.git"),
+        "    credentials: { token: DEPLOY_TOKEN }\n    orchestrator: { kind: swarm, services: [web], timeout: 90s }\n",
+        &RUN,
     );
-    for (tag, script) in RUN {
-        app.write("run.sh", script).commit(tag).tag(tag);
-    }
     Some(World {
         docker,
         registry,

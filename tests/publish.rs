@@ -264,26 +264,53 @@ fn project_with_deploy(work: &std::path::Path, registry: &Registry) -> (Repo, st
     (repo, bare)
 }
 
-fn spawn_release(repo: &Repo, gitlab: &FakeGitLab) -> std::process::Child {
-    release_of("v1.2.0", repo, gitlab, &[])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
+/// A release of v1.2.0 running, its GitLab release creation request held by the fake.
+struct Held {
+    _registry: Registry,
+    _work: tempfile::TempDir,
+    repo: Repo,
+    bare: std::path::PathBuf,
+    gitlab: FakeGitLab,
+    child: std::process::Child,
 }
 
-#[test]
-fn sigterm_stops_at_the_next_stage_and_a_rerun_finishes() {
+fn held_at_release_creation() -> Option<Held> {
     if !registry::available() {
-        return;
+        return None;
     }
     let registry = Registry::start(false);
     let work = tempfile::tempdir().unwrap();
     let (repo, bare) = project_with_deploy(work.path(), &registry);
     let gitlab = FakeGitLab::start("group/app", TOKEN);
     gitlab.gate.arm();
-    let child = spawn_release(&repo, &gitlab);
+    let child = release_of("v1.2.0", &repo, &gitlab, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for(|| gitlab.gate.arrived(), "the release creation request");
+    Some(Held {
+        _registry: registry,
+        _work: work,
+        repo,
+        bare,
+        gitlab,
+        child,
+    })
+}
+
+#[test]
+fn sigterm_stops_at_the_next_stage_and_a_rerun_finishes() {
+    let Some(held) = held_at_release_creation() else {
+        return;
+    };
+    let Held {
+        repo,
+        bare,
+        gitlab,
+        child,
+        ..
+    } = held;
     sh(Command::new("kill").args(["-TERM", &child.id().to_string()]));
     gitlab.gate.open();
     let output = child.wait_with_output().unwrap();
@@ -316,16 +343,16 @@ fn sigterm_stops_at_the_next_stage_and_a_rerun_finishes() {
 
 #[test]
 fn a_job_killed_mid_publish_is_finished_by_a_rerun_without_duplicates() {
-    if !registry::available() {
+    let Some(held) = held_at_release_creation() else {
         return;
-    }
-    let registry = Registry::start(false);
-    let work = tempfile::tempdir().unwrap();
-    let (repo, bare) = project_with_deploy(work.path(), &registry);
-    let gitlab = FakeGitLab::start("group/app", TOKEN);
-    gitlab.gate.arm();
-    let mut child = spawn_release(&repo, &gitlab);
-    wait_for(|| gitlab.gate.arrived(), "the release creation request");
+    };
+    let Held {
+        repo,
+        bare,
+        gitlab,
+        mut child,
+        ..
+    } = held;
     child.kill().unwrap();
     child.wait().unwrap();
     // GitLab finishes the request the killed job sent.

@@ -93,38 +93,12 @@ fn stage() -> Option<Stage> {
     let bare = bare_repository(work.path(), &[("swarm/stack.yml", &stack)]);
 
     // The app: busybox and a run.sh, released with a spec that deploys to the swarm.
-    let app = Repo::new();
-    std::fs::create_dir_all(app.path().join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", app.path().join("bin/busybox")).unwrap();
-    for tool in ["sh", "sleep", "echo"] {
-        app.symlink(&format!("bin/{tool}"), "busybox");
-    }
-    app.write(
-        "tagpilot.yaml",
-        format!(
-            r#"name: app
-image:
-  repository: {repository}
-  install_path: /
-  entrypoint: ["/bin/sh", "/run.sh"]
-  tags: ["{{version}}"]
-deploy:
-  - environment: staging
-    automatic: true
-    repo: file://{bare}
-    files: [{{ file: swarm/stack.yml }}]
-    author: {{ name: Release Bot, email: bot@example.org }}
-    orchestrator:
-      kind: swarm
-      services: [web]
-      timeout: ${{ROLLOUT_TIMEOUT:-90s}}
-"#,
-            bare = bare.display()
-        ),
+    let app = swarm_app(
+        &repository,
+        &format!("file://{}", bare.display()),
+        "    orchestrator:\n      kind: swarm\n      services: [web]\n      timeout: ${ROLLOUT_TIMEOUT:-90s}\n",
+        &RUN,
     );
-    for (tag, script) in RUN {
-        app.write("run.sh", script).commit(tag).tag(tag);
-    }
     Some(Stage {
         docker,
         registry,

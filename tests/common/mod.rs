@@ -376,3 +376,43 @@ pub fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }
+
+/// A service for the Swarm tests: busybox's `sh`, `sleep` and `echo` under `bin/`, a spec
+/// that builds its image into `repository` and records it in `deploy_repo` (`swarm/stack.yml`,
+/// service `web`) with `deploy_extra` lines added to the environment, and one tagged commit per
+/// `(tag, run.sh)`.
+pub fn swarm_app(
+    repository: &str,
+    deploy_repo: &str,
+    deploy_extra: &str,
+    releases: &[(&str, &str)],
+) -> Repo {
+    let app = Repo::new();
+    std::fs::create_dir_all(app.path().join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", app.path().join("bin/busybox")).unwrap();
+    for tool in ["sh", "sleep", "echo"] {
+        app.symlink(&format!("bin/{tool}"), "busybox");
+    }
+    app.write(
+        "tagpilot.yaml",
+        format!(
+            r#"name: app
+image:
+  repository: {repository}
+  install_path: /
+  entrypoint: ["/bin/sh", "/run.sh"]
+  tags: ["{{version}}"]
+deploy:
+  - environment: staging
+    automatic: true
+    repo: {deploy_repo}
+    files: [{{ file: swarm/stack.yml }}]
+    author: {{ name: Release Bot, email: bot@example.org }}
+{deploy_extra}"#
+        ),
+    );
+    for (tag, script) in releases {
+        app.write("run.sh", script).commit(tag).tag(tag);
+    }
+    app
+}

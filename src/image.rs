@@ -381,6 +381,62 @@ pub fn registry_digest(reference: &Reference, image: Option<&ImageSpec>) -> Resu
     Client::new(reference, credential, &connection)?.manifest_digest(reference.manifest_reference())
 }
 
+/// What a push would find, read without writing anything: the version tags the registry
+/// already has and whether they name these bytes, and how many added layers it holds.
+#[derive(Debug)]
+pub struct PushPreview {
+    pub repository: String,
+    /// Version tags already there with this image's digest.
+    pub already_there: Vec<String>,
+    /// Version tags already naming other bytes: `(tag, digest there)`.
+    pub conflicts: Vec<(String, String)>,
+    pub layers_present: usize,
+    pub layers: usize,
+}
+
+pub fn push_preview(built: &Built, image: &ImageSpec) -> Result<PushPreview> {
+    let reference = push_repository(image)?;
+    let mut client = registry_client(&reference, image)?;
+    let mut preview = PushPreview {
+        repository: format!("{}/{}", reference.registry, reference.repository),
+        already_there: Vec::new(),
+        conflicts: Vec::new(),
+        layers_present: 0,
+        layers: built.layers.len(),
+    };
+    for tag in &built.version_tags {
+        match client.manifest_digest(tag)? {
+            Some(digest) if digest == built.digest => preview.already_there.push(tag.clone()),
+            Some(digest) => preview.conflicts.push((tag.clone(), digest)),
+            None => {}
+        }
+    }
+    for layer in &built.layers {
+        if client.has_blob(&layer.digest)? {
+            preview.layers_present += 1;
+        }
+    }
+    Ok(preview)
+}
+
+/// The repository to push to: `image.repository`, else `$CI_REGISTRY_IMAGE`.
+fn push_repository(image: &ImageSpec) -> Result<Reference> {
+    let repository = match &image.repository {
+        Some(repository) => repository.value.clone(),
+        None => std::env::var("CI_REGISTRY_IMAGE").ok().filter(|r| !r.is_empty()).ok_or_else(|| {
+            Error::input("no repository to push the image to: image.repository is not set and CI_REGISTRY_IMAGE is empty")
+                .with_hint("Set image.repository in the spec (GitLab CI sets CI_REGISTRY_IMAGE), or build without pushing: --dry-run, --skip push or `tagpilot image --oci-layout DIR`")
+        })?,
+    };
+    let reference = Reference::parse(&repository).map_err(Error::input)?;
+    if reference.digest.is_some() || reference.tag.is_some() {
+        return Err(Error::input(format!(
+            "image.repository `{repository}` names a tag or digest; give the repository only (tags come from image.tags)"
+        )));
+    }
+    Ok(reference)
+}
+
 /// A client for `reference`'s registry, with the login found for it and the spec's TLS settings.
 fn registry_client(reference: &Reference, image: &ImageSpec) -> Result<Client> {
     let lookup = |name: &str| std::env::var(name).ok();
@@ -544,19 +600,7 @@ fn image_tags(image: &ImageSpec, target: &Target) -> Result<(Vec<String>, Vec<St
 
 /// Pushes a built image to `image.repository` (or `$CI_REGISTRY_IMAGE`).
 pub fn push(built: &Built, image: &ImageSpec, force: bool, ui: &Ui) -> Result<Pushed> {
-    let repository = match &image.repository {
-        Some(repository) => repository.value.clone(),
-        None => std::env::var("CI_REGISTRY_IMAGE").ok().filter(|r| !r.is_empty()).ok_or_else(|| {
-            Error::input("no repository to push the image to: image.repository is not set and CI_REGISTRY_IMAGE is empty")
-                .with_hint("Set image.repository in the spec (GitLab CI sets CI_REGISTRY_IMAGE), or build without pushing: --dry-run, --skip push or `tagpilot image --oci-layout DIR`")
-        })?,
-    };
-    let reference = Reference::parse(&repository).map_err(Error::input)?;
-    if reference.digest.is_some() || reference.tag.is_some() {
-        return Err(Error::input(format!(
-            "image.repository `{repository}` names a tag or digest; give the repository only (tags come from image.tags)"
-        )));
-    }
+    let reference = push_repository(image)?;
     let mut client = registry_client(&reference, image)?;
     let mut base = match image.base.as_str() {
         "scratch" => None,

@@ -1,3 +1,4 @@
+//! Dry runs and plans. A dry run reports every problem a release would run into at once.
 //! `release --dry-run --plan-out` and `release --plan`: the plan is applied exactly (same
 //! digests, same diff), and refused with nothing changed when the deployment repository moved,
 //! when the plan was edited, when it is for another tag, or when its tag now names another
@@ -191,4 +192,42 @@ fn an_edited_plan_another_tag_and_a_moved_tag_are_refused() {
     run(&mut setup.apply(&plan)).fails_with(2, "tag v1.0.0 now names commit");
     assert!(!setup.registry_has_release());
     assert!(setup.deployed().contains(":0.9.0"));
+}
+
+#[test]
+fn a_dry_run_reports_every_problem_at_once() {
+    let Some(setup) = setup() else {
+        return;
+    };
+    run(tagpilot(setup.repo.path()).args(["release", "--tag", "v1.0.0"])).ok();
+    // The tag moves: its build now gives other bytes than the registry's 1.0.0.
+    setup.repo.write("app.txt", "changed\n").commit("Changed");
+    sh(Command::new("git")
+        .current_dir(setup.repo.path())
+        .args(["tag", "-f", "v1.0.0"]));
+    let spec = setup._work.path().join("broken.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: app\nimage: {{ repository: {}/group/app, install_path: /srv/app }}\ndeploy:\n  - environment: staging\n    automatic: true\n    repo: file://{}\n    files: [{{ file: missing.yaml }}]\n  - environment: production\n    automatic: true\n    repo: file:///nonexistent/deploy.git\n    files: [{{ file: app.yaml }}]\n",
+            setup.registry.host(),
+            setup.bare.display()
+        ),
+    )
+    .unwrap();
+    let dry = run(tagpilot(setup.repo.path())
+        .args(["release", "--dry-run", "--tag", "v1.0.0", "--pipeline"])
+        .arg(&spec))
+    .fails_with(2, "the dry run found 3 problem(s)");
+    for needle in [
+        "push: ",
+        "1.0.0 already names other bytes",
+        "deploy staging: missing.yaml is not in",
+        "deploy production: ",
+        "/nonexistent/deploy.git",
+    ] {
+        assert!(dry.stderr.contains(needle), "{needle}: {}", dry.stderr);
+    }
+    let record = read_json(&setup.repo.path().join("tagpilot-out/release.json"));
+    assert_eq!(record["dry_run"], true);
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::archive::ChannelReader;
 use crate::cli::{Cli, Output, ReleaseArgs, StageName};
 use crate::environment::deploy_environment;
-use crate::error::{Error, Result};
+use crate::error::{Error, ExitCode, Result};
 use crate::fsutil;
 use crate::gitlab;
 use crate::gitlab::packages::FileStatus;
@@ -106,6 +106,8 @@ fn execute(project: &Project, target: &Target, args: &ReleaseArgs, ui: &Ui) -> R
     }
 
     let mut record = Record::new(target, args.dry_run);
+    // Problems a dry run finds that a release would run into, reported together at the end.
+    let mut problems = Vec::new();
     // A later CI job (publish, deploy) runs without the build stages: it takes their results
     // from the build job's record, handed over as an artifact, instead of rebuilding.
     let skipped = |stage| !selected(stage);
@@ -187,6 +189,10 @@ fn execute(project: &Project, target: &Target, args: &ReleaseArgs, ui: &Ui) -> R
             let detail = carried(record.pushed.as_ref().map(|p| p.reference.as_str()));
             record.stage("push", Status::NotSelected, detail)
         }
+        (Some(built), Some(spec)) if args.dry_run => {
+            let detail = preview_push(&built, spec, args.force, &mut problems, ui);
+            record.stage("push", Status::NotSelected, detail)
+        }
         _ if args.dry_run => record.stage("push", Status::NotSelected, "dry run: nothing pushed"),
         (Some(built), Some(spec)) => {
             let pushed = image_stage::push(&built, spec, args.force, ui)
@@ -210,18 +216,75 @@ fn execute(project: &Project, target: &Target, args: &ReleaseArgs, ui: &Ui) -> R
     if !selected(StageName::Publish) {
         record.stage("publish", Status::NotSelected, "");
     } else {
-        publish_stage(project, target, args, &mut record, out, ui)?;
+        publish_stage(project, target, args, &mut record, &mut problems, out, ui)?;
     }
 
     checkpoint(&mut record, out, StageName::Deploy)?;
     if !selected(StageName::Deploy) {
         record.stage("deploy", Status::NotSelected, "");
     } else {
-        deploy_stage(project, target, args, &mut record, out, ui)?;
+        deploy_stage(project, target, args, &mut record, &mut problems, out, ui)?;
     }
 
     save_record(out, &record)?;
+    if !problems.is_empty() {
+        return Err(Error::input(format!(
+            "the dry run found {} problem(s) a release would run into:\n  - {}",
+            problems.len(),
+            problems.join("\n  - ")
+        )));
+    }
     Ok(record)
+}
+
+/// A dry run's push stage: what the registry already has, read without writing. A version tag
+/// that names other bytes is a problem the release would hit; an unreadable registry is not.
+fn preview_push(
+    built: &crate::image::Built,
+    spec: &ImageSpec,
+    force: bool,
+    problems: &mut Vec<String>,
+    ui: &Ui,
+) -> String {
+    let configured = spec.repository.is_some()
+        || std::env::var("CI_REGISTRY_IMAGE").is_ok_and(|r| !r.is_empty());
+    if !configured {
+        return "dry run: no registry configured, nothing read".to_string();
+    }
+    match crate::image::push_preview(built, spec) {
+        Ok(preview) => {
+            for (tag, there) in &preview.conflicts {
+                let problem = format!(
+                    "push: {}:{tag} already names other bytes ({there}, this build {}); a release refuses that{}",
+                    preview.repository,
+                    built.digest,
+                    if force { " unless --force, which is given" } else { " (--force replaces it)" }
+                );
+                if !force {
+                    problems.push(problem.clone());
+                }
+                ui.info(&problem);
+            }
+            format!(
+                "dry run: {} has {} of the {} added layer(s){}",
+                preview.repository,
+                preview.layers_present,
+                preview.layers,
+                if preview.already_there.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", and already {} with this digest",
+                        preview.already_there.join(",")
+                    )
+                }
+            )
+        }
+        Err(err) => {
+            ui.info(&format!("dry run: the registry could not be read: {err}"));
+            format!("dry run: registry not readable ({err})")
+        }
+    }
 }
 
 /// The detail of a stage this job did not run: what it took from the earlier job, if anything.
@@ -280,6 +343,7 @@ fn publish_stage(
     target: &Target,
     args: &ReleaseArgs,
     record: &mut Record,
+    problems: &mut Vec<String>,
     out: &Path,
     ui: &Ui,
 ) -> Result<()> {
@@ -314,7 +378,13 @@ fn publish_stage(
     let published = ui.section("publish", &title, || publish::publish(&inputs, &gitlab, ui));
     let published = match published {
         Ok(published) => published,
-        // A dry run reads what it can; an unreadable GitLab is reported, not fatal.
+        // A dry run reads what it can: a refusal a release would hit is a problem, an
+        // unreadable GitLab is only reported.
+        Err(err) if args.dry_run && err.code == ExitCode::Input => {
+            problems.push(format!("publish: {err}"));
+            record.stage("publish", Status::Failed, err.message);
+            return Ok(());
+        }
         Err(err) if args.dry_run => {
             ui.info(&format!("dry run: GitLab could not be read: {err}"));
             record.stage("publish", Status::NotSelected, format!("dry run: {err}"));
@@ -359,6 +429,7 @@ fn deploy_stage(
     target: &Target,
     args: &ReleaseArgs,
     record: &mut Record,
+    problems: &mut Vec<String>,
     out: &Path,
     ui: &Ui,
 ) -> Result<()> {
@@ -395,6 +466,7 @@ fn deploy_stage(
     };
     let release = Release::of_target(target, &image, args.dry_run);
     let mut details = Vec::new();
+    let mut status = Status::Done;
     for (index, spec) in automatic.iter().enumerate() {
         if let (Some(signal), Some(done)) = (stop::requested(), index.checked_sub(1)) {
             let message = format!(
@@ -414,8 +486,17 @@ fn deploy_stage(
             save_record(out, record)?;
             return Err(stop::stopped(message));
         }
-        let deployed = deploy_environment(spec, &release, ui)
-            .map_err(|err| failed(record, out, "deploy", err))?;
+        let deployed = match deploy_environment(spec, &release, ui) {
+            Ok(deployed) => deployed,
+            // A dry run goes on to the next environment, to report every problem at once.
+            Err(err) if args.dry_run => {
+                problems.push(format!("deploy {}: {err}", spec.environment));
+                details.push(format!("{}: {err}", spec.environment));
+                status = Status::Failed;
+                continue;
+            }
+            Err(err) => return Err(failed(record, out, "deploy", err)),
+        };
         details.push(format!("{}: {}", spec.environment, deployed.summary()));
         let rollout_error = deployed.rollout_error();
         record.deployed.push(deployed);
@@ -423,7 +504,7 @@ fn deploy_stage(
             return Err(failed(record, out, "deploy", err));
         }
     }
-    record.stage("deploy", Status::Done, details.join(", "));
+    record.stage("deploy", status, details.join(", "));
     Ok(())
 }
 
@@ -500,7 +581,7 @@ fn print_summary(record: &Record, record_path: &Path) {
             Status::Stopped => "STOPPED",
         };
         text.push_str(&format!(
-            "  {:<10} {:<13} {}\n",
+            "  {:<10} {:<14} {}\n",
             stage.name, status, stage.detail
         ));
     }

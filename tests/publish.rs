@@ -379,3 +379,46 @@ fn a_job_killed_mid_publish_is_finished_by_a_rerun_without_duplicates() {
         .args(["show", "main:app.yaml"]))
     .contains("1.2.0"));
 }
+
+#[test]
+fn notes_package_and_links_come_from_the_spec() {
+    let repo = project();
+    repo.write(
+        "tagpilot.yaml",
+        "name: app\npublish:\n  notes_file: CHANGES.md\n  package: app-source\n  links: [{ name: Docs, url: \"https://docs.example.org/app\" }]\n",
+    )
+    .write("CHANGES.md", "## 1.2.0\n\n- Faster greetings.\n")
+    .commit("Notes")
+    .tag("v1.2.0");
+    let gitlab = FakeGitLab::start("group/app", TOKEN);
+    run(&mut release_of("v1.2.0", &repo, &gitlab, &[])).ok();
+    let published = gitlab.release("v1.2.0").unwrap();
+    assert_eq!(published.description, "## 1.2.0\n\n- Faster greetings.\n");
+    assert_eq!(
+        gitlab
+            .files("app-source", "1.2.0", "app-1.2.0.tar.gz")
+            .len(),
+        1
+    );
+    let docs = published.links.iter().find(|l| l.name == "Docs").unwrap();
+    assert_eq!(
+        (docs.url.as_str(), docs.link_type.as_str()),
+        ("https://docs.example.org/app", "other")
+    );
+
+    // Both notes and notes_file, and a link that is not a web address: every problem, placed.
+    repo.write(
+        "tagpilot.yaml",
+        "name: app\npublish:\n  notes: hi\n  notes_file: CHANGES.md\n  links: [{ name: Docs, url: \"docs.example.org\" }]\n",
+    );
+    let invalid = run(tagpilot(repo.path()).arg("validate")).fails_with(2, "tagpilot.yaml:4:");
+    assert!(
+        invalid
+            .stderr
+            .contains("set `notes` or `notes_file`, not both")
+            && invalid.stderr.contains("tagpilot.yaml:5:")
+            && invalid.stderr.contains("must start with https://"),
+        "{}",
+        invalid.stderr
+    );
+}

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use common::proxy::{Fault, Proxy};
 use common::registry::{self, Registry, PASSWORD, USER};
@@ -392,6 +392,73 @@ fn a_registry_that_dies_mid_push_leaves_no_tag_and_a_rerun_completes() {
         .as_str()
         .unwrap()
         .starts_with(&registry.host()));
+}
+
+#[test]
+fn a_release_killed_mid_push_is_finished_by_a_rerun() {
+    if !ready() {
+        return;
+    }
+    let registry = Registry::start(false);
+    let repo = Repo::new();
+    // Big and incompressible, so the push hangs inside this layer's upload.
+    repo.write("big.bin", noise(4_000_000));
+    // The proxy forwards 1 MB, then hangs, until the test lets it forward again.
+    let stalling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let budget = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1_000_000));
+    let (stall, left) = (stalling.clone(), budget.clone());
+    let proxy = Proxy::start(registry.port, move |_| {
+        if stall.load(Ordering::SeqCst) {
+            Fault::Stall(left.clone())
+        } else {
+            Fault::Forward
+        }
+    });
+    repo.write(
+        "tagpilot.yaml",
+        format!(
+            "name: app\nimage: {{ repository: {}/group/app, install_path: /srv/app }}\n",
+            proxy.host()
+        ),
+    )
+    .commit("App")
+    .tag("v1.0.0");
+    let release = || {
+        let mut cmd = tagpilot(repo.path());
+        cmd.args(["release", "--output", "json", "--tag", "v1.0.0"]);
+        cmd
+    };
+    let mut child = release()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        || budget.load(Ordering::SeqCst) == 0,
+        "the push to be under way",
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let tag = format!("{}/group/app:1.0.0", registry.host());
+    assert!(!skopeo(&[], &tag).status.success(), "no tag on a half push");
+
+    stalling.store(false, Ordering::SeqCst);
+    let rerun = run(&mut release()).ok();
+    let record: Value = serde_json::from_str(&rerun.stdout).unwrap();
+    let digest = record["image"]["digest"].as_str().unwrap();
+    let inspected = skopeo(&["--format", "{{.Digest}}"], &tag);
+    assert!(inspected.status.success(), "the re-run tagged the image");
+    assert_eq!(String::from_utf8_lossy(&inspected.stdout).trim(), digest);
+    // Once more: everything is there, nothing is sent again.
+    let again = run(&mut release()).ok();
+    let record: Value = serde_json::from_str(&again.stdout).unwrap();
+    let push = record["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "push")
+        .unwrap();
+    assert_eq!(push["status"], "already_done", "{push}");
 }
 
 /// A registry that takes Bearer tokens from a test issuer (keys live in the returned folder).

@@ -20,6 +20,9 @@ pub enum Fault {
     /// Forward while a byte budget shared by all connections lasts, then cut: a registry
     /// that dies after taking that much, whichever connections it came on.
     Budget(Arc<AtomicUsize>),
+    /// Forward while a shared byte budget lasts, then swallow what the client sends and never
+    /// answer: a registry that hangs mid-upload, so the client can be killed right there.
+    Stall(Arc<AtomicUsize>),
     /// Like a proxy with a body-size limit: a PUT with a larger body gets `413`. Every request
     /// is sent with `Connection: close`, so each arrives on a connection of its own.
     LimitBody(usize),
@@ -85,6 +88,7 @@ fn serve(mut client: TcpStream, upstream: u16, fault: Fault) {
         Fault::Forward => forward(client, upstream, &AtomicUsize::new(usize::MAX), Vec::new()),
         Fault::CutAfter(limit) => forward(client, upstream, &AtomicUsize::new(limit), Vec::new()),
         Fault::Budget(budget) => forward(client, upstream, &budget, Vec::new()),
+        Fault::Stall(budget) => forward_then(client, upstream, &budget, Vec::new(), Empty::Stall),
         Fault::LimitBody(max) => limit_body(client, upstream, max),
     }
 }
@@ -122,9 +126,27 @@ fn limit_body(mut client: TcpStream, upstream: u16, max: usize) {
     forward(client, upstream, &AtomicUsize::new(usize::MAX), head)
 }
 
+/// What happens when the byte budget runs out.
+#[derive(Clone, Copy, PartialEq)]
+enum Empty {
+    Cut,
+    Stall,
+}
+
 /// Forwards both ways, `first` (already read from the client) ahead of the rest, while the
-/// byte `budget` for the way to the registry lasts (shared by connections, or this one's own).
+/// byte `budget` for the way to the registry lasts (shared by connections, or this one's own);
+/// then cuts the connection.
 fn forward(client: TcpStream, upstream: u16, budget: &AtomicUsize, first: Vec<u8>) {
+    forward_then(client, upstream, budget, first, Empty::Cut)
+}
+
+fn forward_then(
+    client: TcpStream,
+    upstream: u16,
+    budget: &AtomicUsize,
+    first: Vec<u8>,
+    empty: Empty,
+) {
     let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
         let _ = client.shutdown(Shutdown::Both);
         return;
@@ -151,7 +173,14 @@ fn forward(client: TcpStream, upstream: u16, budget: &AtomicUsize, first: Vec<u8
             })
             .unwrap_or(0)
             .min(n);
-        if server_write.write_all(&buf[..granted]).is_err() || granted < n {
+        if server_write.write_all(&buf[..granted]).is_err() {
+            break;
+        }
+        if granted < n {
+            if empty == Empty::Stall {
+                // Take everything, answer nothing, until the client goes away.
+                let _ = std::io::copy(&mut client_read, &mut std::io::sink());
+            }
             break;
         }
     }

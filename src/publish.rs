@@ -13,6 +13,7 @@ use crate::fsutil;
 use crate::gitlab::api::Project as GitLab;
 use crate::gitlab::packages::{self, FileStatus, Package, PackageFile};
 use crate::gitlab::releases::{self, Link, ReleaseStatus, WantedRelease};
+use crate::net::api::Payload;
 use crate::oci::push::Pushed;
 use crate::record::TarballRecord;
 use crate::source::Source;
@@ -65,19 +66,17 @@ pub fn publish(inputs: &Inputs, gitlab: &GitLab, ui: &Ui) -> Result<Published> {
     let mut files = Vec::new();
     let mut links = Vec::new();
     if let Some(tarball) = inputs.tarball {
-        let bytes = std::fs::read(&tarball.path)
-            .map_err(|e| Error::io("read", Path::new(&tarball.path), e))?;
         let sums = format!("{}  {}\n", tarball.sha256, tarball.file);
         let sums_sha256 = crate::digest::sha256_hex(sums.as_bytes());
         for file in [
             PackageFile {
                 name: &tarball.file,
-                bytes: &bytes,
+                content: Payload::File(Path::new(&tarball.path)),
                 sha256: &tarball.sha256,
             },
             PackageFile {
                 name: "SHA256SUMS",
-                bytes: sums.as_bytes(),
+                content: Payload::Bytes(sums.as_bytes()),
                 sha256: &sums_sha256,
             },
         ] {

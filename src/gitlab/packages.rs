@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::net::api::Payload;
 
 use super::api::{encode, Project};
 
@@ -28,7 +29,7 @@ pub enum FileStatus {
 /// One file to publish.
 pub struct PackageFile<'a> {
     pub name: &'a str,
-    pub bytes: &'a [u8],
+    pub content: Payload<'a>,
     pub sha256: &'a str,
 }
 
@@ -107,7 +108,7 @@ fn check_then_upload(
     let reply =
         project
             .api
-            .send_bytes("PUT", &path, "application/octet-stream", file.bytes, &what)?;
+            .upload("PUT", &path, "application/octet-stream", file.content, &what)?;
     project.api.expect(&reply, &what)?;
     // GitLab reports the stored file's digest: a difference means the bytes changed on the way.
     if let Some(sha256) = reply.json().get("file_sha256").and_then(Value::as_str) {

@@ -199,13 +199,16 @@ impl Engine for Nomad {
 
     fn observe(&mut self, object: &Object, submitted: &Submitted) -> Result<Observation> {
         let ours = job_version(submitted);
+        // The deployment first, then the job: a deployment cancelled by a newer version is
+        // then always seen with that version (the other order can pair a stale job with it).
+        let deployment = self.deployment_of(&object.name, ours)?;
         let job = self.job(&object.name)?;
         let (group, task) = task_of(&job, object)?;
         let image = job["TaskGroups"][group]["Tasks"][task]["Config"]["image"]
             .as_str()
             .unwrap_or("")
             .to_string();
-        let Some(deployment) = self.deployment_of(&object.name, ours)? else {
+        let Some(deployment) = deployment else {
             if job["Version"].as_u64().unwrap_or(0) > ours && !same_image(&image, &submitted.image)
             {
                 return Ok(Observation {

@@ -105,10 +105,13 @@ fn check_then_upload(
         "{}?select=package_file",
         package.file_path(project, file.name)
     );
-    let reply =
-        project
-            .api
-            .upload("PUT", &path, "application/octet-stream", file.content, &what)?;
+    let reply = project.api.upload(
+        "PUT",
+        &path,
+        "application/octet-stream",
+        file.content,
+        &what,
+    )?;
     project.api.expect(&reply, &what)?;
     // GitLab reports the stored file's digest: a difference means the bytes changed on the way.
     if let Some(sha256) = reply.json().get("file_sha256").and_then(Value::as_str) {

@@ -5,26 +5,30 @@ use std::path::Path;
 
 use crate::archive::ChannelReader;
 use crate::cli::{Cli, Output, ReleaseArgs, StageName};
-use crate::environment::deploy_environment;
-use crate::error::{Error, ExitCode, Result};
+use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::gitlab;
-use crate::gitlab::packages::FileStatus;
-use crate::gitlab::releases::ReleaseStatus;
-use crate::gitops::deploy::Release;
 use crate::image;
 use crate::oci::layer::Layer;
 use crate::plan::Plan;
-use crate::publish;
 use crate::record::{Earlier, Record, Status};
 use crate::spec::image::ImageSpec;
 use crate::stop;
 use crate::tarball::{self as tarball_writer, Existing};
 use crate::target::{self, Request, Target};
-use crate::ui::{human_bytes, print_stdout, status_word, Ui};
+use crate::ui::{print_stdout, status_word, Ui};
+
+mod deploy;
+mod publish;
+mod push;
+mod summary;
 
 use super::image as image_stage;
 use super::{display, tarball, write_dotenv, Project};
+use deploy::deploy_stage;
+use publish::publish_stage;
+use push::preview_push;
+use summary::print_summary;
 
 pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     let project = Project::open(&args.project)?;
@@ -237,56 +241,6 @@ fn execute(project: &Project, target: &Target, args: &ReleaseArgs, ui: &Ui) -> R
     Ok(record)
 }
 
-/// A dry run's push stage: what the registry already has, read without writing. A version tag
-/// that names other bytes is a problem the release would hit; an unreadable registry is not.
-fn preview_push(
-    built: &crate::image::Built,
-    spec: &ImageSpec,
-    force: bool,
-    problems: &mut Vec<String>,
-    ui: &Ui,
-) -> String {
-    let configured = spec.repository.is_some()
-        || std::env::var("CI_REGISTRY_IMAGE").is_ok_and(|r| !r.is_empty());
-    if !configured {
-        return "dry run: no registry configured, nothing read".to_string();
-    }
-    match crate::image::push_preview(built, spec) {
-        Ok(preview) => {
-            for (tag, there) in &preview.conflicts {
-                let problem = format!(
-                    "push: {}:{tag} already names other bytes ({there}, this build {}); a release refuses that{}",
-                    preview.repository,
-                    built.digest,
-                    if force { " unless --force, which is given" } else { " (--force replaces it)" }
-                );
-                if !force {
-                    problems.push(problem.clone());
-                }
-                ui.info(&problem);
-            }
-            format!(
-                "dry run: {} has {} of the {} added layer(s){}",
-                preview.repository,
-                preview.layers_present,
-                preview.layers,
-                if preview.already_there.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        ", and already {} with this digest",
-                        preview.already_there.join(",")
-                    )
-                }
-            )
-        }
-        Err(err) => {
-            ui.info(&format!("dry run: the registry could not be read: {err}"));
-            format!("dry run: registry not readable ({err})")
-        }
-    }
-}
-
 /// The detail of a stage this job did not run: what it took from the earlier job, if anything.
 fn carried(what: Option<&str>) -> String {
     what.map(|w| format!("from the earlier job's record: {w}"))
@@ -334,178 +288,6 @@ fn tarball_and_tree_layer(
         };
         (built, layer)
     })
-}
-
-/// The GitLab Release and package files, when the job runs in GitLab (or the variables say
-/// where GitLab is).
-fn publish_stage(
-    project: &Project,
-    target: &Target,
-    args: &ReleaseArgs,
-    record: &mut Record,
-    problems: &mut Vec<String>,
-    out: &Path,
-    ui: &Ui,
-) -> Result<()> {
-    let spec = &project.spec.publish;
-    let gitlab = match gitlab::api::connect(&|n| std::env::var(n).ok()) {
-        _ if !spec.gitlab => None,
-        Ok(gitlab) => gitlab,
-        Err(err) => return Err(failed(record, out, "publish", err)),
-    };
-    let (Some(gitlab), Some(tag)) = (gitlab, target.tag.as_deref()) else {
-        let why = if !spec.gitlab {
-            "publish.gitlab is false"
-        } else if target.tag.is_none() {
-            "a snapshot has no tag to release"
-        } else {
-            "not in GitLab CI (no CI_API_V4_URL / CI_PROJECT_ID)"
-        };
-        record.stage("publish", Status::NotConfigured, why);
-        return Ok(());
-    };
-    let inputs = publish::Inputs {
-        source: &project.source,
-        spec,
-        target,
-        tag,
-        tarball: record.tarball.as_ref(),
-        pushed: record.pushed.as_ref(),
-        force: args.force,
-        dry_run: args.dry_run,
-    };
-    let title = format!("Publishing the GitLab release of {tag}");
-    let published = ui.section("publish", &title, || publish::publish(&inputs, &gitlab, ui));
-    let published = match published {
-        Ok(published) => published,
-        // A dry run reads what it can: a refusal a release would hit is a problem, an
-        // unreadable GitLab is only reported.
-        Err(err) if args.dry_run && err.code == ExitCode::Input => {
-            problems.push(format!("publish: {err}"));
-            record.stage("publish", Status::Failed, err.message);
-            return Ok(());
-        }
-        Err(err) if args.dry_run => {
-            ui.info(&format!("dry run: GitLab could not be read: {err}"));
-            record.stage("publish", Status::NotSelected, format!("dry run: {err}"));
-            return Ok(());
-        }
-        Err(err) => return Err(failed(record, out, "publish", err)),
-    };
-    let nothing_new = published.release == ReleaseStatus::AlreadyThere
-        && published
-            .files
-            .iter()
-            .all(|f| f.status == FileStatus::AlreadyThere);
-    let status = if nothing_new {
-        Status::AlreadyDone
-    } else {
-        Status::Done
-    };
-    let detail = format!(
-        "release {} {}, {}",
-        tag,
-        status_word(&published.release),
-        published
-            .files
-            .iter()
-            .map(|f| format!("{} {}", f.file, status_word(&f.status)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    if !args.dry_run {
-        publish::write_annotations(&out.join("annotations.json"), &published)
-            .map_err(|err| failed(record, out, "publish", err))?;
-    }
-    record.stage("publish", status, detail);
-    record.published = Some(published);
-    Ok(())
-}
-
-/// Records the release in every automatic environment's deployment repository (in a dry run,
-/// computes the diffs it would commit).
-fn deploy_stage(
-    project: &Project,
-    target: &Target,
-    args: &ReleaseArgs,
-    record: &mut Record,
-    problems: &mut Vec<String>,
-    out: &Path,
-    ui: &Ui,
-) -> Result<()> {
-    let automatic: Vec<_> = project.spec.deploy.iter().filter(|d| d.automatic).collect();
-    if automatic.is_empty() {
-        record.stage(
-            "deploy",
-            Status::NotConfigured,
-            "no automatic environment in the spec",
-        );
-        return Ok(());
-    }
-    // The pinned reference: pushed, or (dry run) the one the push would make.
-    let pushed = record.pinned_image();
-    let would_push = || {
-        let spec = project.spec.image.as_ref()?;
-        let repository = spec
-            .repository
-            .as_ref()
-            .map(|r| r.value.clone())
-            .or_else(|| std::env::var("CI_REGISTRY_IMAGE").ok())?;
-        record.pinned_in(&repository)
-    };
-    let image = match pushed.or_else(would_push) {
-        Some(image) => image,
-        None => {
-            record.stage(
-                "deploy",
-                Status::NotSelected,
-                "no image with a repository to record",
-            );
-            return Ok(());
-        }
-    };
-    let release = Release::of_target(target, &image, args.dry_run);
-    let mut details = Vec::new();
-    let mut status = Status::Done;
-    for (index, spec) in automatic.iter().enumerate() {
-        if let (Some(signal), Some(done)) = (stop::requested(), index.checked_sub(1)) {
-            let message = format!(
-                "stopped by {signal} after deploying to {}; not deployed: {}; re-run the job to finish",
-                automatic[..=done]
-                    .iter()
-                    .map(|d| d.environment.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                automatic[index..]
-                    .iter()
-                    .map(|d| d.environment.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            record.stage("deploy", Status::Stopped, message.clone());
-            save_record(out, record)?;
-            return Err(stop::stopped(message));
-        }
-        let deployed = match deploy_environment(spec, &release, ui) {
-            Ok(deployed) => deployed,
-            // A dry run goes on to the next environment, to report every problem at once.
-            Err(err) if args.dry_run => {
-                problems.push(format!("deploy {}: {err}", spec.environment));
-                details.push(format!("{}: {err}", spec.environment));
-                status = Status::Failed;
-                continue;
-            }
-            Err(err) => return Err(failed(record, out, "deploy", err)),
-        };
-        details.push(format!("{}: {}", spec.environment, deployed.summary()));
-        let rollout_error = deployed.rollout_error();
-        record.deployed.push(deployed);
-        if let Some(err) = rollout_error {
-            return Err(failed(record, out, "deploy", err));
-        }
-    }
-    record.stage("deploy", status, details.join(", "));
-    Ok(())
 }
 
 /// A safe point before `next`: when a stop was asked for, the stages not run are recorded as
@@ -558,49 +340,4 @@ fn save_record(out: &Path, record: &Record) -> Result<std::path::PathBuf> {
     let path = out.join("release.json");
     fsutil::write_atomic(&path, record.to_json().as_bytes())?;
     Ok(path)
-}
-
-fn print_summary(record: &Record, record_path: &Path) {
-    let mut text = format!(
-        "{} {}{}\n",
-        record.name,
-        record.version,
-        if record.dry_run {
-            " (dry run: nothing was pushed, published or deployed)"
-        } else {
-            ""
-        }
-    );
-    for stage in &record.stages {
-        let status = match stage.status {
-            Status::Done => "done",
-            Status::AlreadyDone => "already done",
-            Status::NotSelected => "not selected",
-            Status::NotConfigured => "not configured",
-            Status::Failed => "FAILED",
-            Status::Stopped => "STOPPED",
-        };
-        text.push_str(&format!(
-            "  {:<10} {:<14} {}\n",
-            stage.name, status, stage.detail
-        ));
-    }
-    if let Some(tarball) = &record.tarball {
-        text.push_str(&format!(
-            "  tarball:  {} ({})\n",
-            tarball.path,
-            human_bytes(tarball.size)
-        ));
-    }
-    if let Some(image) = &record.image {
-        let first_tag = image.tags.first().map_or("", String::as_str);
-        text.push_str(&format!(
-            "  image:    {}:{first_tag} ({}, skopeo inspect oci:{}:{first_tag})\n",
-            display(&image.layout),
-            image.digest,
-            display(&image.layout)
-        ));
-    }
-    text.push_str(&format!("  record:   {}\n", display(record_path)));
-    print_stdout(&text);
 }

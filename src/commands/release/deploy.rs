@@ -1,30 +1,23 @@
 //! The deploy stage: every automatic environment's deployment commit and rollout.
 
-use std::path::Path;
-
-use crate::cli::ReleaseArgs;
 use crate::environment::deploy_environment;
 use crate::error::Result;
 use crate::gitops::deploy::Release;
 use crate::record::{Record, Status};
 use crate::stop;
-use crate::target::Target;
-use crate::ui::Ui;
 
-use super::super::Project;
-use super::{failed, save_record};
+use super::{failed, save_record, Job};
 
 /// Records the release in every automatic environment's deployment repository (in a dry run,
 /// computes the diffs it would commit).
-pub fn deploy_stage(
-    project: &Project,
-    target: &Target,
-    args: &ReleaseArgs,
-    record: &mut Record,
-    problems: &mut Vec<String>,
-    out: &Path,
-    ui: &Ui,
-) -> Result<()> {
+pub fn deploy_stage(job: &Job, record: &mut Record, problems: &mut Vec<String>) -> Result<()> {
+    let Job {
+        project,
+        target,
+        args,
+        out,
+        ui,
+    } = *job;
     let automatic: Vec<_> = project.spec.deploy.iter().filter(|d| d.automatic).collect();
     if automatic.is_empty() {
         record.stage(

@@ -75,12 +75,29 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
+/// What every stage of one release run reads.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    project: &'a Project,
+    target: &'a Target,
+    args: &'a ReleaseArgs,
+    out: &'a Path,
+    ui: &'a Ui,
+}
+
 /// Runs the selected stages for `target` and saves the record (also when a stage fails).
 fn execute(project: &Project, target: &Target, args: &ReleaseArgs, ui: &Ui) -> Result<Record> {
     let selected = |stage: StageName| {
         (args.only.is_empty() || args.only.contains(&stage)) && !args.skip.contains(&stage)
     };
     let out = &args.tag.out;
+    let job = Job {
+        project,
+        target,
+        args,
+        out,
+        ui,
+    };
     ui.info(&format!(
         "Releasing {} {} ({}, commit {}{}){}",
         target.name,
@@ -220,14 +237,14 @@ fn execute(project: &Project, target: &Target, args: &ReleaseArgs, ui: &Ui) -> R
     if !selected(StageName::Publish) {
         record.stage("publish", Status::NotSelected, "");
     } else {
-        publish_stage(project, target, args, &mut record, &mut problems, out, ui)?;
+        publish_stage(&job, &mut record, &mut problems)?;
     }
 
     checkpoint(&mut record, out, StageName::Deploy)?;
     if !selected(StageName::Deploy) {
         record.stage("deploy", Status::NotSelected, "");
     } else {
-        deploy_stage(project, target, args, &mut record, &mut problems, out, ui)?;
+        deploy_stage(&job, &mut record, &mut problems)?;
     }
 
     save_record(out, &record)?;

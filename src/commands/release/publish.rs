@@ -1,31 +1,25 @@
 //! The publish stage: the GitLab Release and package files.
 
-use std::path::Path;
-
-use crate::cli::ReleaseArgs;
 use crate::error::{ExitCode, Result};
 use crate::gitlab;
 use crate::gitlab::packages::FileStatus;
 use crate::gitlab::releases::ReleaseStatus;
 use crate::publish;
 use crate::record::{Record, Status};
-use crate::target::Target;
-use crate::ui::{status_word, Ui};
+use crate::ui::status_word;
 
-use super::super::Project;
-use super::failed;
+use super::{failed, Job};
 
 /// The GitLab Release and package files, when the job runs in GitLab (or the variables say
 /// where GitLab is).
-pub fn publish_stage(
-    project: &Project,
-    target: &Target,
-    args: &ReleaseArgs,
-    record: &mut Record,
-    problems: &mut Vec<String>,
-    out: &Path,
-    ui: &Ui,
-) -> Result<()> {
+pub fn publish_stage(job: &Job, record: &mut Record, problems: &mut Vec<String>) -> Result<()> {
+    let Job {
+        project,
+        target,
+        args,
+        out,
+        ui,
+    } = *job;
     let spec = &project.spec.publish;
     let gitlab = match gitlab::api::connect(&|n| std::env::var(n).ok()) {
         _ if !spec.gitlab => None,

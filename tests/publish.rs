@@ -422,3 +422,27 @@ fn notes_package_and_links_come_from_the_spec() {
         invalid.stderr
     );
 }
+
+#[test]
+fn a_version_on_a_later_page_of_the_package_listing_is_found() {
+    let repo = project();
+    let gitlab = FakeGitLab::start("group/app", TOKEN);
+    // 150 earlier versions of the package: 1.1.0 lands on the listing's second page (this
+    // fake, like older GitLab versions, ignores the `package_version` filter).
+    {
+        let mut state = gitlab.state.lock().unwrap();
+        for n in 0..150 {
+            state.packages.push(common::fakes::gitlab::Package {
+                id: 10_000 + n,
+                name: "app".into(),
+                version: format!("0.0.{n}"),
+                files: Vec::new(),
+            });
+        }
+    }
+    run(&mut release(&repo, &gitlab, &[])).ok();
+    let again = run(&mut release(&repo, &gitlab, &[])).ok();
+    let record: Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(record["published"]["files"][0]["status"], "already_there");
+    assert_eq!(gitlab.files("app", "1.1.0", "app-1.1.0.tar.gz").len(), 1);
+}

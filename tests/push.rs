@@ -826,7 +826,9 @@ fn a_release_ends_with_the_deployment_commit() {
         ],
     );
     let spec = work.path().join("release.yaml");
-    let base = std::fs::read_to_string(Path::new(ROOT).join("pipelines/dirac.yaml")).unwrap();
+    // The example's own deploy section (Marathon) is replaced by one to the test repository.
+    let example = std::fs::read_to_string(Path::new(ROOT).join("pipelines/dirac.yaml")).unwrap();
+    let base = &example[..example.find("\ndeploy:").map_or(example.len(), |i| i + 1)];
     std::fs::write(
         &spec,
         format!("{base}deploy:\n  - environment: staging\n    automatic: true\n    repo: file://{}\n    files: [{{ file: app.yaml }}]\n", bare.display()),

@@ -59,7 +59,34 @@ pub fn connect(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Project>> 
     }))
 }
 
+/// Pages of a listing read at most, 100 items each.
+const MAX_PAGES: u32 = 100;
+
 impl Project {
+    /// Every item of a paginated listing, following GitLab's `X-Next-Page`.
+    pub fn all_pages(&self, path: &str, what: &str) -> Result<Vec<serde_json::Value>> {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut page = 1;
+        while page <= MAX_PAGES {
+            let reply = self
+                .api
+                .get(&format!("{path}{separator}per_page=100&page={page}"), what)?;
+            self.api.expect(&reply, what)?;
+            if let serde_json::Value::Array(listed) = reply.json() {
+                items.extend(listed);
+            }
+            match reply
+                .header("X-Next-Page")
+                .and_then(|n| n.trim().parse().ok())
+            {
+                Some(next) if next > page => page = next,
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
     /// Refuses a write without a token, saying where one comes from.
     pub fn require_token(&self) -> Result<()> {
         if self.has_token {

@@ -127,15 +127,14 @@ fn check_then_upload(
 
 /// The SHA-256 of every stored file named `file` in the package version, oldest first.
 fn stored_sha256s(project: &Project, package: &Package, file: &str) -> Result<Vec<String>> {
-    let path = format!(
-        "{}/packages?package_type=generic&package_name={}&per_page=100",
+    let listing = format!(
+        "{}/packages?package_type=generic&package_name={}&package_version={}",
         project.prefix,
-        encode(package.name)
+        encode(package.name),
+        encode(package.version)
     );
-    let listed = project
-        .api
-        .get_json(&path, &format!("list the {} packages", package.name))?;
-    let id = listed.as_array().into_iter().flatten().find_map(|p| {
+    let packages = project.all_pages(&listing, &format!("list the {} packages", package.name))?;
+    let id = packages.iter().find_map(|p| {
         (p["name"] == package.name && p["version"] == package.version)
             .then(|| p["id"].as_u64())
             .flatten()
@@ -143,17 +142,12 @@ fn stored_sha256s(project: &Project, package: &Package, file: &str) -> Result<Ve
     let Some(id) = id else {
         return Ok(Vec::new());
     };
-    let files = project.api.get_json(
-        &format!(
-            "{}/packages/{id}/package_files?per_page=100",
-            project.prefix
-        ),
+    let files = project.all_pages(
+        &format!("{}/packages/{id}/package_files", project.prefix),
         &format!("list the files of {} {}", package.name, package.version),
     )?;
     Ok(files
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .filter(|f| f["file_name"] == file)
         .filter_map(|f| f["file_sha256"].as_str().map(str::to_string))
         .collect())

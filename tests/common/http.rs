@@ -39,7 +39,9 @@ impl Request {
     }
 }
 
-type Handler = dyn Fn(&Request) -> (u16, Value) + Send + Sync;
+/// Status, JSON body (`null`: empty) and extra headers.
+type Reply = (u16, Value, Vec<(String, String)>);
+type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
 
 pub struct Server {
     pub port: u16,
@@ -48,6 +50,16 @@ pub struct Server {
 
 impl Server {
     pub fn start(handler: impl Fn(&Request) -> (u16, Value) + Send + Sync + 'static) -> Server {
+        Server::start_with_headers(move |request| {
+            let (status, value) = handler(request);
+            (status, value, Vec::new())
+        })
+    }
+
+    /// Like `start`, for a handler that also sets response headers.
+    pub fn start_with_headers(
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
@@ -121,14 +133,18 @@ fn serve(stream: TcpStream, handler: &Handler) {
             headers,
             body,
         };
-        let (status, value) = handler(&request);
+        let (status, value, extra) = handler(&request);
         let text = if value.is_null() {
             String::new()
         } else {
             value.to_string()
         };
+        let extra: String = extra
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         let head = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
             if status < 400 { "OK" } else { "Error" },
             text.len()
         );

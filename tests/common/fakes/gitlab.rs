@@ -111,11 +111,12 @@ impl FakeGitLab {
         let shared = Arc::clone(&state);
         let gate = Arc::new(Gate::default());
         let gate_shared = Arc::clone(&gate);
-        let server = Server::start(move |request| {
+        let server = Server::start_with_headers(move |request| {
             if request.method == "POST" && request.path.ends_with("/releases") {
                 gate_shared.pass();
             }
-            handle(&mut shared.lock().unwrap(), request)
+            let (status, body) = handle(&mut shared.lock().unwrap(), request);
+            paginated(request, status, body)
         });
         FakeGitLab {
             server,
@@ -310,6 +311,33 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
         }
         _ => not_found("Route"),
     }
+}
+
+/// GitLab's pagination of a listing: `per_page` (default 20) and `page`, with `X-Next-Page`
+/// naming the next page while there is one.
+fn paginated(request: &Request, status: u16, body: Value) -> (u16, Value, Vec<(String, String)>) {
+    let Value::Array(items) = body else {
+        return (status, body, Vec::new());
+    };
+    let number = |key: &str, default: usize| {
+        request
+            .param(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (per_page, page) = (number("per_page", 20).max(1), number("page", 1).max(1));
+    let start = (page - 1) * per_page;
+    let shown: Vec<Value> = items.iter().skip(start).take(per_page).cloned().collect();
+    let next = if start + per_page < items.len() {
+        (page + 1).to_string()
+    } else {
+        String::new()
+    };
+    (
+        status,
+        Value::Array(shown),
+        vec![("X-Next-Page".to_string(), next)],
+    )
 }
 
 fn new_link(state: &mut State, body: &Value) -> Link {

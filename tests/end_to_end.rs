@@ -58,6 +58,12 @@ impl World {
     /// Releases a tag; returns the run and the pinned reference it pushed.
     fn release(&self, tag: &str) -> (Run, String) {
         let run = run(&mut self.tagpilot(&["release", "--output", "json", "--tag", tag]));
+        for secret in [DEPLOY_TOKEN, JOB_TOKEN] {
+            assert!(
+                !run.stdout.contains(secret) && !run.stderr.contains(secret),
+                "a secret was printed"
+            );
+        }
         (run, self.pushed())
     }
 

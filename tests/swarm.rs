@@ -231,6 +231,8 @@ fn rollouts_on_a_real_swarm() {
     assert_eq!(result["rollout"]["outcome"], "superseded", "{stdout}");
     assert!(stderr.contains("superseded"), "{stderr}");
     assert_eq!(stage.service_image(), v1, "the other writer's image stays");
+
+    private_registry(&stage, &v1);
     drop(stage.registry);
 }
 
@@ -242,4 +244,69 @@ fn service_version(stage: &Stage) -> String {
         "--format",
         "{{.Version.Index}}",
     ]))
+}
+
+/// A service moved to images in a registry that needs a login: tagpilot sends its login to
+/// Swarm (`X-Registry-Auth`), so the node can pull; an update without a login of its own
+/// reuses the one the service was last updated with.
+fn private_registry(stage: &Stage, public_v1: &str) {
+    let private = Registry::start(true);
+    let login = private.docker_config();
+    let work = tempfile::tempdir().unwrap();
+    let repository = format!("{}/team/api", private.host());
+    let stack = format!("services:\n  api:\n    image: {repository}:0.0.0\n");
+    let bare = bare_repository(work.path(), &[("swarm/stack.yml", &stack)]);
+    let spec = work.path().join("api.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: api\nimage: {{ repository: {repository}, install_path: /, entrypoint: [/bin/sh, /run.sh], tags: [\"{{version}}\"] }}\ndeploy:\n  - environment: api\n    repo: file://{}\n    files: [{{ file: swarm/stack.yml }}]\n    orchestrator: {{ kind: swarm, services: [api], timeout: 90s }}\n",
+            bare.display()
+        ),
+    )
+    .unwrap();
+    let push = |tag: &str| {
+        let done = run(tagpilot(stage.app.path())
+            .args(["image", "--output", "json", "--tag", tag, "--pipeline"])
+            .arg(&spec)
+            .env("DOCKER_CONFIG", &login))
+        .ok();
+        let record: Value = serde_json::from_str(&done.stdout).unwrap();
+        let (repo, digest) = record["pushed"]["reference"]
+            .as_str()
+            .unwrap()
+            .split_once('@')
+            .unwrap()
+            .to_owned();
+        format!("{repo}:{}@{digest}", record["version"].as_str().unwrap())
+    };
+    let (v2, v4) = (push("v2.0.0"), push("v4.0.0"));
+    // The service starts on the public registry's image: the node has no login for the other.
+    stage.docker.create_service("api", public_v1);
+    let deploy = |image: &str, with_login: bool| {
+        let mut cmd = tagpilot(stage.app.path());
+        cmd.args(["deploy", "--env", "api", "--tag", "v4.0.0", "--pipeline"])
+            .arg(&spec)
+            .args(["--image", image, "--allow-downgrade"])
+            .env("DOCKER_HOST", stage.docker.host());
+        if with_login {
+            cmd.env("DOCKER_CONFIG", &login);
+        }
+        run(&mut cmd)
+    };
+    let with_login = deploy(&v2, true).ok();
+    assert!(
+        !with_login.stderr.contains(registry::PASSWORD),
+        "no secret printed"
+    );
+    wait_for(
+        || stage.docker.running_images("api") == vec![v2.clone(), v2.clone()],
+        "both api tasks pulled from the private registry",
+    );
+    // No login here: Swarm uses the one the service was last updated with.
+    deploy(&v4, false).ok();
+    wait_for(
+        || stage.docker.running_images("api") == vec![v4.clone(), v4.clone()],
+        "both api tasks on v4, pulled with the earlier login",
+    );
 }

@@ -123,7 +123,7 @@ impl Api {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.send_once("GET", path, None) {
+            match self.send_once("GET", path, None, &[]) {
                 Ok(reply) if retryable_status(reply.status) && attempt < READ_ATTEMPTS => {}
                 Ok(reply) => return Ok(reply),
                 Err(Failure::Http(e)) if retryable_error(&e) && attempt < READ_ATTEMPTS => {}
@@ -142,11 +142,23 @@ impl Api {
         body: Option<(&str, &Value)>,
         what: &str,
     ) -> Result<Reply> {
+        self.send_with_headers(method, path, body, &[], what)
+    }
+
+    /// A write with headers of its own on top of the client's (a per-request login).
+    pub fn send_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &Value)>,
+        headers: &[(&str, &str)],
+        what: &str,
+    ) -> Result<Reply> {
         let body = body.map(|(content_type, value)| (content_type, value.to_string()));
         let payload = body
             .as_ref()
             .map(|(t, b)| (*t, Payload::Bytes(b.as_bytes())));
-        self.send_once(method, path, payload)
+        self.send_once(method, path, payload, headers)
             .map_err(|failure| self.unreachable(failure, what))
     }
 
@@ -160,7 +172,7 @@ impl Api {
         payload: Payload,
         what: &str,
     ) -> Result<Reply> {
-        self.send_once(method, path, Some((content_type, payload)))
+        self.send_once(method, path, Some((content_type, payload)), &[])
             .map_err(|failure| self.unreachable(failure, what))
     }
 
@@ -239,8 +251,10 @@ impl Api {
         method: &str,
         path: &str,
         body: Option<(&str, Payload)>,
+        extra: &[(&str, &str)],
     ) -> std::result::Result<Reply, Failure> {
         let mut headers: Vec<(&str, &str)> = vec![("Accept", "application/json")];
+        headers.extend_from_slice(extra);
         if let Some((name, value)) = &self.credential {
             headers.push((name, value));
         }

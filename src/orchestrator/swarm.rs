@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::net::{self, Tls};
+use crate::oci::auth;
+use crate::oci::reference::Reference;
 use crate::spec::orchestrator::{OnFailure, OrchestratorSpec};
 
 use super::{same_image, Engine, Live, Object, Observation, Phase, Replicas, Submitted};
@@ -79,11 +81,25 @@ impl Swarm {
     /// Posts a spec with compare-and-set on `version`; `rollback` asks for the previous spec.
     fn update(&self, name: &str, version: u64, spec: &Value, rollback: bool) -> Result<Reply> {
         let query = if rollback { "&rollback=previous" } else { "" };
+        let image = spec["TaskTemplate"]["ContainerSpec"]["Image"]
+            .as_str()
+            .unwrap_or_default();
+        // Nodes pull with the login sent here; without one, Swarm keeps the login the service
+        // already has (a spec read back never shows it).
+        let auth = registry_auth(image);
+        let headers: Vec<(&str, &str)> = auth
+            .iter()
+            .map(|value| ("X-Registry-Auth", value.as_str()))
+            .collect();
         let path = format!("/services/{name}/update?version={version}{query}");
         let what = format!("update service `{name}`");
-        let reply = self
-            .api
-            .send("POST", &path, Some(("application/json", spec)), &what)?;
+        let reply = self.api.send_with_headers(
+            "POST",
+            &path,
+            Some(("application/json", spec)),
+            &headers,
+            &what,
+        )?;
         if reply.ok() {
             return Ok(Reply::Accepted);
         }
@@ -93,6 +109,20 @@ impl Swarm {
         self.api.expect(&reply, &what)?;
         unreachable!("expect returns an error for a non-2xx reply")
     }
+}
+
+/// Docker's `X-Registry-Auth` for the image's registry: base64url of the login as JSON, when
+/// tagpilot has a login for it (the same places a push looks).
+fn registry_auth(image: &str) -> Option<String> {
+    use base64::Engine;
+    let registry = Reference::parse(image).ok()?.registry;
+    let credential = auth::find(&registry, &|name| std::env::var(name).ok())?;
+    let login = json!({
+        "username": credential.user,
+        "password": credential.secret,
+        "serveraddress": registry,
+    });
+    Some(base64::engine::general_purpose::URL_SAFE.encode(login.to_string()))
 }
 
 enum Reply {

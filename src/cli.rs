@@ -152,8 +152,9 @@ pub struct DeployArgs {
     /// Tag to release. Default: `$CI_COMMIT_TAG`, else the release tag on HEAD.
     #[arg(long, value_name = "TAG")]
     pub tag: Option<String>,
-    /// The environment, as the spec's `deploy[].environment` names it.
-    #[arg(long, value_name = "ENV")]
+    /// The environment, as the spec's `deploy[].environment` names it. Default:
+    /// `$CI_ENVIRONMENT_NAME` (a GitLab job with `environment:`).
+    #[arg(long, value_name = "ENV", env = "CI_ENVIRONMENT_NAME")]
     pub env: String,
     /// The image to record, `REPO:TAG@sha256:…`. Default: `$TAGPILOT_IMAGE` (the build job's
     /// dotenv report).
@@ -173,8 +174,9 @@ pub struct DeployArgs {
 pub struct RollbackArgs {
     #[command(flatten)]
     pub project: ProjectArgs,
-    /// The environment, as the spec's `deploy[].environment` names it.
-    #[arg(long, value_name = "ENV")]
+    /// The environment, as the spec's `deploy[].environment` names it. Default:
+    /// `$CI_ENVIRONMENT_NAME` (a GitLab job with `environment:`).
+    #[arg(long, value_name = "ENV", env = "CI_ENVIRONMENT_NAME")]
     pub env: String,
     /// The version to return to. Default: the newest earlier deploy that was not itself rolled back.
     #[arg(long, value_name = "VERSION")]
@@ -191,8 +193,9 @@ pub struct RollbackArgs {
 pub struct HistoryArgs {
     #[command(flatten)]
     pub project: ProjectArgs,
-    /// The environment, as the spec's `deploy[].environment` names it.
-    #[arg(long, value_name = "ENV")]
+    /// The environment, as the spec's `deploy[].environment` names it. Default:
+    /// `$CI_ENVIRONMENT_NAME` (a GitLab job with `environment:`).
+    #[arg(long, value_name = "ENV", env = "CI_ENVIRONMENT_NAME")]
     pub env: String,
 }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Variables of the caller's environment that would change tagpilot's behaviour.
-const LEAKY_VARS: [&str; 30] = [
+const LEAKY_VARS: [&str; 31] = [
     "GITLAB_CI",
     "CI_COMMIT_TAG",
     "SOURCE_DATE_EPOCH",
@@ -48,6 +48,7 @@ const LEAKY_VARS: [&str; 30] = [
     "CI_JOB_URL",
     "GITLAB_USER_NAME",
     "GITLAB_USER_EMAIL",
+    "CI_ENVIRONMENT_NAME",
 ];
 
 /// A finished tagpilot run.

@@ -10,7 +10,7 @@ use crate::version::Scheme;
 #[command(
     name = "tagpilot",
     version,
-    about = "From a git tag to a release: reproducible tarball, daemonless OCI image and push, GitOps commit, rollout",
+    about = "From a git tag to a running release: reproducible tarball, daemonless OCI image, GitLab release, GitOps commit, rollout; history and rollback",
     after_help = "Exit codes: 0 done, 1 failed, 2 bad usage or bad input (spec, tag, flags, repository), 3 rollout failed, 4 rollout timed out, 5 stopped by SIGTERM/SIGINT at a safe point (re-run to finish)."
 )]
 pub struct Cli {
@@ -102,7 +102,7 @@ pub struct ReleaseArgs {
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with_all = ["dry_run", "tag", "snapshot", "plan_out"]
+        conflicts_with_all = ["dry_run", "tag", "snapshot", "plan_out", "only", "skip"]
     )]
     pub plan: Option<PathBuf>,
     /// Replace a version tag, or a published package file, that already holds other bytes.

@@ -154,6 +154,7 @@ fn run_rollout(spec: &OrchestratorSpec, image: &str, dry_run: bool, ui: &Ui) -> 
         .map(|service| Object {
             name: service.name().value.clone(),
             container: service.container().map(|c| c.value.clone()),
+            kind: service.kind().unwrap_or_default(),
             repository: repository.clone(),
         })
         .collect();

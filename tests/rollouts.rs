@@ -113,6 +113,62 @@ fn kubernetes_waits_out_the_stale_status_and_retries_a_conflict() {
 }
 
 #[test]
+fn kubernetes_statefulsets_and_daemonsets_finish_as_their_status_says() {
+    let fake = FakeKubernetes::start(&[]);
+    fake.add("statefulsets", "db", &image("0.9.0"));
+    fake.add("daemonsets", "agent", &image("0.9.0"));
+    let setup = Setup::new(
+        "kind: kubernetes\ncontext: team/deploy:prod-agent\nservices:\n  - { name: db, kind: statefulset }\n  - { name: agent, kind: daemonset }\n",
+    );
+    let kubeconfig = fake.kubeconfig(setup.work.path());
+    let done = run(setup.deploy().env("KUBECONFIG", &kubeconfig)).ok();
+    let result = json(&done);
+    assert_eq!(result["rollout"]["outcome"], "succeeded", "{}", done.stderr);
+    assert_eq!(fake.image("db"), image("1.0.0"));
+    assert_eq!(fake.image("agent"), image("1.0.0"));
+    let state = fake.state.lock().unwrap();
+    assert!(
+        state.reads_complete.contains(&false),
+        "the stale status was seen"
+    );
+    assert_eq!(
+        state.reads_complete.last(),
+        Some(&true),
+        "success only when done"
+    );
+    assert!(
+        done.stderr
+            .contains("waiting for the new revision to become current"),
+        "all replicas updated is not yet done for a StatefulSet: {}",
+        done.stderr
+    );
+    drop(state);
+
+    // A StatefulSet whose new pod never pulls has no progress deadline: it times out, the
+    // pod's reason is shown, and it is rolled back.
+    let fake = FakeKubernetes::start(&[]);
+    fake.add("statefulsets", "db", &image("0.9.0"));
+    fake.state.lock().unwrap().failing = vec!["db".into()];
+    let stuck = Setup::new(
+        "kind: kubernetes\ncontext: team/deploy:prod-agent\nservices: [{ name: db, kind: statefulset }]\ntimeout: 3s\n",
+    );
+    let kubeconfig = fake.kubeconfig(stuck.work.path());
+    let timed_out = run(stuck.deploy().env("KUBECONFIG", &kubeconfig));
+    assert_eq!(timed_out.code, 4, "{}", timed_out.stderr);
+    assert!(
+        timed_out.stderr.contains("ImagePullBackOff"),
+        "{}",
+        timed_out.stderr
+    );
+    assert_eq!(fake.image("db"), image("0.9.0"), "rolled back");
+
+    // `kind` is for Kubernetes only.
+    let wrong = Setup::new("kind: nomad\nservices: [{ name: db, kind: statefulset }]\n");
+    run(tagpilot(wrong.repo.path()).arg("validate"))
+        .fails_with(2, "`kind` is for Kubernetes workloads only");
+}
+
+#[test]
 fn kubernetes_deadline_stops_the_order_and_rolls_back_every_service() {
     let fake = FakeKubernetes::start(&[("api", &image("0.9.0")), ("worker", &image("0.9.0"))]);
     fake.state.lock().unwrap().failing = vec!["worker".into()];

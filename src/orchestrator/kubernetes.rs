@@ -1,12 +1,15 @@
-//! Kubernetes Deployments through the API server. The endpoint and login come from the
-//! kubeconfig (`KUBECONFIG`, a `:`-separated list, else `~/.kube/config`; the spec's context or
-//! the current one, which is how the GitLab agent's injected contexts are picked), else from
-//! the in-cluster service account. An update PUTs the whole Deployment with the
-//! `resourceVersion` we read (409 when anyone wrote since). The status right after the write
-//! still describes the old generation (the classic false success), so nothing counts until
-//! `observedGeneration` reaches ours; then done is updated == desired, no old replicas left,
-//! all updated available. `ProgressDeadlineExceeded` is a failure; pod waiting reasons and
-//! warning events say why.
+//! Kubernetes workloads (Deployments, StatefulSets, DaemonSets) through the API server. The
+//! endpoint and login come from the kubeconfig (`KUBECONFIG`, a `:`-separated list, else
+//! `~/.kube/config`; the spec's context or the current one, which is how the GitLab agent's
+//! injected contexts are picked), else from the in-cluster service account. An update PUTs the
+//! whole object with the `resourceVersion` we read (409 when anyone wrote since). The status
+//! right after the write still describes the old generation (the classic false success), so
+//! nothing counts until `observedGeneration` reaches ours. Then, as `kubectl rollout status`
+//! reads it: a Deployment is done when updated == desired, no old replicas are left and all
+//! updated are available (`ProgressDeadlineExceeded` is a failure); a StatefulSet when every
+//! replica is updated and ready and `currentRevision == updateRevision`; a DaemonSet when
+//! every scheduled pod is updated and available. Pod waiting reasons and warning events say
+//! why a rollout is stuck.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::net::{self, Tls};
-use crate::spec::orchestrator::{OnFailure, OrchestratorSpec};
+use crate::spec::orchestrator::{OnFailure, OrchestratorSpec, WorkloadKind};
 
 use super::{
     names_repository, same_image, Engine, Live, Object, Observation, Phase, Replicas, Submitted,
@@ -58,33 +61,38 @@ impl Kubernetes {
             .unwrap_or((self.namespace.as_str(), object.name.as_str()))
     }
 
-    fn deployment_path(&self, object: &Object) -> String {
+    fn workload_path(&self, object: &Object) -> String {
         let (namespace, name) = self.place(object);
-        format!("/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+        let resource = match object.kind {
+            WorkloadKind::Deployment => "deployments",
+            WorkloadKind::StatefulSet => "statefulsets",
+            WorkloadKind::DaemonSet => "daemonsets",
+        };
+        format!("/apis/apps/v1/namespaces/{namespace}/{resource}/{name}")
     }
 
-    fn deployment(&self, object: &Object) -> Result<Value> {
+    fn workload(&self, object: &Object) -> Result<Value> {
         let (namespace, name) = self.place(object);
         self.api.get_object(
-            &self.deployment_path(object),
-            &format!("deployment `{name}` in namespace `{namespace}`"),
+            &self.workload_path(object),
+            &format!("{} `{name}` in namespace `{namespace}`", object.kind.word()),
         )
     }
 
     /// PUTs the deployment with `image` in the chosen container, re-reading on a conflict.
     fn put_image(&self, object: &Object, mut deployment: Value, image: &str) -> Result<Submitted> {
-        let what = format!("update deployment `{}`", object.name);
+        let what = format!("update {} `{}`", object.kind.word(), object.name);
         for _ in 0..CAS_ATTEMPTS {
             let index = container_index(&deployment, object)?;
             deployment["spec"]["template"]["spec"]["containers"][index]["image"] = json!(image);
             let reply = self.api.send(
                 "PUT",
-                &self.deployment_path(object),
+                &self.workload_path(object),
                 Some(("application/json", &deployment)),
                 &what,
             )?;
             if reply.status == 409 {
-                deployment = self.deployment(object)?;
+                deployment = self.workload(object)?;
                 continue;
             }
             self.api.expect(&reply, &what)?;
@@ -96,7 +104,8 @@ impl Kubernetes {
             });
         }
         Err(Error::failed(format!(
-            "Kubernetes deployment `{}` kept changing under us ({CAS_ATTEMPTS} conflicts); nothing was overwritten",
+            "Kubernetes {} `{}` kept changing under us ({CAS_ATTEMPTS} conflicts); nothing was overwritten",
+            object.kind.word(),
             object.name
         )))
     }
@@ -148,7 +157,8 @@ fn container_index(deployment: &Value, object: &Object) -> Result<usize> {
     };
     found.ok_or_else(|| {
         Error::input(format!(
-            "Kubernetes deployment `{}`: {}; its containers: {}",
+            "Kubernetes {} `{}`: {}; its containers: {}",
+            object.kind.word(),
             object.name,
             match &object.container {
                 Some(wanted) => format!("no container `{wanted}`"),
@@ -172,13 +182,90 @@ fn image_in(deployment: &Value, object: &Object) -> Result<String> {
     )
 }
 
+/// A workload's rollout as its kind's status fields tell it (read once the status describes
+/// our generation).
+struct Progress {
+    replicas: Replicas,
+    done: bool,
+    failed: Option<String>,
+    note: Option<String>,
+}
+
+fn progress(kind: WorkloadKind, workload: &Value) -> Progress {
+    let spec = &workload["spec"];
+    let status = &workload["status"];
+    let count = |value: &Value| value.as_u64().unwrap_or(0);
+    match kind {
+        WorkloadKind::Deployment => {
+            let desired = spec["replicas"].as_u64().unwrap_or(1);
+            let (total, updated) = (
+                count(&status["replicas"]),
+                count(&status["updatedReplicas"]),
+            );
+            let available = count(&status["availableReplicas"]);
+            let stalled = status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded");
+            Progress {
+                replicas: Replicas {
+                    desired,
+                    updated,
+                    ready: available.min(updated),
+                },
+                done: updated >= desired && total == updated && available >= updated,
+                failed: stalled.map(|c| {
+                    format!(
+                        "ProgressDeadlineExceeded: {}",
+                        c["message"].as_str().unwrap_or("")
+                    )
+                }),
+                note: (total > updated).then(|| format!("{} old replica(s) left", total - updated)),
+            }
+        }
+        WorkloadKind::StatefulSet => {
+            let desired = spec["replicas"].as_u64().unwrap_or(1);
+            let updated = count(&status["updatedReplicas"]);
+            let ready = count(&status["readyReplicas"]);
+            let revisions_match = status["currentRevision"] == status["updateRevision"];
+            Progress {
+                replicas: Replicas {
+                    desired,
+                    updated,
+                    ready: ready.min(updated),
+                },
+                done: updated >= desired && ready >= desired && revisions_match,
+                failed: None,
+                note: (!revisions_match && updated >= desired)
+                    .then(|| "waiting for the new revision to become current".to_string()),
+            }
+        }
+        WorkloadKind::DaemonSet => {
+            let desired = count(&status["desiredNumberScheduled"]);
+            let updated = count(&status["updatedNumberScheduled"]);
+            let available = count(&status["numberAvailable"]);
+            Progress {
+                replicas: Replicas {
+                    desired,
+                    updated,
+                    ready: available.min(updated),
+                },
+                done: updated >= desired && available >= desired,
+                failed: None,
+                note: None,
+            }
+        }
+    }
+}
+
 impl Engine for Kubernetes {
     fn api(&self) -> &Api {
         &self.api
     }
 
     fn live(&mut self, object: &Object) -> Result<Live> {
-        let deployment = self.deployment(object)?;
+        let deployment = self.workload(object)?;
         Ok(Live {
             image: image_in(&deployment, object)?,
             raw: deployment,
@@ -196,49 +283,35 @@ impl Engine for Kubernetes {
     }
 
     fn observe(&mut self, object: &Object, submitted: &Submitted) -> Result<Observation> {
-        let deployment = self.deployment(object)?;
+        let workload = self.workload(object)?;
         let ours = generation(submitted);
-        let current_generation = deployment["metadata"]["generation"].as_u64().unwrap_or(0);
-        let status = &deployment["status"];
-        let desired = deployment["spec"]["replicas"].as_u64().unwrap_or(1);
-        let total = status["replicas"].as_u64().unwrap_or(0);
-        let updated = status["updatedReplicas"].as_u64().unwrap_or(0);
-        let available = status["availableReplicas"].as_u64().unwrap_or(0);
-        let replicas = Some(Replicas {
-            desired,
-            updated,
-            ready: available.min(updated),
-        });
-        let image = image_in(&deployment, object)?;
-        let stalled = status["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded");
+        let current_generation = workload["metadata"]["generation"].as_u64().unwrap_or(0);
+        let image = image_in(&workload, object)?;
+        let progress = progress(object.kind, &workload);
         let phase = if current_generation > ours && !same_image(&image, &submitted.image) {
             Phase::Superseded(image)
-        } else if status["observedGeneration"].as_u64().unwrap_or(0) < ours {
+        } else if workload["status"]["observedGeneration"]
+            .as_u64()
+            .unwrap_or(0)
+            < ours
+        {
             Phase::Pending
-        } else if let Some(condition) = stalled {
-            Phase::Failed(format!(
-                "ProgressDeadlineExceeded: {}",
-                condition["message"].as_str().unwrap_or("")
-            ))
-        } else if updated >= desired && total == updated && available >= updated {
+        } else if let Some(reason) = progress.failed {
+            Phase::Failed(reason)
+        } else if progress.done {
             Phase::Succeeded
         } else {
             Phase::Progressing
         };
-        let note = (total > updated).then(|| format!("{} old replica(s) left", total - updated));
         Ok(Observation {
             phase,
-            replicas,
-            note,
+            replicas: Some(progress.replicas),
+            note: progress.note,
         })
     }
 
     fn explain(&mut self, object: &Object, submitted: &Submitted) -> Result<Vec<String>> {
-        let deployment = self.deployment(object)?;
+        let deployment = self.workload(object)?;
         let pods = self.pods(object, &deployment)?;
         let mut lines = Vec::new();
         let mut ours = Vec::new();
@@ -298,16 +371,20 @@ impl Engine for Kubernetes {
         _submitted: &Submitted,
         before: &Live,
     ) -> Result<Submitted> {
-        let deployment = self.deployment(object)?;
+        let deployment = self.workload(object)?;
         self.put_image(object, deployment, &before.image)
     }
 
     fn pause(&mut self, object: &Object, _submitted: &Submitted) -> Result<bool> {
+        // Only a Deployment has `spec.paused`.
+        if object.kind != WorkloadKind::Deployment {
+            return Ok(false);
+        }
         let what = format!("pause deployment `{}`", object.name);
         let body = json!({ "spec": { "paused": true } });
         self.api.send_ok(
             "PATCH",
-            &self.deployment_path(object),
+            &self.workload_path(object),
             Some(("application/merge-patch+json", &body)),
             &what,
         )?;

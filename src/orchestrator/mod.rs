@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::oci::reference::Reference;
-use crate::spec::orchestrator::{EngineKind, OnFailure, OrchestratorSpec};
+use crate::spec::orchestrator::{EngineKind, OnFailure, OrchestratorSpec, WorkloadKind};
 
 /// One object to update: a Swarm service, Marathon app, Kubernetes deployment or Nomad job.
 #[derive(Clone, Debug)]
@@ -25,6 +25,8 @@ pub struct Object {
     pub container: Option<String>,
     /// `registry/path` of the released image, to find that container.
     pub repository: String,
+    /// Kubernetes: what kind of workload it is.
+    pub kind: WorkloadKind,
 }
 
 /// What the engine runs for an object before we change it.

@@ -76,7 +76,8 @@ pub enum OnFailure {
 }
 
 /// A service to update: its name, or its name and the container (Kubernetes) or task (Nomad)
-/// to change. Without one, the container whose image is the released repository is changed.
+/// to change, and on Kubernetes the kind of workload. Without a container, the one whose
+/// image is the released repository is changed.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ServiceRef {
@@ -85,7 +86,31 @@ pub enum ServiceRef {
         name: Text,
         #[serde(default)]
         container: Option<Text>,
+        /// Kubernetes only: `deployment` (default), `statefulset` or `daemonset`.
+        #[serde(default)]
+        kind: Option<WorkloadKind>,
     },
+}
+
+/// The kind of Kubernetes workload a service is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    #[default]
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+impl WorkloadKind {
+    /// The lower-case word, as in messages: `statefulset`.
+    pub fn word(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "deployment",
+            WorkloadKind::StatefulSet => "statefulset",
+            WorkloadKind::DaemonSet => "daemonset",
+        }
+    }
 }
 
 impl ServiceRef {
@@ -99,6 +124,13 @@ impl ServiceRef {
         match self {
             ServiceRef::Name(_) => None,
             ServiceRef::Detailed { container, .. } => container.as_ref(),
+        }
+    }
+
+    pub fn kind(&self) -> Option<WorkloadKind> {
+        match self {
+            ServiceRef::Name(_) => None,
+            ServiceRef::Detailed { kind, .. } => *kind,
         }
     }
 }
@@ -138,7 +170,9 @@ impl OrchestratorSpec {
         for service in &mut self.services {
             match service {
                 ServiceRef::Name(name) => texts.push(name),
-                ServiceRef::Detailed { name, container } => {
+                ServiceRef::Detailed {
+                    name, container, ..
+                } => {
                     texts.push(name);
                     texts.extend(container.iter_mut());
                 }
@@ -165,6 +199,15 @@ impl OrchestratorSpec {
         }
         if let (Some(text), Err(why)) = (&self.timeout, self.timeout()) {
             problems.push(format!("{}: orchestrator timeout: {why}", text.place(file)));
+        }
+        for service in &self.services {
+            if service.kind().is_some() && self.kind != EngineKind::Kubernetes {
+                problems.push(format!(
+                    "{}: orchestrator service `{}`: `kind` is for Kubernetes workloads only",
+                    service.name().place(file),
+                    service.name()
+                ));
+            }
         }
         if self.credentials.user.is_some() != self.credentials.password.is_some() {
             problems.push(format!(

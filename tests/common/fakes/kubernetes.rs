@@ -1,8 +1,10 @@
-//! A fake Kubernetes API server for apps/v1 Deployments: PUT with `resourceVersion`
-//! compare-and-set (409 on a stale one), a status that still describes the previous
-//! generation for a while after the write (the classic false success), replicas replaced one
-//! per step, and for a bad image pods stuck in `ImagePullBackOff` until the progress deadline
-//! sets `Progressing=False, reason ProgressDeadlineExceeded`. Bearer-token auth.
+//! A fake Kubernetes API server for apps/v1 Deployments, StatefulSets and DaemonSets: PUT with
+//! `resourceVersion` compare-and-set (409 on a stale one), a status that still describes the
+//! previous generation for a while after the write (the classic false success), replicas
+//! replaced one per step (a StatefulSet's `currentRevision` catches up one step after its last
+//! replica), and for a bad image pods stuck in `ImagePullBackOff`; a Deployment's progress
+//! deadline then sets `Progressing=False, reason ProgressDeadlineExceeded` (the other kinds
+//! have none). Bearer-token auth.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,8 @@ use serde_json::{json, Value};
 use crate::common::http::{Request, Server};
 
 pub struct Deployment {
+    /// The resource: `deployments`, `statefulsets` or `daemonsets`.
+    pub resource: &'static str,
     pub namespace: String,
     /// The image it ran at the start (a rollback to it works).
     pub initial: String,
@@ -55,6 +59,7 @@ impl FakeKubernetes {
                     (
                         name.to_string(),
                         Deployment {
+                            resource: "deployments",
                             namespace: "apps".into(),
                             initial: image.to_string(),
                             replicas: 3,
@@ -95,6 +100,24 @@ impl FakeKubernetes {
         path
     }
 
+    /// Adds a workload of another kind (`statefulsets`, `daemonsets`) in namespace `apps`.
+    pub fn add(&self, resource: &'static str, name: &str, image: &str) {
+        self.state.lock().unwrap().deployments.insert(
+            name.to_string(),
+            Deployment {
+                resource,
+                namespace: "apps".into(),
+                initial: image.to_string(),
+                replicas: 3,
+                image: image.to_string(),
+                generation: 1,
+                resource_version: 100,
+                changed: Instant::now() - Duration::from_secs(3600),
+                paused: false,
+            },
+        );
+    }
+
     pub fn image(&self, name: &str) -> String {
         self.state.lock().unwrap().deployments[name].image.clone()
     }
@@ -133,8 +156,46 @@ fn deployment_json(name: &str, d: &Deployment, state: &State) -> Value {
             json!([{ "type": "Progressing", "status": "True", "reason": if surge == 0 { "NewReplicaSetAvailable" } else { "ReplicaSetUpdated" } }]),
         )
     };
+    let kind = match d.resource {
+        "statefulsets" => "StatefulSet",
+        "daemonsets" => "DaemonSet",
+        _ => "Deployment",
+    };
+    let status = match d.resource {
+        "statefulsets" => {
+            // One pod is down while it is replaced; the current revision becomes the update
+            // revision three steps after the last replica is updated and ready (longer than a
+            // client's poll, so a client that reads only the counts is caught).
+            let revision = |generation: u64| format!("{name}-rev{generation}");
+            let steps = if stale || bad {
+                0
+            } else {
+                ((elapsed - state.stale_for).as_millis() / state.step.as_millis().max(1)) as u64
+            };
+            let current = if stale || steps > d.replicas + 3 {
+                revision(observed)
+            } else {
+                revision(d.generation - 1)
+            };
+            let ready = if stale || steps >= d.replicas {
+                d.replicas
+            } else {
+                d.replicas - 1
+            };
+            json!({ "observedGeneration": observed, "replicas": d.replicas, "updatedReplicas": updated,
+                    "readyReplicas": ready,
+                    "currentRevision": current, "updateRevision": revision(observed) })
+        }
+        "daemonsets" => {
+            json!({ "observedGeneration": observed, "desiredNumberScheduled": d.replicas,
+                    "updatedNumberScheduled": updated,
+                    "numberAvailable": if bad { d.replicas - 1 } else { available } })
+        }
+        _ => json!({ "observedGeneration": observed, "replicas": total, "updatedReplicas": updated,
+                    "availableReplicas": available, "readyReplicas": available, "conditions": conditions }),
+    };
     json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1", "kind": kind,
         "metadata": { "name": name, "namespace": d.namespace, "generation": d.generation,
                       "resourceVersion": d.resource_version.to_string() },
         "spec": {
@@ -145,8 +206,7 @@ fn deployment_json(name: &str, d: &Deployment, state: &State) -> Value {
                 { "name": "app", "image": d.image }
             ] } }
         },
-        "status": { "observedGeneration": observed, "replicas": total, "updatedReplicas": updated,
-                    "availableReplicas": available, "readyReplicas": available, "conditions": conditions }
+        "status": status
     })
 }
 
@@ -163,25 +223,37 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
     }
     let parts: Vec<&str> = request.path.trim_matches('/').split('/').collect();
     match (request.method.as_str(), parts.as_slice()) {
-        (method, ["apis", "apps", "v1", "namespaces", namespace, "deployments", name]) => {
+        (method, ["apis", "apps", "v1", "namespaces", namespace, resource, name]) => {
             let Some(d) = state
                 .deployments
                 .get(*name)
-                .filter(|d| d.namespace == *namespace)
+                .filter(|d| d.namespace == *namespace && d.resource == *resource)
             else {
                 return (
                     404,
                     json!({ "kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
-                    "message": format!("deployments.apps \"{name}\" not found") }),
+                    "message": format!("{resource}.apps \"{name}\" not found") }),
                 );
             };
             match method {
                 "GET" => {
                     let body = deployment_json(name, d, state);
-                    let complete = body["status"]["observedGeneration"]
-                        == body["metadata"]["generation"]
-                        && body["status"]["updatedReplicas"] == body["spec"]["replicas"]
-                        && body["status"]["replicas"] == body["spec"]["replicas"];
+                    let status = &body["status"];
+                    let complete = status["observedGeneration"] == body["metadata"]["generation"]
+                        && match d.resource {
+                            "statefulsets" => {
+                                status["currentRevision"] == status["updateRevision"]
+                                    && status["readyReplicas"] == body["spec"]["replicas"]
+                            }
+                            "daemonsets" => {
+                                status["updatedNumberScheduled"] == status["desiredNumberScheduled"]
+                                    && status["numberAvailable"] == status["desiredNumberScheduled"]
+                            }
+                            _ => {
+                                status["updatedReplicas"] == body["spec"]["replicas"]
+                                    && status["replicas"] == body["spec"]["replicas"]
+                            }
+                        };
                     state.reads_complete.push(complete);
                     (200, body)
                 }

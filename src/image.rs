@@ -376,9 +376,7 @@ fn registry_base(
 /// `None` when the registry no longer has it. Reads only; `image` gives the TLS settings.
 pub fn registry_digest(reference: &Reference, image: Option<&ImageSpec>) -> Result<Option<String>> {
     let connection = image.map(connection).unwrap_or_default();
-    let lookup = |name: &str| std::env::var(name).ok();
-    let credential = auth::find(&reference.registry, &lookup);
-    Client::new(reference, credential, &connection)?.manifest_digest(reference.manifest_reference())
+    client_with(reference, &connection)?.manifest_digest(reference.manifest_reference())
 }
 
 /// What a push would find, read without writing anything: the version tags the registry
@@ -439,9 +437,13 @@ fn push_repository(image: &ImageSpec) -> Result<Reference> {
 
 /// A client for `reference`'s registry, with the login found for it and the spec's TLS settings.
 fn registry_client(reference: &Reference, image: &ImageSpec) -> Result<Client> {
+    client_with(reference, &connection(image))
+}
+
+fn client_with(reference: &Reference, connection: &Connection) -> Result<Client> {
     let lookup = |name: &str| std::env::var(name).ok();
     let credential = auth::find(&reference.registry, &lookup);
-    Client::new(reference, credential, &connection(image))
+    Client::new(reference, credential, connection)
 }
 
 fn connection(image: &ImageSpec) -> Connection {

@@ -69,13 +69,9 @@ impl World {
 
     /// `registry/repo:version@sha256:…` of the last release's push, from its saved record.
     fn pushed(&self) -> String {
-        let record = read_json(&self.app.path().join("tagpilot-out/release.json"));
-        let reference = record["pushed"]["reference"].as_str().unwrap();
-        let (repository, digest) = reference.split_once('@').unwrap();
-        format!(
-            "{repository}:{}@{digest}",
-            record["version"].as_str().unwrap()
-        )
+        pinned_from_record(&read_json(
+            &self.app.path().join("tagpilot-out/release.json"),
+        ))
     }
 
     /// The digest the registry's tag names, read by skopeo.

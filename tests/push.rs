@@ -194,14 +194,8 @@ fn ci_credentials_and_a_full_release() {
         ]
     );
     let dotenv = std::fs::read_to_string(dotenv).unwrap();
-    let (repository, digest) = record["pushed"]["reference"]
-        .as_str()
-        .unwrap()
-        .split_once('@')
-        .unwrap();
-    let version = record["version"].as_str().unwrap();
     assert!(
-        dotenv.contains(&format!("TAGPILOT_IMAGE={repository}:{version}@{digest}\n")),
+        dotenv.contains(&format!("TAGPILOT_IMAGE={}\n", pinned_from_record(&record))),
         "{dotenv}"
     );
     assert!(

@@ -70,11 +70,7 @@ impl Stage {
 
     /// The pinned reference the last release of the app pushed.
     fn pushed(&self, run: &Run) -> String {
-        let record: Value = serde_json::from_str(&run.stdout).unwrap();
-        let reference = record["pushed"]["reference"].as_str().unwrap();
-        let (repository, digest) = reference.split_once('@').unwrap();
-        let tag = record["version"].as_str().unwrap();
-        format!("{repository}:{tag}@{digest}")
+        pinned_from_record(&serde_json::from_str(&run.stdout).unwrap())
     }
 }
 
@@ -271,14 +267,7 @@ fn private_registry(stage: &Stage, public_v1: &str) {
             .arg(&spec)
             .env("DOCKER_CONFIG", &login))
         .ok();
-        let record: Value = serde_json::from_str(&done.stdout).unwrap();
-        let (repo, digest) = record["pushed"]["reference"]
-            .as_str()
-            .unwrap()
-            .split_once('@')
-            .unwrap()
-            .to_owned();
-        format!("{repo}:{}@{digest}", record["version"].as_str().unwrap())
+        pinned_from_record(&serde_json::from_str(&done.stdout).unwrap())
     };
     let (v2, v4) = (push("v2.0.0"), push("v4.0.0"));
     // The service starts on the public registry's image: the node has no login for the other.

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::cli::{Cli, Output, RollbackArgs};
 use crate::environment::deploy_environment;
 use crate::error::{Error, Result};
-use crate::gitops::deploy::{Release, Revert};
+use crate::gitops::deploy::{version_in, Release, Revert};
 use crate::gitops::history::{self, Entry};
 use crate::image::registry_digest;
 use crate::oci::reference::Reference;
@@ -113,12 +113,11 @@ fn check_still_in_registry(chosen: &Entry, project: &Project) -> Result<()> {
 
 /// The version the rollback records: the commit's `Tagpilot-Release`, else the image's tag.
 fn version_of(entry: &Entry) -> Result<Version> {
-    let tag = Reference::parse(&entry.image).ok().and_then(|r| r.tag);
     entry
         .version
         .as_deref()
-        .or(tag.as_deref())
         .and_then(|text| Version::parse(text, Scheme::Auto).ok())
+        .or_else(|| version_in(&entry.image))
         .ok_or_else(|| {
             Error::input(format!(
                 "the deploy commit {} names no version (no Tagpilot-Release trailer, image `{}`)",

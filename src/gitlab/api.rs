@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::net::api::{Api, Hints};
-use crate::net::{self, Tls};
+use crate::net::{self, percent_encode, Tls};
 
 pub struct Project {
     pub api: Api,
@@ -53,7 +53,7 @@ pub fn connect(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Project>> 
     }
     Ok(Some(Project {
         api,
-        prefix: format!("/projects/{}", encode(&id)),
+        prefix: format!("/projects/{}", percent_encode(&id)),
         base,
         has_token,
     }))
@@ -96,31 +96,5 @@ impl Project {
                 "no GitLab token to publish with: set GITLAB_TOKEN (a token with the api scope), or run in a GitLab CI job, which sets CI_JOB_TOKEN",
             ))
         }
-    }
-}
-
-/// One path segment, percent-encoded (`group/project` and tags like `api/v1.0` hold slashes).
-pub fn encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slashes_and_plus_are_encoded() {
-        assert_eq!(encode("group/app"), "group%2Fapp");
-        assert_eq!(encode("api/v1.0.0+build"), "api%2Fv1.0.0%2Bbuild");
-        assert_eq!(encode("1234"), "1234");
     }
 }

@@ -9,7 +9,8 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::net::api::Payload;
 
-use super::api::{encode, Project};
+use super::api::Project;
+use crate::net::percent_encode;
 
 /// Tries of check-then-upload when the network fails (re-checking first makes a retry safe).
 const ATTEMPTS: u32 = 3;
@@ -49,9 +50,9 @@ impl Package<'_> {
         format!(
             "{}/packages/generic/{}/{}/{}",
             project.prefix,
-            encode(self.name),
-            encode(self.version),
-            encode(file)
+            percent_encode(self.name),
+            percent_encode(self.version),
+            percent_encode(file)
         )
     }
 }
@@ -130,8 +131,8 @@ fn stored_sha256s(project: &Project, package: &Package, file: &str) -> Result<Ve
     let listing = format!(
         "{}/packages?package_type=generic&package_name={}&package_version={}",
         project.prefix,
-        encode(package.name),
-        encode(package.version)
+        percent_encode(package.name),
+        percent_encode(package.version)
     );
     let packages = project.all_pages(&listing, &format!("list the {} packages", package.name))?;
     let id = packages.iter().find_map(|p| {

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use crate::error::Result;
 
-use super::api::{encode, Project};
+use super::api::Project;
+use crate::net::percent_encode;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Link {
@@ -46,7 +47,7 @@ pub fn ensure(
     wanted: &WantedRelease,
     dry_run: bool,
 ) -> Result<(ReleaseStatus, Option<String>)> {
-    let path = format!("{}/releases/{}", project.prefix, encode(wanted.tag));
+    let path = format!("{}/releases/{}", project.prefix, percent_encode(wanted.tag));
     let what = format!("read the release of {}", wanted.tag);
     let reply = project.api.get(&path, &what)?;
     if reply.status == 404 {

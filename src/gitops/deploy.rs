@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::net::basic_authorization;
 use crate::oci::reference::Reference;
 use crate::spec::deploy::{DeployKind, DeploySpec, WriteAs};
 use crate::target::{release_placeholder, Target};
@@ -245,14 +246,13 @@ fn edit_files(checkout: &Checkout, spec: &DeploySpec, wanted: &Wanted) -> Result
 
 /// The version a reference's tag names. Image tags hold normalised versions (`8.2.44`, not
 /// `v8r2p44`), so they are read with every scheme, not only the release's.
-fn version_in(reference: &str) -> Option<Version> {
+pub fn version_in(reference: &str) -> Option<Version> {
     let tag = Reference::parse(reference).ok()?.tag?;
     Version::parse(&tag, Scheme::Auto).ok()
 }
 
 /// The login from the variables the spec names.
 pub fn access(spec: &DeploySpec) -> Result<Access> {
-    use base64::Engine;
     let var = |name: &crate::spec::Text| {
         std::env::var(name.as_str()).map_err(|_| {
             Error::input(format!(
@@ -268,18 +268,10 @@ pub fn access(spec: &DeploySpec) -> Result<Access> {
             Some(name) => var(name)?,
             None => "oauth2".to_string(),
         };
-        let pair = format!("{user}:{}", var(token)?);
-        access.http_authorization = Some(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(pair)
-        ));
+        access.http_authorization = Some(basic_authorization(&user, &var(token)?));
         access.source = Some(token.value.clone());
     } else if let (Some(user), Some(password)) = (&c.user, &c.password) {
-        let pair = format!("{}:{}", var(user)?, var(password)?);
-        access.http_authorization = Some(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(pair)
-        ));
+        access.http_authorization = Some(basic_authorization(&var(user)?, &var(password)?));
         access.source = Some(format!("{}/{}", user, password));
     }
     if let Some(key) = &c.ssh_key {

@@ -103,3 +103,40 @@ pub fn retryable_error(error: &ureq::Error) -> bool {
 pub fn retryable_status(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
 }
+
+/// A URL path segment or query value, percent-encoded: everything but RFC 3986's unreserved
+/// characters (`group/app` → `group%2Fapp`).
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// The `Authorization` value of HTTP Basic auth.
+pub fn basic_authorization(user: &str, secret: &str) -> String {
+    use base64::Engine;
+    let pair = format!("{user}:{secret}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+#[cfg(test)]
+mod encoding_tests {
+    use super::*;
+
+    #[test]
+    fn slashes_and_plus_are_percent_encoded() {
+        assert_eq!(percent_encode("group/app"), "group%2Fapp");
+        assert_eq!(percent_encode("api/v1.0.0+build"), "api%2Fv1.0.0%2Bbuild");
+        assert_eq!(percent_encode("1234"), "1234");
+    }
+}

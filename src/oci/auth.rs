@@ -28,11 +28,7 @@ impl std::fmt::Debug for Credential {
 
 impl Credential {
     pub fn basic_header(&self) -> String {
-        let pair = format!("{}:{}", self.user, self.secret);
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(pair)
-        )
+        crate::net::basic_authorization(&self.user, &self.secret)
     }
 
     /// `user (from SOURCE)`, for error messages.

@@ -120,7 +120,7 @@ impl Kubernetes {
             .collect();
         let path = format!(
             "/api/v1/namespaces/{namespace}/pods?labelSelector={}",
-            selector.join(",").replace('=', "%3D").replace(',', "%2C")
+            net::percent_encode(&selector.join(","))
         );
         let list = self
             .api

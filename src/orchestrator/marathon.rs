@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::net::Tls;
+use crate::net::{self, Tls};
 use crate::spec::orchestrator::{OnFailure, OrchestratorSpec};
 
 use super::{same_image, Engine, Live, Object, Observation, Phase, Replicas, Submitted};
@@ -46,17 +46,11 @@ impl Marathon {
                 format!("token={}", super::credential(token, "Marathon")?),
             );
         } else if let (Some(user), Some(password)) = (&c.user, &c.password) {
-            use base64::Engine as _;
-            let pair = format!(
-                "{}:{}",
-                super::credential(user, "Marathon")?,
-                super::credential(password, "Marathon")?
-            );
             api = api.with_credential(
                 "Authorization",
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
+                net::basic_authorization(
+                    &super::credential(user, "Marathon")?,
+                    &super::credential(password, "Marathon")?,
                 ),
             );
         }

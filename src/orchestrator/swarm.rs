@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
-use crate::net::{self, Tls};
+use crate::net::{self, percent_encode, Tls};
 use crate::oci::auth;
 use crate::oci::reference::Reference;
 use crate::spec::orchestrator::{OnFailure, OrchestratorSpec};
@@ -340,16 +340,4 @@ impl Engine for Swarm {
         // at submit) is how Swarm pauses, on a task failure.
         Ok(false)
     }
-}
-
-/// Percent-encodes a query value (the JSON of a filter).
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

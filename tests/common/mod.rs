@@ -417,3 +417,13 @@ deploy:
     }
     app
 }
+
+/// The image a release record pushed, as deploys write it: `registry/repo:VERSION@sha256:…`.
+pub fn pinned_from_record(record: &serde_json::Value) -> String {
+    let reference = record["pushed"]["reference"].as_str().unwrap();
+    let (repository, digest) = reference.split_once('@').unwrap();
+    format!(
+        "{repository}:{}@{digest}",
+        record["version"].as_str().unwrap()
+    )
+}

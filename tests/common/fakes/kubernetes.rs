@@ -28,6 +28,23 @@ pub struct Deployment {
     pub paused: bool,
 }
 
+impl Deployment {
+    /// Three replicas in namespace `apps`, running `image` long since.
+    fn settled(resource: &'static str, image: &str) -> Deployment {
+        Deployment {
+            resource,
+            namespace: "apps".into(),
+            initial: image.to_string(),
+            replicas: 3,
+            image: image.to_string(),
+            generation: 1,
+            resource_version: 100,
+            changed: Instant::now() - Duration::from_secs(3600),
+            paused: false,
+        }
+    }
+}
+
 pub struct State {
     pub deployments: BTreeMap<String, Deployment>,
     /// Deployments whose new pods never pull (any image but the initial one).
@@ -55,22 +72,7 @@ impl FakeKubernetes {
         let state = Arc::new(Mutex::new(State {
             deployments: deployments
                 .iter()
-                .map(|(name, image)| {
-                    (
-                        name.to_string(),
-                        Deployment {
-                            resource: "deployments",
-                            namespace: "apps".into(),
-                            initial: image.to_string(),
-                            replicas: 3,
-                            image: image.to_string(),
-                            generation: 1,
-                            resource_version: 100,
-                            changed: Instant::now() - Duration::from_secs(3600),
-                            paused: false,
-                        },
-                    )
-                })
+                .map(|(name, image)| (name.to_string(), Deployment::settled("deployments", image)))
                 .collect(),
             failing: Vec::new(),
             stale_for: super::ms(600),
@@ -102,20 +104,11 @@ impl FakeKubernetes {
 
     /// Adds a workload of another kind (`statefulsets`, `daemonsets`) in namespace `apps`.
     pub fn add(&self, resource: &'static str, name: &str, image: &str) {
-        self.state.lock().unwrap().deployments.insert(
-            name.to_string(),
-            Deployment {
-                resource,
-                namespace: "apps".into(),
-                initial: image.to_string(),
-                replicas: 3,
-                image: image.to_string(),
-                generation: 1,
-                resource_version: 100,
-                changed: Instant::now() - Duration::from_secs(3600),
-                paused: false,
-            },
-        );
+        self.state
+            .lock()
+            .unwrap()
+            .deployments
+            .insert(name.to_string(), Deployment::settled(resource, image));
     }
 
     pub fn image(&self, name: &str) -> String {

@@ -446,3 +446,29 @@ fn a_version_on_a_later_page_of_the_package_listing_is_found() {
     assert_eq!(record["published"]["files"][0]["status"], "already_there");
     assert_eq!(gitlab.files("app", "1.1.0", "app-1.1.0.tar.gz").len(), 1);
 }
+
+#[test]
+fn a_second_sigint_ends_the_process_at_once() {
+    let Some(held) = held_at_release_creation() else {
+        return;
+    };
+    let Held {
+        gitlab, mut child, ..
+    } = held;
+    let pid = child.id().to_string();
+    sh(Command::new("kill").args(["-INT", &pid]));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    sh(Command::new("kill").args(["-INT", &pid]));
+    // The request is still held: only the second signal can have ended it.
+    let mut status = None;
+    wait_for(
+        || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        },
+        "the process to end",
+    );
+    assert_eq!(status.unwrap().code(), Some(130));
+    assert!(gitlab.release("v1.2.0").is_none(), "nothing was created");
+    gitlab.gate.open();
+}

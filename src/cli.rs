@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::record::StageName;
 use crate::version::Scheme;
 
 #[derive(Debug, Parser)]
@@ -227,36 +228,6 @@ impl GuardArgs {
         crate::gitlab::Overrides {
             unprotected: self.allow_unprotected,
             freeze: self.ignore_freeze,
-        }
-    }
-}
-
-/// The stages of a release, in the order they run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum StageName {
-    Tarball,
-    Image,
-    Push,
-    Publish,
-    Deploy,
-}
-
-impl StageName {
-    pub const ALL: [StageName; 5] = [
-        StageName::Tarball,
-        StageName::Image,
-        StageName::Push,
-        StageName::Publish,
-        StageName::Deploy,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StageName::Tarball => "tarball",
-            StageName::Image => "image",
-            StageName::Push => "push",
-            StageName::Publish => "publish",
-            StageName::Deploy => "deploy",
         }
     }
 }

@@ -1,5 +1,12 @@
 //! One error type for the whole tool. Each error carries the exit code class it maps to, so
-//! `main` never has to guess, and a message written for the person reading the job log.
+//! `main` never has to guess; what failed; the causes under it; and hints on what to do next.
+//! It prints as cargo and uv print theirs:
+//!
+//! ```text
+//! error: could not push lhcb/dirac:8.2.44
+//! caused by: the registry refused the login of `ci` (from CI_REGISTRY_PASSWORD)
+//! hint: check the job token's scopes
+//! ```
 
 use std::fmt;
 use std::path::Path;
@@ -22,26 +29,38 @@ pub enum ExitCode {
 #[derive(Debug)]
 pub struct Error {
     pub code: ExitCode,
+    /// What failed, written for the person reading the job log.
     pub message: String,
+    /// What it failed on, outermost first (`caused by:` lines).
+    pub causes: Vec<String>,
+    /// What to do about it (`hint:` lines).
+    pub hints: Vec<String>,
+    /// No server answered (connection refused, timed out, no such host): the tool could not
+    /// look. A rehearsal notes such an error instead of counting it as a problem.
+    pub unreachable: bool,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    pub fn new(code: ExitCode, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: message.into(),
+            causes: Vec::new(),
+            hints: Vec::new(),
+            unreachable: false,
+        }
+    }
+
     /// Bad input from the user: exit code 2.
     pub fn input(message: impl Into<String>) -> Self {
-        Error {
-            code: ExitCode::Input,
-            message: message.into(),
-        }
+        Error::new(ExitCode::Input, message)
     }
 
     /// The work itself failed: exit code 1.
     pub fn failed(message: impl Into<String>) -> Self {
-        Error {
-            code: ExitCode::Failed,
-            message: message.into(),
-        }
+        Error::new(ExitCode::Failed, message)
     }
 
     /// An I/O error on a path, phrased as "could not <action> <path>: <cause>". A permission or
@@ -58,18 +77,79 @@ impl Error {
         }
     }
 
-    /// Adds a hint sentence telling the user what to do next.
+    /// Adds a hint telling the user what to do next; it prints on its own `hint:` line.
     pub fn with_hint(mut self, hint: impl AsRef<str>) -> Self {
-        self.message.push_str(". ");
-        self.message.push_str(hint.as_ref());
+        self.hints.push(hint.as_ref().to_string());
         self
+    }
+
+    /// Says what was being done when this error happened: `what` becomes the message, and the
+    /// old message the first cause. Code, hints and reachability stay.
+    pub fn context(mut self, what: impl Into<String>) -> Self {
+        let cause = std::mem::replace(&mut self.message, what.into());
+        self.causes.insert(0, cause);
+        self
+    }
+
+    /// Marks the error as "no server answered".
+    pub fn unreachable(mut self) -> Self {
+        self.unreachable = true;
+        self
+    }
+
+    /// The message and its causes on one line (`what: cause: cause`), without hints: for a
+    /// record's stage detail or a list of problems.
+    pub fn summary(&self) -> String {
+        std::iter::once(self.message.as_str())
+            .chain(self.causes.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(": ")
     }
 }
 
 impl fmt::Display for Error {
+    /// The message, then one `caused by:` line per cause and one `hint:` line per hint.
+    /// `main` prints it after `error: `.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        for cause in &self.causes {
+            write!(f, "\ncaused by: {cause}")?;
+        }
+        for hint in &self.hints {
+            write!(f, "\nhint: {hint}")?;
+        }
+        Ok(())
     }
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_what_failed_then_causes_then_hints_each_on_its_own_line() {
+        let err = Error::input("the registry refused the login")
+            .with_hint("check the token")
+            .context("could not push app:1.0.0");
+        assert_eq!(
+            err.to_string(),
+            "could not push app:1.0.0\ncaused by: the registry refused the login\nhint: check the token"
+        );
+        assert_eq!(err.code, ExitCode::Input);
+        assert_eq!(
+            err.summary(),
+            "could not push app:1.0.0: the registry refused the login"
+        );
+    }
+
+    #[test]
+    fn a_wrapped_error_keeps_its_reachability() {
+        let err = Error::failed("connection refused")
+            .unreachable()
+            .context("GitLab");
+        assert!(err.unreachable);
+        assert_eq!(err.code, ExitCode::Failed);
+    }
+}

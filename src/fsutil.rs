@@ -47,3 +47,20 @@ fn parent_of(path: &Path) -> &Path {
         _ => Path::new("."),
     }
 }
+
+/// A path as messages show it.
+pub fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Refuses an output folder that exists as something other than a folder.
+pub fn check_out_dir(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::input(format!(
+            "output folder {} exists and is not a folder",
+            out.display()
+        ))
+        .with_hint("Choose another with --out DIR"));
+    }
+    Ok(())
+}

@@ -71,7 +71,7 @@ impl Plan {
                 sha256: t.sha256.clone(),
             }),
             image: record.image.as_ref().map(|i| PlannedImage {
-                digest: i.digest.clone(),
+                digest: i.digest.to_string(),
                 tags: i.tags.clone(),
             }),
             deploy: planned_deploys(record),

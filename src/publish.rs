@@ -13,13 +13,14 @@ use crate::fsutil;
 use crate::gitlab::api::Project as GitLab;
 use crate::gitlab::packages::{self, FileStatus, Package, PackageFile};
 use crate::gitlab::releases::{self, Link, ReleaseStatus, WantedRelease};
+use crate::mode::Mode;
 use crate::net::api::Payload;
 use crate::oci::push::Pushed;
-use crate::record::TarballRecord;
 use crate::source::Source;
 use crate::spec::publish::PublishSpec;
+use crate::tarball::TarballRecord;
 use crate::target::Target;
-use crate::ui::{status_word, Ui};
+use crate::ui::Ui;
 
 /// Commit subjects listed in generated notes, at most.
 const NOTES_COMMITS: usize = 200;
@@ -50,7 +51,7 @@ pub struct Inputs<'a> {
     pub tarball: Option<&'a TarballRecord>,
     pub pushed: Option<&'a Pushed>,
     pub force: bool,
-    pub dry_run: bool,
+    pub mode: Mode,
 }
 
 pub fn publish(inputs: &Inputs, gitlab: &GitLab, ui: &Ui) -> Result<Published> {
@@ -80,7 +81,7 @@ pub fn publish(inputs: &Inputs, gitlab: &GitLab, ui: &Ui) -> Result<Published> {
                 sha256: &sums_sha256,
             },
         ] {
-            let status = packages::upload(gitlab, &package, &file, inputs.force, inputs.dry_run)?;
+            let status = packages::upload(gitlab, &package, &file, inputs.force, inputs.mode)?;
             ui.info(&format!(
                 "{} ({} {}): {}",
                 file.name,
@@ -125,12 +126,8 @@ pub fn publish(inputs: &Inputs, gitlab: &GitLab, ui: &Ui) -> Result<Published> {
         notes: &notes,
         links: &links,
     };
-    let (release, release_url) = releases::ensure(gitlab, &wanted, inputs.dry_run)?;
-    ui.info(&format!(
-        "release {}: {}",
-        inputs.tag,
-        status_word(&release)
-    ));
+    let (release, release_url) = releases::ensure(gitlab, &wanted, inputs.mode)?;
+    ui.info(&format!("release {}: {}", inputs.tag, release));
     Ok(Published {
         release,
         release_url,

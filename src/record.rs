@@ -5,12 +5,12 @@ use serde::{Deserialize, Serialize};
 
 use std::path::Path;
 
-use crate::environment::EnvironmentDeployed;
 use crate::error::{Error, Result};
 use crate::image::Built as ImageBuilt;
 use crate::oci::push::Pushed;
 use crate::publish::Published;
-use crate::tarball::Built;
+use crate::stages::deploy::EnvironmentDeployed;
+use crate::tarball::{Built, TarballRecord};
 use crate::target::Target;
 
 #[derive(Debug, Serialize)]
@@ -44,9 +44,46 @@ pub struct Previous {
     pub version: String,
 }
 
+/// The stages of a release, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum StageName {
+    Tarball,
+    Image,
+    Push,
+    Publish,
+    Deploy,
+}
+
+impl StageName {
+    pub const ALL: [StageName; 5] = [
+        StageName::Tarball,
+        StageName::Image,
+        StageName::Push,
+        StageName::Publish,
+        StageName::Deploy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::Tarball => "tarball",
+            StageName::Image => "image",
+            StageName::Push => "push",
+            StageName::Publish => "publish",
+            StageName::Deploy => "deploy",
+        }
+    }
+}
+
+impl std::fmt::Display for StageName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Stage {
-    pub name: String,
+    pub name: StageName,
     pub status: Status,
     pub detail: String,
 }
@@ -66,13 +103,18 @@ pub enum Status {
     Stopped,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TarballRecord {
-    pub file: String,
-    pub path: String,
-    pub sha256: String,
-    pub size: u64,
-    pub entries: u64,
+impl std::fmt::Display for Status {
+    /// The status in words, as summaries and logs show it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Done => "done",
+            Status::AlreadyDone => "already done",
+            Status::NotSelected => "not selected",
+            Status::NotConfigured => "not configured",
+            Status::Failed => "failed",
+            Status::Stopped => "stopped",
+        })
+    }
 }
 
 /// What an earlier job of the same release left in the output folder (its `release.json`),
@@ -168,22 +210,16 @@ impl Record {
         }
     }
 
-    pub fn stage(&mut self, name: &str, status: Status, detail: impl Into<String>) {
+    pub fn stage(&mut self, name: StageName, status: Status, detail: impl Into<String>) {
         self.stages.push(Stage {
-            name: name.to_string(),
+            name,
             status,
             detail: detail.into(),
         });
     }
 
     pub fn set_tarball(&mut self, built: &Built) {
-        self.tarball = Some(TarballRecord {
-            file: built.file_name.clone(),
-            path: built.path.display().to_string(),
-            sha256: built.sha256.clone(),
-            size: built.size,
-            entries: built.entries,
-        });
+        self.tarball = Some(TarballRecord::of(built));
     }
 
     pub fn set_image(&mut self, built: &ImageBuilt) {
@@ -223,7 +259,7 @@ impl Record {
             pairs.push(("TAGPILOT_TARBALL_SHA256", tarball.sha256.clone()));
         }
         if let Some(image) = &self.image {
-            pairs.push(("TAGPILOT_IMAGE_DIGEST", image.digest.clone()));
+            pairs.push(("TAGPILOT_IMAGE_DIGEST", image.digest.to_string()));
             pairs.push(("TAGPILOT_IMAGE_TAGS", image.tags.join(",")));
         }
         if let Some(pinned) = self.pinned_image() {

@@ -35,8 +35,5 @@ pub fn requested() -> Option<&'static str> {
 
 /// The error that ends a stopped command (exit code 5).
 pub fn stopped(message: String) -> Error {
-    Error {
-        code: ExitCode::Stopped,
-        message,
-    }
+    Error::new(ExitCode::Stopped, message)
 }

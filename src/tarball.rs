@@ -12,13 +12,35 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::SyncSender;
 
 use crate::archive::{append_prefix_folders, append_tree, settle, Counts, Normal, Tee};
+use crate::compress::Compression;
 use crate::compress::Compressor;
 use crate::digest::{self, HashingWriter};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::source::{Commit, Selection, Source};
-use crate::spec::Compression;
 use crate::ui::Progress;
+
+/// The tarball as the release record keeps it, for later jobs and the publish stage.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct TarballRecord {
+    pub file: String,
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    pub entries: u64,
+}
+
+impl TarballRecord {
+    pub fn of(built: &Built) -> TarballRecord {
+        TarballRecord {
+            file: built.file_name.clone(),
+            path: built.path.display().to_string(),
+            sha256: built.sha256.clone(),
+            size: built.size,
+            entries: built.entries,
+        }
+    }
+}
 
 /// How to pack one tarball.
 pub struct Plan<'a> {

@@ -108,15 +108,37 @@ pub fn print_stdout(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-/// `1.5 MiB`-style sizes for people; exact byte counts go in JSON.
-/// A status enum as its JSON word, with spaces for humans: `already_there` → `already there`.
-pub fn status_word(status: &impl serde::Serialize) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
-        .unwrap_or_else(|| "?".to_string())
+/// Implements `Display` for status enums as their JSON word with spaces for people
+/// (`already_there` → `already there`), so logs, summaries and the record use the same words.
+macro_rules! display_as_words {
+    ($($status:ty),+ $(,)?) => {$(
+        impl std::fmt::Display for $status {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let word = serde_json::to_value(self).ok();
+                let word = word.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+                f.write_str(&word.replace('_', " "))
+            }
+        }
+    )+};
+}
+pub(crate) use display_as_words;
+
+/// Text from a server (an error message, a header, git's stderr), safe to print in a job log:
+/// control characters, ANSI escapes and GitLab's section markers become visible `\u{..}`
+/// escapes, so a hostile server cannot forge lines of tagpilot's own output.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
+/// `1.5 MiB`-style sizes for people; exact byte counts go in JSON.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
@@ -129,5 +151,22 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn server_text_cannot_forge_log_lines_or_sections() {
+        let hostile =
+            "denied\npushed registry/app@sha256:forged\x1b[32m\x1b[0Ksection_end:1:push\r";
+        let shown = printable(hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown}");
+        assert_eq!(
+            shown,
+            "denied\\u{a}pushed registry/app@sha256:forged\\u{1b}[32m\\u{1b}[0Ksection_end:1:push\\u{d}"
+        );
     }
 }

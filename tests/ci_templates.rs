@@ -192,7 +192,7 @@ impl Pipeline {
         let bin = Path::new(env!("CARGO_BIN_EXE_tagpilot")).parent().unwrap();
         for line in &job.script {
             let mut cmd = Command::new("bash");
-            without_leaky_vars(&mut cmd)
+            with_clean_env(&mut cmd)
                 .current_dir(&dir)
                 .args(["-euo", "pipefail", "-c", line])
                 .env(

@@ -3,19 +3,20 @@
 use serde_json::json;
 
 use crate::cli::{Cli, DeployArgs, Output};
-use crate::environment::{deploy_environment, EnvironmentDeployed};
 use crate::error::{Error, Result};
-use crate::gitops::deploy::{Deployed, Release};
-use crate::spec::deploy::DeploySpec;
+use crate::gitops::deploy::{version_in, Release};
+use crate::mode::Mode;
+use crate::project::Project;
+use crate::stages::deploy::{deploy_environment, summary};
+use crate::stages::Problems;
 use crate::target::{self, Request};
-use crate::ui::{print_stdout, status_word, Ui};
-
-use super::Project;
+use crate::ui::{print_stdout, Ui};
 
 pub fn run(cli: &Cli, args: &DeployArgs, ui: &Ui) -> Result<()> {
     let project = Project::open(&args.project)?;
     let spec = project.environment(&args.env)?;
-    if !args.dry_run {
+    let mode = Mode::of_dry_run(args.dry_run);
+    if !mode.rehearsing() {
         crate::gitlab::check_guards(args.guards.overrides(), &format!("deploy to {}", args.env))?;
     }
     let image = args.image.as_deref().ok_or_else(|| {
@@ -26,11 +27,30 @@ pub fn run(cli: &Cli, args: &DeployArgs, ui: &Ui) -> Result<()> {
         snapshot: None,
     };
     let target = target::resolve(&project.source, &project.spec, &request)?;
+    // The commit's trailers say which release runs: they must not name another one.
+    let own_tag = |tag: &str| {
+        project.spec.image.as_ref().is_some_and(|spec| {
+            crate::image::release_tags(spec, &target)
+                .is_ok_and(|(tags, _)| tags.iter().any(|t| t == tag))
+        })
+    };
+    let tag = crate::oci::reference::Reference::parse(image)
+        .ok()
+        .and_then(|r| r.tag);
+    let named = version_in(image).filter(|v| *v != target.version);
+    if let Some(named) = named.filter(|_| !tag.as_deref().is_some_and(own_tag)) {
+        return Err(Error::input(format!(
+            "--image {image} is version {named}, but this is the release of {} {}; nothing was changed",
+            target.name, target.version
+        ))
+        .with_hint("Deploy from the tag of that version (--tag), or pass the image of this one"));
+    }
     let release = Release {
         allow_downgrade: args.allow_downgrade,
-        ..Release::of_target(&target, image, args.dry_run)
+        ..Release::of_target(&target, image, mode)
     };
-    let deployed = deploy_environment(spec, &release, ui)?;
+    let mut problems = Problems::default();
+    let deployed = deploy_environment(spec, &release, &mut problems, ui)?;
     match cli.output {
         Output::Json => print_stdout(&format!(
             "{}\n",
@@ -40,51 +60,6 @@ pub fn run(cli: &Cli, args: &DeployArgs, ui: &Ui) -> Result<()> {
     }
     match deployed.rollout_error() {
         Some(err) => Err(err),
-        None => Ok(()),
+        None => problems.into_result("dry run"),
     }
-}
-
-pub fn summary(spec: &DeploySpec, image: &str, deployed: &EnvironmentDeployed) -> String {
-    let mut text = match &deployed.result {
-        Deployed::Committed { commit, files } => format!(
-            "committed {} to {} {} ({})\n",
-            &commit[..12.min(commit.len())],
-            spec.repo,
-            spec.branch,
-            files.join(", ")
-        ),
-        Deployed::AlreadyThere => format!(
-            "{} {} already records {image}: nothing to commit\n",
-            spec.repo, spec.branch
-        ),
-        Deployed::Superseded { by } => format!(
-            "{} {} already records a newer version ({by}): left alone (--allow-downgrade overrides)\n",
-            spec.repo, spec.branch
-        ),
-        Deployed::WouldCommit { diff } => diff.clone(),
-    };
-    if let Some(rollout) = &deployed.rollout {
-        for service in &rollout.services {
-            text.push_str(&format!(
-                "{} {}: {}{}\n",
-                rollout.engine,
-                service.service,
-                status_word(&service.state),
-                service
-                    .reason
-                    .as_ref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            ));
-        }
-    }
-    if let Some(Deployed::Committed { commit, .. }) = &deployed.restored {
-        text.push_str(&format!(
-            "committed {} to {} {}: the image that runs again after the rollback\n",
-            &commit[..12.min(commit.len())],
-            spec.repo,
-            spec.branch
-        ));
-    }
-    text
 }

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::gitops::history;
 use crate::ui::print_stdout;
 
-use super::Project;
+use crate::project::Project;
 
 pub fn run(cli: &Cli, args: &HistoryArgs) -> Result<()> {
     let project = Project::open(&args.project)?;

@@ -1,16 +1,17 @@
-//! `tagpilot image`, and the image stage that `release` runs.
-
-use std::path::Path;
+//! `tagpilot image`: the image stage, then the push stage (or only the image, into a layout).
 
 use crate::cli::{Cli, ImageArgs, Output};
 use crate::error::{Error, Result};
-use crate::image::{self, Built, Inputs};
-use crate::oci::layer::Layer;
+use crate::fsutil::display;
+use crate::mode::Mode;
+use crate::project::Project;
 use crate::record::Record;
-use crate::target::{self, Request, Target};
+use crate::stages::image::build;
+use crate::stages::push::push;
+use crate::target::{self, Request};
 use crate::ui::{print_stdout, Ui};
 
-use super::{display, write_dotenv, Project};
+use super::write_dotenv;
 
 pub fn run(cli: &Cli, args: &ImageArgs, ui: &Ui) -> Result<()> {
     let project = Project::open(&args.project)?;
@@ -39,7 +40,7 @@ pub fn run(cli: &Cli, args: &ImageArgs, ui: &Ui) -> Result<()> {
     record.set_image(&built);
     if args.oci_layout.is_none() {
         let spec = project.spec.image.as_ref().expect("built from it");
-        record.pushed = Some(push(&built, spec, args.force, ui)?);
+        record.pushed = Some(push(&built, spec, args.force, Mode::Apply, ui)?);
     }
     write_dotenv(cli, &record)?;
     match cli.output {
@@ -53,57 +54,4 @@ pub fn run(cli: &Cli, args: &ImageArgs, ui: &Ui) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The push stage.
-pub fn push(
-    built: &Built,
-    spec: &crate::spec::image::ImageSpec,
-    force: bool,
-    ui: &Ui,
-) -> Result<crate::oci::push::Pushed> {
-    ui.section("push", &format!("Pushing image {}", built.digest), || {
-        image::push(built, spec, force, ui)
-    })
-}
-
-/// The image stage: `None` when the spec has no `image:` section. `complete` also downloads a
-/// registry base's layers into the layout; `release_tree` is the layer when already made.
-pub fn build(
-    project: &Project,
-    target: &Target,
-    layout: &Path,
-    complete: bool,
-    release_tree: Option<Layer>,
-    ui: &Ui,
-) -> Result<Option<Built>> {
-    let Some(image) = &project.spec.image else {
-        return Ok(None);
-    };
-    let inputs = Inputs {
-        source: &project.source,
-        root: project.source.root(),
-        spec: &project.spec,
-        image,
-        target,
-        fetch_base_layers: complete,
-        release_tree,
-    };
-    let title = format!(
-        "Building image {} {} into {}",
-        target.name,
-        target.version,
-        display(layout)
-    );
-    ui.section("image", &title, || {
-        let built = image::build(&inputs, layout, ui)?;
-        ui.info(&format!(
-            "image {} for {} ({} layers added), tags {}",
-            built.digest,
-            built.platforms.join(", "),
-            built.layers.len(),
-            built.tags.join(", ")
-        ));
-        Ok(Some(built))
-    })
 }

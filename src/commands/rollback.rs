@@ -5,17 +5,18 @@
 use serde_json::json;
 
 use crate::cli::{Cli, Output, RollbackArgs};
-use crate::environment::deploy_environment;
 use crate::error::{Error, Result};
 use crate::gitops::deploy::{version_in, Release, Revert};
 use crate::gitops::history::{self, Entry};
 use crate::image::registry_digest;
+use crate::mode::Mode;
 use crate::oci::reference::Reference;
+use crate::project::Project;
+use crate::stages::deploy::{deploy_environment, summary};
+use crate::stages::Problems;
 use crate::target::release_name;
 use crate::ui::{print_stdout, Ui};
 use crate::version::{Scheme, Version};
-
-use super::Project;
 
 pub fn run(cli: &Cli, args: &RollbackArgs, ui: &Ui) -> Result<()> {
     let project = Project::open(&args.project)?;
@@ -47,7 +48,7 @@ pub fn run(cli: &Cli, args: &RollbackArgs, ui: &Ui) -> Result<()> {
         version: &version,
         tag: None,
         image: &chosen.image,
-        dry_run: args.dry_run,
+        mode: Mode::of_dry_run(args.dry_run),
         allow_downgrade: true,
         revert: Some(Revert {
             of: current.image.clone(),
@@ -58,7 +59,8 @@ pub fn run(cli: &Cli, args: &RollbackArgs, ui: &Ui) -> Result<()> {
             by: Some(who()),
         }),
     };
-    let deployed = deploy_environment(spec, &release, ui)?;
+    let mut problems = Problems::default();
+    let deployed = deploy_environment(spec, &release, &mut problems, ui)?;
     match cli.output {
         Output::Json => print_stdout(&format!(
             "{}\n",
@@ -72,11 +74,11 @@ pub fn run(cli: &Cli, args: &RollbackArgs, ui: &Ui) -> Result<()> {
                 "restored": deployed.restored,
             })
         )),
-        Output::Human => print_stdout(&super::deploy::summary(spec, &chosen.image, &deployed)),
+        Output::Human => print_stdout(&summary(spec, &chosen.image, &deployed)),
     }
     match deployed.rollout_error() {
         Some(err) => Err(err),
-        None => Ok(()),
+        None => problems.into_result("dry run"),
     }
 }
 
@@ -89,12 +91,11 @@ fn check_still_in_registry(chosen: &Entry, project: &Project) -> Result<()> {
             chosen.commit, chosen.image
         ))
     })?;
-    let found = registry_digest(&reference, project.spec.image.as_ref()).map_err(|e| Error {
-        message: format!(
-            "could not check that {} is still in its registry: {}; nothing was changed",
-            chosen.image, e.message
-        ),
-        ..e
+    let found = registry_digest(&reference, project.spec.image.as_ref()).map_err(|e| {
+        e.context(format!(
+            "could not check that {} is still in its registry; nothing was changed",
+            chosen.image
+        ))
     })?;
     match (found, &reference.digest) {
         (None, _) => Err(Error::input(format!(

@@ -5,7 +5,8 @@ use crate::error::{Error, Result};
 use crate::target::release_name;
 use crate::ui::print_stdout;
 
-use super::{display, Project};
+use crate::fsutil::display;
+use crate::project::Project;
 
 pub fn run(cli: &Cli, args: &ProjectArgs) -> Result<()> {
     let project = Project::open(args)?;

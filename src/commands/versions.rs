@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::target::tag_reader;
 use crate::ui::print_stdout;
 
-use super::Project;
+use crate::project::Project;
 
 #[derive(Serialize)]
 struct Row<'a> {

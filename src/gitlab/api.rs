@@ -68,7 +68,12 @@ impl Project {
         let separator = if path.contains('?') { '&' } else { '?' };
         let mut items = Vec::new();
         let mut page = 1;
-        while page <= MAX_PAGES {
+        loop {
+            if page > MAX_PAGES {
+                return Err(Error::failed(format!(
+                    "GitLab's listing to {what} goes on past {MAX_PAGES} pages of 100; tagpilot stops there rather than read without end"
+                )));
+            }
             let reply = self
                 .api
                 .get(&format!("{path}{separator}per_page=100&page={page}"), what)?;
@@ -81,10 +86,9 @@ impl Project {
                 .and_then(|n| n.trim().parse().ok())
             {
                 Some(next) if next > page => page = next,
-                _ => break,
+                _ => return Ok(items),
             }
         }
-        Ok(items)
     }
 
     /// Refuses a write without a token, saying where one comes from.

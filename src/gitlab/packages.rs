@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::mode::Mode;
 use crate::net::api::Payload;
 
 use super::api::Project;
@@ -26,6 +27,8 @@ pub enum FileStatus {
     /// Dry run: would be uploaded.
     WouldUpload,
 }
+
+crate::ui::display_as_words!(FileStatus);
 
 /// One file to publish.
 pub struct PackageFile<'a> {
@@ -62,15 +65,15 @@ pub fn upload(
     package: &Package,
     file: &PackageFile,
     force: bool,
-    dry_run: bool,
+    mode: Mode,
 ) -> Result<FileStatus> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match check_then_upload(project, package, file, force, dry_run) {
+        match check_then_upload(project, package, file, force, mode) {
             // A failed transfer may or may not have landed: the next check tells.
             Err(e) if e.code == crate::error::ExitCode::Failed && attempt < ATTEMPTS => {
-                std::thread::sleep(std::time::Duration::from_millis(500 << attempt));
+                crate::net::retry::pause(attempt);
             }
             other => return other,
         }
@@ -82,7 +85,7 @@ fn check_then_upload(
     package: &Package,
     file: &PackageFile,
     force: bool,
-    dry_run: bool,
+    mode: Mode,
 ) -> Result<FileStatus> {
     let stored = stored_sha256s(project, package, file.name)?;
     let status = match stored.last() {
@@ -97,7 +100,7 @@ fn check_then_upload(
         Some(_) => FileStatus::Replaced,
         None => FileStatus::Uploaded,
     };
-    if dry_run {
+    if mode.rehearsing() {
         return Ok(FileStatus::WouldUpload);
     }
     project.require_token()?;

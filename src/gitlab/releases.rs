@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::error::Result;
+use crate::mode::Mode;
 
 use super::api::Project;
 use crate::net::percent_encode;
@@ -41,17 +42,19 @@ pub enum ReleaseStatus {
     WouldUpdate,
 }
 
+crate::ui::display_as_words!(ReleaseStatus);
+
 /// Makes the release match `wanted`; returns what was done and the release's web address.
 pub fn ensure(
     project: &Project,
     wanted: &WantedRelease,
-    dry_run: bool,
+    mode: Mode,
 ) -> Result<(ReleaseStatus, Option<String>)> {
     let path = format!("{}/releases/{}", project.prefix, percent_encode(wanted.tag));
     let what = format!("read the release of {}", wanted.tag);
     let reply = project.api.get(&path, &what)?;
     if reply.status == 404 {
-        if dry_run {
+        if mode.rehearsing() {
             return Ok((ReleaseStatus::WouldCreate, None));
         }
         project.require_token()?;
@@ -92,7 +95,7 @@ pub fn ensure(
     if !text_differs && link_changes.is_empty() {
         return Ok((ReleaseStatus::AlreadyThere, url));
     }
-    if dry_run {
+    if mode.rehearsing() {
         return Ok((ReleaseStatus::WouldUpdate, url));
     }
     project.require_token()?;

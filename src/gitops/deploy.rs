@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::mode::Mode;
 use crate::net::basic_authorization;
 use crate::oci::reference::Reference;
 use crate::spec::deploy::{DeployKind, DeploySpec, WriteAs};
@@ -31,7 +32,7 @@ pub struct Release<'a> {
     pub tag: Option<&'a str>,
     /// The full image reference to write, `registry/repo:tag@sha256:…`.
     pub image: &'a str,
-    pub dry_run: bool,
+    pub mode: Mode,
     pub allow_downgrade: bool,
     /// Set when this commit puts back the image that runs again after a rolled-back rollout.
     pub revert: Option<Revert>,
@@ -39,13 +40,13 @@ pub struct Release<'a> {
 
 impl<'a> Release<'a> {
     /// Recording `image` as the release of `target`.
-    pub fn of_target(target: &'a Target, image: &'a str, dry_run: bool) -> Release<'a> {
+    pub fn of_target(target: &'a Target, image: &'a str, mode: Mode) -> Release<'a> {
         Release {
             name: &target.name,
             version: &target.version,
             tag: target.tag.as_deref(),
             image,
-            dry_run,
+            mode,
             allow_downgrade: false,
             revert: None,
         }
@@ -120,7 +121,7 @@ pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed>
         if edited.is_empty() {
             return Ok(Deployed::AlreadyThere);
         }
-        if release.dry_run {
+        if release.mode.rehearsing() {
             let diff = edited
                 .iter()
                 .map(|f| diff(&f.relative, &f.old, &f.new))
@@ -191,7 +192,8 @@ fn edit_files(checkout: &Checkout, spec: &DeploySpec, wanted: &Wanted) -> Result
             Some(folder) => format!("{}/{}", folder.value.trim_end_matches('/'), file.file.value),
             None => file.file.value.clone(),
         };
-        let old = std::fs::read_to_string(checkout.path().join(&relative)).map_err(|_| {
+        let path = inside_clone(checkout.path(), &relative, spec)?;
+        let old = std::fs::read_to_string(path).map_err(|_| {
             Error::input(format!(
                 "{relative} is not in {} (branch {})",
                 spec.repo, spec.branch
@@ -263,6 +265,10 @@ pub fn access(spec: &DeploySpec) -> Result<Access> {
     };
     let c = &spec.credentials;
     let mut access = Access::default();
+    if let Some((user, password)) = &spec.url_login {
+        access.http_authorization = Some(basic_authorization(user, password));
+        access.source = Some("the repository address".to_string());
+    }
     if let Some(token) = &c.token {
         let user = match &c.user {
             Some(name) => var(name)?,
@@ -301,6 +307,13 @@ fn message(spec: &DeploySpec, release: &Release, image: &str) -> Result<String> 
             other => release_placeholder(release.name, release.version, release.tag, other),
         })
         .map_err(|why| Error::input(format!("deploy message: {why}")))?;
+    if subject.trim().is_empty() {
+        // The trailers would become the subject, and history and rollback would not see them.
+        return Err(Error::input(format!(
+            "the deploy message of {} renders empty",
+            spec.environment
+        )));
+    }
     let text = format!(
         "{}\n\nTagpilot-Release: {} {}\nTagpilot-Image: {image}\nTagpilot-Environment: {}\n",
         subject.trim_end(),
@@ -377,6 +390,29 @@ fn diff(file: &str, old: &str, new: &str) -> String {
         }
     }
     out
+}
+
+/// The file `relative` names in the clone, refused when it leads outside it: a `..`, or a
+/// symbolic link committed in the deployment repository. Checked before anything is written.
+fn inside_clone(root: &Path, relative: &str, spec: &DeploySpec) -> Result<std::path::PathBuf> {
+    let path = root.join(relative);
+    let outside = |to: String| {
+        Error::input(format!(
+            "{relative} in {} (branch {}) leads outside the repository{to}; tagpilot writes only inside the clone, so nothing was changed",
+            spec.repo, spec.branch
+        ))
+    };
+    if relative.starts_with('/') || relative.split('/').any(|c| c == "..") {
+        return Err(outside(String::new()));
+    }
+    let (Ok(root), Ok(real)) = (root.canonicalize(), path.canonicalize()) else {
+        // Missing: the caller says it is not there.
+        return Ok(path);
+    };
+    if !real.starts_with(&root) {
+        return Err(outside(format!(" (a symbolic link to {})", real.display())));
+    }
+    Ok(path)
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {

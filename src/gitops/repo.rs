@@ -200,7 +200,11 @@ impl Checkout {
             .env("GIT_TERMINAL_PROMPT", "0")
             .env_remove("GIT_DIR")
             .env_remove("GIT_WORK_TREE");
-        let mut config: Vec<(&str, String)> = vec![("protocol.file.allow", "always".to_string())];
+        let mut config: Vec<(&str, String)> = vec![
+            ("protocol.file.allow", "always".to_string()),
+            // The login goes in a header for this host: a redirect would carry it elsewhere.
+            ("http.followRedirects", "false".to_string()),
+        ];
         if let Some(authorization) = &self.access.http_authorization {
             config.push((
                 "http.extraHeader",
@@ -216,13 +220,19 @@ impl Checkout {
             cmd.env(
                 "GIT_SSH_COMMAND",
                 format!(
-                    "ssh -i '{}' -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new",
-                    key.display()
+                    "ssh -i {} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new",
+                    shell_quoted(&key.display().to_string())
                 ),
             );
         }
         cmd
     }
+}
+
+/// `text` as one word for the shell git runs `GIT_SSH_COMMAND` with: single-quoted, with each
+/// `'` written as `'\''`, so a key path cannot run a command.
+fn shell_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 fn run_with_input(mut cmd: Command, input: &[u8], what: &str) -> Result<()> {

@@ -13,8 +13,17 @@ use ureq::Agent;
 
 use crate::error::{Error, Result};
 use crate::net::{self, is_tls, retryable_error, retryable_status};
+use crate::ui::printable;
 
 const READ_ATTEMPTS: u32 = 4;
+
+/// The largest reply read from an API, headers and body: far more than any listing or object
+/// tagpilot asks for, and a bound on what a hostile server can make it hold.
+const REPLY_LIMIT: u64 = 64 << 20;
+
+/// The longest one API request may take, body included: a server that trickles its answer
+/// cannot hold a release.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(120);
 
 pub struct Api {
     /// `Docker Swarm`, `GitLab`, ...: how errors name the service.
@@ -76,12 +85,12 @@ impl Reply {
         let json = self.json();
         for key in ["message", "Message", "error"] {
             if let Some(text) = json.get(key).and_then(Value::as_str) {
-                return text.trim().to_string();
+                return printable(text.trim());
             }
         }
         let text = String::from_utf8_lossy(&self.body);
-        let text = text.trim();
-        text.chars().take(300).collect()
+        let text: String = text.trim().chars().take(300).collect();
+        printable(&text)
     }
 }
 
@@ -91,7 +100,13 @@ impl Api {
             engine,
             endpoint: base.to_string(),
             transport: Transport::Http {
-                agent: net::agent(tls, Duration::from_secs(60)),
+                agent: net::agent(
+                    tls,
+                    Duration::from_secs(60),
+                    net::Redirects::Refuse {
+                        deadline: REQUEST_DEADLINE,
+                    },
+                ),
                 base: base.trim_end_matches('/').to_string(),
             },
             credential: None,
@@ -130,7 +145,7 @@ impl Api {
                 Err(Failure::Unix(_)) if attempt < READ_ATTEMPTS => {}
                 Err(failure) => return Err(self.unreachable(failure, what)),
             }
-            std::thread::sleep(Duration::from_millis(250 << attempt));
+            super::retry::pause(attempt);
         }
     }
 
@@ -226,6 +241,12 @@ impl Api {
             403 => Error::failed(format!("{lead}: permission denied ({reason})"))
                 .with_hint("The credential works but may not change this object"),
             404 => Error::input(format!("{lead}: not found ({reason})")),
+            300..=399 => Error::failed(format!(
+                "{lead}: a redirect to {}, which tagpilot does not follow, so the credential stays with {}",
+                printable(reply.header("location").unwrap_or("nowhere given")),
+                self.endpoint
+            ))
+            .with_hint("Point the endpoint at the address the API answers on itself"),
             _ => Error::failed(format!("{lead}: {reason}")),
         })
     }
@@ -239,10 +260,13 @@ impl Api {
             "{} at {} could not be reached to {what}: {cause}",
             self.engine, self.endpoint
         ));
+        // A TLS refusal is an answer: a release would hit it too.
         if tls {
             error.with_hint(self.hints.tls)
         } else {
-            error.with_hint("Check the endpoint and that the engine is up and reachable from here")
+            error
+                .with_hint("Check the endpoint and that the engine is up and reachable from here")
+                .unreachable()
         }
     }
 
@@ -330,7 +354,7 @@ fn http_request(
     let body = response
         .body_mut()
         .with_config()
-        .limit(64 << 20)
+        .limit(REPLY_LIMIT)
         .read_to_vec()?;
     Ok(Reply {
         status,
@@ -359,7 +383,13 @@ fn unix_request(
     stream.write_all(head.as_bytes())?;
     stream.write_all(payload)?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    stream.take(REPLY_LIMIT + 1).read_to_end(&mut raw)?;
+    if raw.len() as u64 > REPLY_LIMIT {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the reply is larger than {} MiB", REPLY_LIMIT >> 20),
+        ));
+    }
     parse_reply(&raw)
 }
 

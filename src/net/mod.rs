@@ -2,6 +2,7 @@
 //! CA file, optionally a client certificate), and one reading of transport errors.
 
 pub mod api;
+pub mod retry;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,14 +23,31 @@ pub struct Tls {
     pub skip_verify: bool,
 }
 
+/// Whether an agent follows redirects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Redirects {
+    /// Registries redirect blob reads to storage; ureq drops `Authorization` on the way.
+    Follow,
+    /// API clients send credentials in headers of their own (`PRIVATE-TOKEN`,
+    /// `X-Nomad-Token`, `X-Registry-Auth`) that a redirect would carry anywhere: a redirect
+    /// is an answer, reported, never followed. A whole request must end within `deadline`.
+    Refuse { deadline: Duration },
+}
+
 /// An agent that reports HTTP errors as responses (callers read the body for the reason).
-pub fn agent(tls: Tls, receive_timeout: Duration) -> Agent {
+pub fn agent(tls: Tls, receive_timeout: Duration, redirects: Redirects) -> Agent {
     let roots = match tls.roots {
         Some(certificates) => RootCerts::Specific(Arc::new(certificates)),
         None => RootCerts::PlatformVerifier,
     };
+    let (max_redirects, deadline) = match redirects {
+        Redirects::Follow => (10, None),
+        Redirects::Refuse { deadline } => (0, Some(deadline)),
+    };
     Agent::config_builder()
         .http_status_as_error(false)
+        .max_redirects(max_redirects)
+        .timeout_global(deadline)
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(receive_timeout))
         .tls_config(

@@ -6,15 +6,16 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+use super::digest::Digest;
 use super::image::BaseImage;
 use super::{Descriptor, Family, Platform, DOCKER_LIST, OCI_INDEX};
 
 /// Where base documents come from.
 pub trait Documents {
     /// A manifest or index, by digest, as JSON.
-    fn manifest(&mut self, digest: &str) -> Result<Value>;
+    fn manifest(&mut self, digest: &Digest) -> Result<Value>;
     /// A config blob, by digest, as JSON.
-    fn config(&mut self, digest: &str) -> Result<Value>;
+    fn config(&mut self, digest: &Digest) -> Result<Value>;
 }
 
 /// The base images for `platforms` under `chosen`. `place` names the base in errors.
@@ -100,7 +101,9 @@ fn load(documents: &mut dyn Documents, descriptor: &Descriptor, place: &str) -> 
             descriptor.digest
         ))
     })?;
-    let config = documents.config(config_digest)?;
+    let config_digest = Digest::parse(config_digest)
+        .map_err(|why| Error::input(format!("{place}: manifest {}: {why}", descriptor.digest)))?;
+    let config = documents.config(&config_digest)?;
     let platform = Platform {
         architecture: config["architecture"]
             .as_str()

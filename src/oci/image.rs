@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use crate::error::{Error, Result};
 
 use super::blobs::BlobStore;
+use super::digest::Digest;
 use super::layer::Layer;
 use super::{Descriptor, Family, Platform};
 
@@ -39,6 +40,17 @@ pub struct BaseImage {
 }
 
 impl BaseImage {
+    /// The digests of the base's layers, each checked (the base's manifest is input).
+    pub fn layer_digests(&self, place: &str) -> Result<Vec<Digest>> {
+        self.layers
+            .iter()
+            .map(|layer| {
+                let text = layer["digest"].as_str().unwrap_or_default();
+                Digest::parse(text).map_err(|why| Error::input(format!("{place}: a layer: {why}")))
+            })
+            .collect()
+    }
+
     /// No base at all: an empty filesystem.
     pub fn scratch(platform: Platform) -> BaseImage {
         let mut config = json!({

@@ -3,10 +3,11 @@
 //! digest) → a file in the blob store. Nothing is held whole in memory.
 
 use crate::archive::{settle, Counts};
+use crate::compress::Compression;
 use crate::compress::Compressor;
 use crate::digest::HashingWriter;
 use crate::error::{Error, Result};
-use crate::spec::Compression;
+use crate::oci::digest::Digest;
 
 use super::blobs::{BlobStore, BlobWriter};
 use super::{Descriptor, Family};
@@ -18,7 +19,7 @@ pub type LayerTar = tar::Builder<HashingWriter<Compressor<BlobWriter>>>;
 /// media type does (OCI or Docker family), which [`Layer::descriptor`] fills in.
 #[derive(Clone, Debug)]
 pub struct Layer {
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     pub compression: Compression,
     /// `sha256:…` of the uncompressed tar.

@@ -10,6 +10,7 @@ use crate::fsutil;
 
 use super::base::{self, Documents};
 use super::blobs::BlobStore;
+use super::digest::Digest;
 use super::image::BaseImage;
 use super::{Descriptor, Platform, OCI_INDEX, REF_NAME};
 
@@ -23,12 +24,12 @@ pub struct LayoutBase {
 
 /// A layout's blobs as base documents.
 impl Documents for BlobStore {
-    fn manifest(&mut self, digest: &str) -> Result<Value> {
-        read_json(&self.path(digest))
+    fn manifest(&mut self, digest: &Digest) -> Result<Value> {
+        json_blob(self, digest)
     }
 
-    fn config(&mut self, digest: &str) -> Result<Value> {
-        read_json(&self.path(digest))
+    fn config(&mut self, digest: &Digest) -> Result<Value> {
+        json_blob(self, digest)
     }
 }
 
@@ -70,7 +71,18 @@ pub fn open_base(root: &Path, tag: Option<&str>, platforms: &[Platform]) -> Resu
     Ok(LayoutBase {
         store,
         images,
-        digest: chosen.digest,
+        digest: chosen.digest.to_string(),
+    })
+}
+
+/// A document in the store, checked against its digest.
+fn json_blob(store: &BlobStore, digest: &Digest) -> Result<Value> {
+    let bytes = store.read(digest)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::input(format!(
+            "{} is not valid JSON: {e}",
+            store.path(digest).display()
+        ))
     })
 }
 

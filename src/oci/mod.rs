@@ -4,12 +4,14 @@
 pub mod auth;
 pub mod base;
 pub mod blobs;
+pub mod digest;
 pub mod image;
 pub mod layer;
 pub mod layout;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod transport;
 
 use std::collections::BTreeMap;
 
@@ -33,7 +35,7 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
     pub media_type: String,
-    pub digest: String,
+    pub digest: digest::Digest,
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
@@ -115,8 +117,8 @@ impl Family {
     }
 
     /// The layer media type for `compression`; Docker v2 manifests have no zstd layers.
-    pub fn layer(self, compression: crate::spec::Compression) -> Option<&'static str> {
-        use crate::spec::Compression::*;
+    pub fn layer(self, compression: crate::compress::Compression) -> Option<&'static str> {
+        use crate::compress::Compression::*;
         match (self, compression) {
             (Family::Oci, Gzip) => Some(OCI_LAYER_GZIP),
             (Family::Oci, Zstd) => Some(OCI_LAYER_ZSTD),

@@ -2,6 +2,7 @@
 //! tag pointing at something incomplete: every blob first (skipping those the registry has),
 //! then each platform's manifest by digest, then the index or manifest under each tag.
 //! A released version tag that already names other bytes is refused before anything is sent.
+//! A rehearsal makes every check and every read, and stops before the first write.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -9,9 +10,11 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::mode::Mode;
 use crate::ui::{human_bytes, Ui};
 
 use super::blobs::BlobStore;
+use super::digest::Digest;
 use super::registry::Client;
 use super::{Descriptor, DOCKER_LIST, OCI_INDEX};
 
@@ -20,6 +23,7 @@ pub struct Pushed {
     /// `registry/repository@sha256:…`: the pinned reference of what was pushed.
     pub reference: String,
     pub tags: Vec<String>,
+    /// (In a rehearsal: the blobs that would be uploaded.)
     pub uploaded_blobs: u64,
     pub uploaded_bytes: u64,
     /// Base blobs linked from the base's repository on the same registry (no bytes moved).
@@ -57,6 +61,7 @@ pub struct Push<'a> {
     pub immutable: &'a [String],
     /// Replace an immutable tag that names other bytes.
     pub force: bool,
+    pub mode: Mode,
 }
 
 pub fn push(
@@ -67,9 +72,9 @@ pub fn push(
 ) -> Result<Pushed> {
     for tag in job.immutable {
         if let Some(existing) = client.manifest_digest(tag)? {
-            if existing != job.top.digest && !job.force {
+            if job.top.digest != existing && !job.force {
                 return Err(Error::input(format!(
-                    "{}:{tag} already exists as {existing}; this build is {}. Released versions are immutable, so nothing was pushed",
+                    "{}:{tag} already exists as {existing}: the version tag {tag} already names other bytes than this build ({}), and released versions are immutable, so nothing was pushed",
                     job.repository, job.top.digest
                 ))
                 .with_hint("If the old image is wrong and nobody runs it, push with --force; otherwise release a new version"));
@@ -78,7 +83,7 @@ pub fn push(
     }
 
     let top_bytes = job.store.read(&job.top.digest)?;
-    let mut manifests: Vec<(String, String, Vec<u8>)> = Vec::new();
+    let mut manifests: Vec<(Digest, String, Vec<u8>)> = Vec::new();
     if job.top.media_type == OCI_INDEX || job.top.media_type == DOCKER_LIST {
         let index: Value = parse(&top_bytes, &job.top.digest)?;
         for child in index["manifests"].as_array().cloned().unwrap_or_default() {
@@ -96,19 +101,18 @@ pub fn push(
         ));
     }
 
-    let mut blobs: Vec<(String, u64)> = Vec::new();
+    let mut blobs: Vec<(Digest, u64)> = Vec::new();
     let mut seen = BTreeSet::new();
     for (digest, _, bytes) in &manifests {
         let manifest: Value = parse(bytes, digest)?;
         let descriptors = std::iter::once(&manifest["config"])
             .chain(manifest["layers"].as_array().into_iter().flatten());
         for descriptor in descriptors {
-            let digest = descriptor["digest"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            if seen.insert(digest.clone()) {
-                blobs.push((digest, descriptor["size"].as_u64().unwrap_or(0)));
+            let blob: Descriptor = serde_json::from_value(descriptor.clone()).map_err(|e| {
+                Error::input(format!("manifest {digest} has a bad descriptor: {e}"))
+            })?;
+            if seen.insert(blob.digest.clone()) {
+                blobs.push((blob.digest, blob.size));
             }
         }
     }
@@ -121,6 +125,11 @@ pub fn push(
     for (digest, size) in &blobs {
         if client.has_blob(digest)? {
             report.skipped_blobs += 1;
+            continue;
+        }
+        if job.mode.rehearsing() {
+            report.uploaded_blobs += 1;
+            report.uploaded_bytes += size;
             continue;
         }
         let path = job.store.path(digest);
@@ -166,9 +175,19 @@ pub fn push(
         report.uploaded_blobs += 1;
         report.uploaded_bytes += size;
     }
+    if job.mode.rehearsing() {
+        ui.info(&format!(
+            "dry run: {} would get {} blob(s) ({}); {} already there; nothing was pushed",
+            job.repository,
+            report.uploaded_blobs,
+            human_bytes(report.uploaded_bytes),
+            report.skipped_blobs
+        ));
+        return Ok(report);
+    }
     if manifests.len() > 1 || manifests[0].0 != job.top.digest {
         for (digest, media_type, bytes) in &manifests {
-            client.put_manifest(digest, media_type, bytes)?;
+            client.put_manifest(digest.as_str(), media_type, bytes)?;
         }
     }
     for tag in job.tags {
@@ -188,11 +207,12 @@ pub fn push(
     Ok(report)
 }
 
-fn parse(bytes: &[u8], digest: &str) -> Result<Value> {
+fn parse(bytes: &[u8], digest: &Digest) -> Result<Value> {
     serde_json::from_slice(bytes)
         .map_err(|e| Error::failed(format!("manifest {digest} is not JSON: {e}")))
 }
 
-fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(19)]
+fn short(digest: &Digest) -> &str {
+    let text = digest.as_str();
+    &text[..text.len().min(19)]
 }

@@ -12,6 +12,8 @@ use crate::spec::orchestrator::OnFailure;
 use crate::stop;
 use crate::ui::Ui;
 
+use crate::mode::Mode;
+
 use super::{same_image, Engine, Live, Object, Observation, Phase, Replicas, Submitted};
 
 /// How often the engine is asked for news.
@@ -22,7 +24,7 @@ pub struct Plan<'a> {
     pub image: &'a str,
     pub timeout: Duration,
     pub on_failure: OnFailure,
-    pub dry_run: bool,
+    pub mode: Mode,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -77,6 +79,8 @@ pub enum Outcome {
     TimedOut,
 }
 
+crate::ui::display_as_words!(State, Outcome);
+
 impl Rollout {
     /// The error a failed or timed-out rollout ends the command with (exit 3 or 4).
     pub fn error(&self) -> Option<Error> {
@@ -108,10 +112,7 @@ impl Rollout {
                 self.rolled_back.join(", ")
             )
         };
-        Some(Error {
-            code,
-            message: format!("{what}{after}"),
-        })
+        Some(Error::new(code, format!("{what}{after}")))
     }
 
     /// The image each rolled-back service runs again (the first), for the deployment repo.
@@ -157,7 +158,7 @@ pub fn roll_out(
             rollout.services.push(record);
             continue;
         }
-        if plan.dry_run {
+        if plan.mode.rehearsing() {
             ui.info(&format!(
                 "{}: would update {} → {}",
                 object.name, live.image, plan.image
@@ -477,11 +478,11 @@ fn half_done(error: Error, rollout: &Rollout) -> Error {
         return error;
     }
     Error {
-        code: error.code,
         message: format!(
             "{}. Already changed before this: {}",
             error.message,
             changed.join("; ")
         ),
+        ..error
     }
 }

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use git2::{ObjectType, Oid, Repository, Tree};
 
 use crate::error::{Error, Result};
-use crate::spec::Submodules;
 use attributes::ExportIgnore;
 pub use excludes::Excludes;
 use packs::Packs;
@@ -502,4 +501,15 @@ pub(crate) fn bytes_path(bytes: &[u8]) -> &Path {
 
 fn git_failed(action: &'static str) -> impl Fn(git2::Error) -> Error {
     move |e| Error::failed(format!("git: could not {action}: {}", e.message()))
+}
+
+/// What to do with submodules in a tree (the spec's `tarball.submodules`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Submodules {
+    /// Stop with an error naming the submodule (default): a tarball missing code is worse than none.
+    #[default]
+    Error,
+    /// Leave submodules out entirely (no empty folder either).
+    Skip,
 }

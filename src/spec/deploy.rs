@@ -28,6 +28,11 @@ pub struct DeploySpec {
     /// Names of environment variables holding the login (never the secrets themselves).
     #[serde(default)]
     pub credentials: Credentials,
+    /// A `user:password@` login written into `repo` (after `${VAR}`s), taken out of it so that
+    /// the address tagpilot prints and records never shows it; git gets it as a header.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub url_login: Option<(String, String)>,
     /// Commit author. Default: `GITLAB_USER_NAME` / `GITLAB_USER_EMAIL`, else tagpilot.
     #[serde(default)]
     pub author: Option<Author>,
@@ -137,14 +142,8 @@ impl DeploySpec {
             texts.extend(file.digest.iter_mut());
             texts.extend(file.marker.iter_mut());
         }
-        let c = &mut self.credentials;
-        texts.extend(
-            c.token
-                .iter_mut()
-                .chain(c.user.iter_mut())
-                .chain(c.password.iter_mut())
-                .chain(c.ssh_key.iter_mut()),
-        );
+        // Credentials name variables: they are never expanded, so a secret written as
+        // `${DEPLOY_TOKEN}` is refused by name instead of ending up in messages.
         if let Some(author) = &mut self.author {
             texts.push(&mut author.name);
             texts.push(&mut author.email);
@@ -155,8 +154,38 @@ impl DeploySpec {
         texts
     }
 
+    /// Moves a `user:password@` login out of `repo` (see `url_login`).
+    pub fn take_url_login(&mut self) {
+        let url = &self.repo.value;
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return;
+        };
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let Some(at) = rest[..authority_end].rfind('@') else {
+            return;
+        };
+        let (user, password) = match rest[..at].split_once(':') {
+            Some((user, password)) => (user.to_string(), password.to_string()),
+            // A user alone (ssh://git@host) is no secret.
+            None => return,
+        };
+        self.repo.value = format!("{scheme}://{}", &rest[at + 1..]);
+        self.url_login = Some((user, password));
+    }
+
     pub fn check(&self, file: &str) -> Vec<String> {
         let mut problems = Vec::new();
+        let c = &self.credentials;
+        problems.extend(super::check_variable_names(
+            file,
+            "deploy credentials",
+            &[
+                ("token", &c.token),
+                ("user", &c.user),
+                ("password", &c.password),
+                ("ssh_key", &c.ssh_key),
+            ],
+        ));
         if self.files.is_empty() {
             problems.push(format!(
                 "{}: deploy `{}` lists no files",
@@ -164,18 +193,32 @@ impl DeploySpec {
                 self.environment
             ));
         }
-        if let Err(why) = crate::template::check_with(self.message.as_str(), &MESSAGE_PLACEHOLDERS)
+        if self.message.as_str().trim().is_empty() {
+            problems.push(format!(
+                "{}: deploy message is empty: a commit needs a subject above its trailers (history and rollback read them)",
+                self.message.place(file)
+            ));
+        } else if let Err(why) =
+            crate::template::check_with(self.message.as_str(), &MESSAGE_PLACEHOLDERS)
         {
             problems.push(format!(
                 "{}: deploy message: {why}",
                 self.message.place(file)
             ));
         }
+        if let Some(path) = &self.path {
+            if !inside_repository(path.as_str()) {
+                problems.push(format!(
+                    "{}: deploy path `{path}` must be a folder inside the repository (relative, without `..`)",
+                    path.place(file)
+                ));
+            }
+        }
         for f in &self.files {
             if f.kind == DeployKind::Helm && f.tag.is_none() {
                 problems.push(format!("{}: deploy files: kind helm needs `tag:` (the key path of the tag, e.g. image.tag)", f.file.place(file)));
             }
-            if f.file.as_str().starts_with('/') || f.file.as_str().split('/').any(|c| c == "..") {
+            if !inside_repository(f.file.as_str()) {
                 problems.push(format!(
                     "{}: deploy files: `{}` must be a path inside the repository",
                     f.file.place(file),
@@ -188,4 +231,9 @@ impl DeploySpec {
         }
         problems
     }
+}
+
+/// A relative path that stays inside the repository as written (no `..`, not absolute).
+fn inside_repository(path: &str) -> bool {
+    !path.starts_with('/') && !path.split('/').any(|c| c == "..")
 }

@@ -131,6 +131,8 @@ impl ImageSpec {
             texts.push(&mut file.src);
             texts.push(&mut file.dest);
         }
+        texts.extend(self.repository.iter_mut());
+        texts.extend(self.ca_file.iter_mut());
         texts.extend(self.env.values_mut());
         texts.extend(self.user.iter_mut());
         texts.extend(self.workdir.iter_mut());

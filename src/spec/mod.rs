@@ -14,8 +14,9 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::compress::Compression;
 use crate::error::{Error, Result};
-use crate::source::Excludes;
+use crate::source::{Excludes, Submodules};
 use crate::template;
 use crate::version::Scheme;
 
@@ -120,37 +121,6 @@ impl Default for TarballSpec {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Submodules {
-    /// Stop with an error naming the submodule (default): a tarball missing code is worse than none.
-    #[default]
-    Error,
-    /// Leave submodules out entirely (no empty folder either).
-    Skip,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// gzip (RFC 1952) through zlib-rs, header without name or time: `.tar.gz`.
-    #[default]
-    Gzip,
-    /// zstd (RFC 8878) through libzstd's multi-worker mode: `.tar.zst`. Faster, smaller; image
-    /// layers need a runtime that reads zstd (containerd 1.5+, podman).
-    Zstd,
-}
-
-impl Compression {
-    /// The file name ending of a tarball in this format.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Compression::Gzip => ".tar.gz",
-            Compression::Zstd => ".tar.zst",
-        }
-    }
-}
-
 fn default_prefix() -> Text {
     Text::unplaced("{name}-{version}/")
 }
@@ -201,12 +171,27 @@ impl Spec {
         let mut unresolved = Vec::new();
         for text in spec.texts_mut() {
             match interpolate(&text.value, lookup) {
+                // Names reach files, reports and logs: a control character there forges lines
+                // (multi-line messages and notes keep their newlines and tabs).
+                Ok(value)
+                    if value
+                        .chars()
+                        .any(|c| c.is_control() && c != '\n' && c != '\t') =>
+                {
+                    problems.push(format!(
+                        "{}: contains a control character",
+                        text.place(file)
+                    ));
+                }
                 Ok(value) => text.value = value,
                 Err(why) => {
                     unresolved.push(text.place(file));
                     problems.push(format!("{}: {why}", text.place(file)));
                 }
             }
+        }
+        for deploy in &mut spec.deploy {
+            deploy.take_url_login();
         }
         // A value whose variable is missing would only produce a second, misleading error.
         problems.extend(spec.check(file).into_iter().filter(|p| {
@@ -249,7 +234,9 @@ impl Spec {
         let prefix = &self.tarball.prefix;
         if let Err(why) = template::check(prefix.as_str()) {
             problems.push(format!("{}: tarball.prefix: {why}", prefix.place(file)));
-        } else if prefix.as_str().starts_with('/') || prefix.as_str().split('/').any(|c| c == "..")
+        } else if prefix.as_str().starts_with('/')
+            || prefix.as_str().split('/').any(|c| c == "..")
+            || prefix.as_str().contains(['\n', '\t'])
         {
             problems.push(format!(
                 "{}: tarball.prefix `{prefix}` must be a relative folder without `..`",
@@ -260,7 +247,9 @@ impl Spec {
             let ending = self.tarball.compression.extension();
             if let Err(why) = template::check(file_name.as_str()) {
                 problems.push(format!("{}: tarball.file: {why}", file_name.place(file)));
-            } else if file_name.as_str().contains('/') || !file_name.as_str().ends_with(ending) {
+            } else if file_name.as_str().contains(['/', '\n', '\t'])
+                || !file_name.as_str().ends_with(ending)
+            {
                 problems.push(format!(
                     "{}: tarball.file `{file_name}` must be a plain file name ending in `{ending}`",
                     file_name.place(file)
@@ -281,6 +270,37 @@ impl Spec {
         }
         problems
     }
+}
+
+/// Credential fields name environment variables (`token: DEPLOY_TOKEN`). They are never
+/// `${VAR}`-expanded: a value that is not a variable name may be the secret itself, so the
+/// problem says where it is and never repeats it.
+fn check_variable_names(
+    file: &str,
+    section: &str,
+    fields: &[(&str, &Option<Text>)],
+) -> Vec<String> {
+    fields
+        .iter()
+        .filter_map(|(field, value)| {
+            let value = value.as_ref()?;
+            (!is_variable_name(value.as_str())).then(|| {
+                format!(
+                    "{}: {section}.{field} must be the name of an environment variable (like DEPLOY_TOKEN), not its value or `${{…}}`",
+                    value.place(file)
+                )
+            })
+        })
+        .collect()
+}
+
+/// `DEPLOY_TOKEN`: what an environment variable's name looks like.
+fn is_variable_name(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A release name ends up in file names and image paths: keep it to a safe alphabet.

@@ -160,13 +160,7 @@ impl OrchestratorSpec {
         texts.extend(self.namespace.iter_mut());
         texts.extend(self.ca_file.iter_mut());
         texts.extend(self.timeout.iter_mut());
-        let c = &mut self.credentials;
-        texts.extend(
-            c.token
-                .iter_mut()
-                .chain(c.user.iter_mut())
-                .chain(c.password.iter_mut()),
-        );
+        // Credentials name variables and are never expanded (see `check_variable_names`).
         for service in &mut self.services {
             match service {
                 ServiceRef::Name(name) => texts.push(name),
@@ -209,6 +203,16 @@ impl OrchestratorSpec {
                 ));
             }
         }
+        let c = &self.credentials;
+        problems.extend(super::check_variable_names(
+            file,
+            "orchestrator credentials",
+            &[
+                ("token", &c.token),
+                ("user", &c.user),
+                ("password", &c.password),
+            ],
+        ));
         if self.credentials.user.is_some() != self.credentials.password.is_some() {
             problems.push(format!(
                 "{}: orchestrator credentials: `user` and `password` go together",

@@ -16,41 +16,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Variables of the caller's environment that would change tagpilot's behaviour.
-const LEAKY_VARS: [&str; 31] = [
-    "GITLAB_CI",
-    "CI_COMMIT_TAG",
-    "SOURCE_DATE_EPOCH",
-    "TAGPILOT_DOTENV",
-    "CI_PROJECT_DIR",
-    "CI_REGISTRY_IMAGE",
-    "CI_REGISTRY",
-    "CI_REGISTRY_USER",
-    "CI_REGISTRY_PASSWORD",
-    "DOCKER_CONFIG",
-    "DOCKER_AUTH_CONFIG",
-    "DOCKER_HOST",
-    "KUBECONFIG",
-    "MARATHON_URL",
-    "NOMAD_ADDR",
-    "NOMAD_TOKEN",
-    "NOMAD_NAMESPACE",
-    "CI_API_V4_URL",
-    "CI_PROJECT_ID",
-    "CI_PROJECT_URL",
-    "CI_JOB_TOKEN",
-    "GITLAB_TOKEN",
-    "CI_COMMIT_REF_PROTECTED",
-    "CI_COMMIT_REF_NAME",
-    "CI_DEPLOY_FREEZE",
-    "CI_SERVER_TLS_CA_FILE",
-    "CI_PIPELINE_URL",
-    "CI_JOB_URL",
-    "GITLAB_USER_NAME",
-    "GITLAB_USER_EMAIL",
-    "CI_ENVIRONMENT_NAME",
-];
-
 /// A finished tagpilot run.
 pub struct Run {
     pub code: i32,
@@ -88,16 +53,20 @@ impl Run {
 pub fn tagpilot(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tagpilot"));
     cmd.current_dir(cwd);
-    without_leaky_vars(&mut cmd);
+    with_clean_env(&mut cmd);
     cmd
 }
 
-/// Drops the caller's variables that would change what tagpilot does.
-pub fn without_leaky_vars(cmd: &mut Command) -> &mut Command {
-    for var in LEAKY_VARS {
-        cmd.env_remove(var);
-    }
-    cmd
+/// Starts from an empty environment: only `PATH` (to find git, ssh and the shell) and a
+/// `HOME` with nothing in it (no docker config, no git config, no kubeconfig). Every variable
+/// tagpilot reads is then set by the test that wants it, so the caller's shell or CI job
+/// cannot change a result.
+pub fn with_clean_env(cmd: &mut Command) -> &mut Command {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let home = HOME.get_or_init(|| tempfile::tempdir().expect("an empty HOME"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
 }
 
 pub fn run(cmd: &mut Command) -> Run {
@@ -426,4 +395,13 @@ pub fn pinned_from_record(record: &serde_json::Value) -> String {
         "{repository}:{}@{digest}",
         record["version"].as_str().unwrap()
     )
+}
+
+/// Lower-case hex SHA-256 of `bytes`, as digests and checksums write it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

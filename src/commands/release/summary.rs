@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::record::{Record, Status};
 use crate::ui::{human_bytes, print_stdout};
 
-use super::super::display;
+use crate::fsutil::display;
 
 pub fn print_summary(record: &Record, record_path: &Path) {
     let mut text = format!(
@@ -20,16 +20,15 @@ pub fn print_summary(record: &Record, record_path: &Path) {
     );
     for stage in &record.stages {
         let status = match stage.status {
-            Status::Done => "done",
-            Status::AlreadyDone => "already done",
-            Status::NotSelected => "not selected",
-            Status::NotConfigured => "not configured",
-            Status::Failed => "FAILED",
-            Status::Stopped => "STOPPED",
+            // What went wrong stands out in a long job log.
+            Status::Failed | Status::Stopped => stage.status.to_string().to_uppercase(),
+            _ => stage.status.to_string(),
         };
         text.push_str(&format!(
             "  {:<10} {:<14} {}\n",
-            stage.name, status, stage.detail
+            stage.name.as_str(),
+            status,
+            stage.detail
         ));
     }
     if let Some(tarball) = &record.tarball {

@@ -1,18 +1,21 @@
 //! One environment's deploy, as `release` and `deploy` run it: record the image in the
 //! deployment repository, roll it out on the orchestrator, and when the rollout was rolled
 //! back, record the image that runs again (a new commit), so the repository keeps describing
-//! what runs.
+//! what runs. `tagpilot deploy` and `tagpilot rollback` run it for one environment.
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::gitops::deploy::{deploy, Deployed, Release, Revert};
+use crate::mode::Mode;
 use crate::oci::reference::Reference;
 use crate::orchestrator::rollout::{roll_out, Plan, Rollout};
 use crate::orchestrator::{self, Object};
+use crate::record::Status;
 use crate::spec::deploy::DeploySpec;
 use crate::spec::orchestrator::OrchestratorSpec;
-use crate::ui::{status_word, Ui};
+use crate::stages::Problems;
+use crate::ui::Ui;
 
 #[derive(Debug, Serialize)]
 pub struct EnvironmentDeployed {
@@ -37,7 +40,7 @@ impl EnvironmentDeployed {
     pub fn summary(&self) -> String {
         let mut text = self.result.status().to_string();
         if let Some(rollout) = &self.rollout {
-            text.push_str(&format!(", rollout {}", status_word(&rollout.outcome)));
+            text.push_str(&format!(", rollout {}", rollout.outcome));
         }
         if self.restored.is_some() {
             text.push_str(", previous image recorded again");
@@ -46,9 +49,12 @@ impl EnvironmentDeployed {
     }
 }
 
+/// Records and rolls out `release` in the environment `spec`. In a rehearsal, what the live
+/// state says a rollout would hit goes to `problems`.
 pub fn deploy_environment(
     spec: &DeploySpec,
     release: &Release,
+    problems: &mut Problems,
     ui: &Ui,
 ) -> Result<EnvironmentDeployed> {
     let title = format!(
@@ -83,13 +89,13 @@ pub fn deploy_environment(
         spec.environment
     );
     let rollout = ui.section("rollout", &title, || {
-        run_rollout(orchestrator, release.image, release.dry_run, ui)
+        run_rollout(orchestrator, release.image, release.mode, ui)
     });
     let rollout = match rollout {
         Ok(rollout) => rollout,
-        // A dry run reads live state where it can, and says so where it cannot.
-        Err(e) if release.dry_run => {
-            ui.info(&format!("dry run: the live state could not be read: {e}"));
+        Err(e) if release.mode.rehearsing() => {
+            let what = format!("rollout {}", spec.environment);
+            problems.absorb(&what, e, Status::NotSelected, ui);
             return Ok(deployed);
         }
         Err(e) => {
@@ -107,7 +113,8 @@ pub fn deploy_environment(
             });
         }
     };
-    if let Some(image) = rollout.restored_image().filter(|_| !release.dry_run) {
+    // (A rehearsal submits nothing, so nothing is ever rolled back in one.)
+    if let Some(image) = rollout.restored_image() {
         let reason = rollout
             .error()
             .map(|e| e.message)
@@ -117,7 +124,7 @@ pub fn deploy_environment(
             version: release.version,
             tag: release.tag,
             image,
-            dry_run: false,
+            mode: release.mode,
             allow_downgrade: true,
             revert: Some(Revert {
                 of: release.image.to_string(),
@@ -131,12 +138,10 @@ pub fn deploy_environment(
         );
         let restored = ui
             .section("deploy", &title, || deploy(spec, &revert, ui))
-            .map_err(|e| Error {
-                message: format!(
-                    "the rollout was rolled back to {image}, but the deployment repository could not be updated to say so: {}",
-                    e.message
-                ),
-                ..e
+            .map_err(|e| {
+                e.context(format!(
+                    "the rollout was rolled back to {image}, but the deployment repository could not be updated to say so"
+                ))
             })?;
         deployed.restored = Some(restored);
     }
@@ -144,7 +149,7 @@ pub fn deploy_environment(
     Ok(deployed)
 }
 
-fn run_rollout(spec: &OrchestratorSpec, image: &str, dry_run: bool, ui: &Ui) -> Result<Rollout> {
+fn run_rollout(spec: &OrchestratorSpec, image: &str, mode: Mode, ui: &Ui) -> Result<Rollout> {
     let reference =
         Reference::parse(image).map_err(|why| Error::input(format!("image `{image}`: {why}")))?;
     let repository = format!("{}/{}", reference.registry, reference.repository);
@@ -162,8 +167,54 @@ fn run_rollout(spec: &OrchestratorSpec, image: &str, dry_run: bool, ui: &Ui) -> 
         image,
         timeout: spec.timeout().map_err(Error::input)?,
         on_failure: spec.on_failure,
-        dry_run,
+        mode,
     };
     let mut engine = orchestrator::connect(spec)?;
     roll_out(engine.as_mut(), &objects, &plan, ui)
+}
+
+/// What happened, for people: the commit (or the diff), each service's rollout, the restore.
+pub fn summary(spec: &DeploySpec, image: &str, deployed: &EnvironmentDeployed) -> String {
+    let mut text = match &deployed.result {
+        Deployed::Committed { commit, files } => format!(
+            "committed {} to {} {} ({})\n",
+            &commit[..12.min(commit.len())],
+            spec.repo,
+            spec.branch,
+            files.join(", ")
+        ),
+        Deployed::AlreadyThere => format!(
+            "{} {} already records {image}: nothing to commit\n",
+            spec.repo, spec.branch
+        ),
+        Deployed::Superseded { by } => format!(
+            "{} {} already records a newer version ({by}): left alone (--allow-downgrade overrides)\n",
+            spec.repo, spec.branch
+        ),
+        Deployed::WouldCommit { diff } => diff.clone(),
+    };
+    if let Some(rollout) = &deployed.rollout {
+        for service in &rollout.services {
+            text.push_str(&format!(
+                "{} {}: {}{}\n",
+                rollout.engine,
+                service.service,
+                service.state,
+                service
+                    .reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(Deployed::Committed { commit, .. }) = &deployed.restored {
+        text.push_str(&format!(
+            "committed {} to {} {}: the image that runs again after the rollback\n",
+            &commit[..12.min(commit.len())],
+            spec.repo,
+            spec.branch
+        ));
+    }
+    text
 }

@@ -1,0 +1,165 @@
+//! The image stage's work: the release's OCI image, built without a daemon into an OCI image
+//! layout, and pushed from there.
+//!
+//! Layers, appended to the base pinned by digest: the release tree at `install_path` (the same
+//! entries as the tarball), the spec's extra `files`, and the supervisor config. Every byte
+//! comes from the tagged commit and the base, and every time from the commit time, so the same
+//! tag on the same base gives the same manifest digest anywhere.
+//!
+//! - `base`: the base image, pinned (scratch, an OCI layout, or a registry);
+//! - `layers`: the layers tagpilot adds;
+//! - `config`: the image config (recipe, standard labels, tags);
+//! - `publish`: the registry side (which repository, clients, the push).
+
+mod base;
+mod config;
+mod layers;
+mod publish;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::oci::blobs::BlobStore;
+use crate::oci::digest::Digest;
+use crate::oci::image::{assemble, BaseImage};
+use crate::oci::layer::Layer;
+use crate::oci::{layout, Descriptor, Family, Platform};
+use crate::source::Source;
+use crate::spec::image::ImageSpec;
+use crate::spec::Spec;
+use crate::target::Target;
+use crate::ui::Ui;
+
+pub use config::image_tags as release_tags;
+pub use layers::release_tree_layer;
+pub use publish::{push, push_repository_name, registry_digest};
+
+/// What the stage produced; also the `image` section of the release record.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Built {
+    /// The OCI image layout it was written to.
+    pub layout: PathBuf,
+    /// Digest of the manifest (one platform) or index (several).
+    pub digest: Digest,
+    pub media_type: String,
+    pub tags: Vec<String>,
+    /// The tags that name this release and never move (the others are moving tags).
+    pub version_tags: Vec<String>,
+    pub platforms: Vec<String>,
+    /// `scratch`, or the base as written in the spec.
+    pub base: String,
+    pub base_digest: Option<String>,
+    /// The layers tagpilot added, in order.
+    pub layers: Vec<AddedLayer>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct AddedLayer {
+    pub created_by: String,
+    pub digest: String,
+    pub size: u64,
+}
+
+/// Everything the stage reads.
+pub struct Inputs<'a> {
+    pub source: &'a Source,
+    /// Base layouts given as relative paths are found from here (the repository root).
+    pub root: &'a Path,
+    pub spec: &'a Spec,
+    pub image: &'a ImageSpec,
+    pub target: &'a Target,
+    /// Download a registry base's layers into the layout, so it is complete on its own (a
+    /// push does not need them: it mounts or copies them registry to registry).
+    pub complete_layout: bool,
+    /// The release tree layer when it was already made (from the tarball's stream, in the
+    /// same pass over the git tree); else it is made here from the tree.
+    pub release_tree: Option<Layer>,
+}
+
+/// Builds the image into the layout at `layout_dir`, in phases: check the inputs, pin the
+/// base, make the layers, write the config and manifests, tag them in the layout.
+pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
+    let image = inputs.image;
+    let platforms = image
+        .platforms
+        .iter()
+        .map(|p| Platform::parse(p.as_str()).map_err(Error::input))
+        .collect::<Result<Vec<_>>>()?;
+    // Everything that can be wrong with the input is checked before anything is written.
+    let supervisor = match &image.supervisor {
+        Some(spec) => Some((spec, config::supervisor_file(inputs, spec)?)),
+        None => None,
+    };
+    let (tags, version_tags) = config::image_tags(image, inputs.target)?;
+    let placement = layers::Placement::of(image, inputs.target)?;
+
+    let (bases, base_digest, store) = base::resolve(inputs, &platforms, layout_dir)?;
+    let mut added = vec![layers::release_tree(inputs, &placement, &store, ui)?];
+    if !image.files.is_empty() {
+        added.push(layers::files(inputs, &placement, &store)?);
+    }
+    let mut recipe = config::recipe(image, inputs.target, base_digest.as_deref());
+    if let Some((spec, bytes)) = &supervisor {
+        added.push(layers::supervisor(image, spec, bytes, &placement, &store)?);
+        recipe
+            .env
+            .push(("CONTAINERPILOT".into(), spec.path.value.clone()));
+        recipe.entrypoint = Some(vec![spec.binary.value.clone()]);
+    }
+
+    let manifests = bases
+        .iter()
+        .map(|base| assemble(&store, base, &added, &recipe))
+        .collect::<Result<Vec<_>>>()?;
+    let top = top_document(&store, bases[0].family, manifests, &recipe.annotations)?;
+    layout::publish(layout_dir, &top, &tags)?;
+    Ok(Built {
+        layout: layout_dir.to_path_buf(),
+        digest: top.digest.clone(),
+        media_type: top.media_type.clone(),
+        tags,
+        version_tags,
+        platforms: bases.iter().map(|b| b.platform.to_string()).collect(),
+        base: image.base.value.clone(),
+        base_digest,
+        layers: added
+            .into_iter()
+            .map(|(layer, created_by)| AddedLayer {
+                created_by,
+                digest: layer.digest.to_string(),
+                size: layer.size,
+            })
+            .collect(),
+    })
+}
+
+/// The document the tags name: the only manifest, or an index of one per platform.
+fn top_document(
+    store: &BlobStore,
+    family: Family,
+    manifests: Vec<Descriptor>,
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Result<Descriptor> {
+    if manifests.len() == 1 {
+        let mut only = manifests.into_iter().next().expect("one manifest");
+        only.platform = None;
+        return Ok(only);
+    }
+    let mut index = json!({
+        "schemaVersion": 2,
+        "mediaType": family.index(),
+        "manifests": manifests,
+    });
+    if family == Family::Oci {
+        index["annotations"] = json!(annotations);
+    }
+    store.put(
+        family.index(),
+        &serde_json::to_vec(&index).expect("index is JSON"),
+    )
+}
+
+/// A base with its pinned digest and the store it was put in, as the phases pass it on.
+type Resolved = (Vec<BaseImage>, Option<String>, BlobStore);

@@ -1,0 +1,89 @@
+//! The image stage: the release's OCI image, built into an OCI image layout in the output folder.
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::fsutil::display;
+use crate::image::{self, Built, Inputs};
+use crate::oci::layer::Layer;
+use crate::project::Project;
+use crate::record::{Record, Status};
+use crate::target::Target;
+use crate::ui::Ui;
+
+use super::{carried, Job, Outcome, Work};
+
+pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
+    let release_tree = work.release_tree.take().transpose()?;
+    // A dry run's layout is what people inspect: complete it; a real release pushes instead.
+    let complete_layout = job.mode.rehearsing();
+    let layout = job.out.join("image");
+    let built = build(
+        job.project,
+        job.target,
+        &layout,
+        complete_layout,
+        release_tree,
+        job.ui,
+    )?;
+    let Some(built) = built else {
+        return Ok(Outcome::new(
+            Status::NotConfigured,
+            "no `image:` in the spec",
+        ));
+    };
+    let detail = format!(
+        "OCI layout {}@{} tags {}",
+        display(&built.layout),
+        built.digest,
+        built.tags.join(",")
+    );
+    work.record.set_image(&built);
+    Ok(Outcome::new(Status::Done, detail))
+}
+
+pub fn skipped(record: &Record) -> String {
+    carried(record.image.as_ref().map(|i| i.digest.as_str()))
+}
+
+/// Builds the image into `layout`; `None` when the spec has no `image:` section.
+/// `complete_layout` also downloads a registry base's layers into the layout (a push does not
+/// need them); `release_tree` is the layer when already made.
+pub fn build(
+    project: &Project,
+    target: &Target,
+    layout: &Path,
+    complete_layout: bool,
+    release_tree: Option<Layer>,
+    ui: &Ui,
+) -> Result<Option<Built>> {
+    let Some(image) = &project.spec.image else {
+        return Ok(None);
+    };
+    let inputs = Inputs {
+        source: &project.source,
+        root: project.source.root(),
+        spec: &project.spec,
+        image,
+        target,
+        complete_layout,
+        release_tree,
+    };
+    let title = format!(
+        "Building image {} {} into {}",
+        target.name,
+        target.version,
+        display(layout)
+    );
+    ui.section("image", &title, || {
+        let built = image::build(&inputs, layout, ui)?;
+        ui.info(&format!(
+            "image {} for {} ({} layers added), tags {}",
+            built.digest,
+            built.platforms.join(", "),
+            built.layers.len(),
+            built.tags.join(", ")
+        ));
+        Ok(Some(built))
+    })
+}

@@ -1,0 +1,155 @@
+//! The tarball stage: the release tarball of the tagged tree, into the output folder. When an
+//! image is to be built, the image's release tree layer is made from the same tar stream on a
+//! second thread, so the git tree is read once.
+
+use std::path::Path;
+use std::sync::mpsc::SyncSender;
+
+use crate::archive::{folder_prefix, ChannelReader};
+use crate::error::{Error, Result};
+use crate::fsutil::{check_out_dir, display};
+use crate::image;
+use crate::oci::layer::Layer;
+use crate::project::Project;
+use crate::record::{Record, StageName, Status};
+use crate::source::Selection;
+use crate::spec::image::ImageSpec;
+use crate::tarball::{self, Built, Existing, Plan};
+use crate::target::Target;
+use crate::ui::{human_bytes, Ui};
+
+use super::{carried, Job, Outcome, Work};
+
+pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
+    // A dry run is a throw-away build: it may replace its own earlier output.
+    let existing = if job.mode.rehearsing() {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+    let image_spec = job
+        .project
+        .spec
+        .image
+        .as_ref()
+        .filter(|_| job.selection.includes(StageName::Image));
+    let (built, layer) = with_tree_layer(job, existing, image_spec);
+    let built = built?;
+    work.release_tree = layer;
+    work.record.set_tarball(&built);
+    let status = if built.unchanged {
+        Status::AlreadyDone
+    } else {
+        Status::Done
+    };
+    Ok(Outcome::new(
+        status,
+        format!("{} sha256:{}", built.file_name, built.sha256),
+    ))
+}
+
+pub fn skipped(record: &Record) -> String {
+    carried(record.tarball.as_ref().map(|t| t.file.as_str()))
+}
+
+/// The tarball; with an image to build, also its release tree layer.
+fn with_tree_layer(
+    job: &Job,
+    existing: Existing,
+    image_spec: Option<&ImageSpec>,
+) -> (Result<Built>, Option<Result<Layer>>) {
+    let (project, target, out, ui) = (job.project, job.target, job.out, job.ui);
+    let Some(image_spec) = image_spec else {
+        return (build(project, target, out, existing, ui, None), None);
+    };
+    let tarball_prefix = match prefix(project, target) {
+        Ok(prefix) => prefix,
+        Err(err) => return (Err(err), None),
+    };
+    let layout = out.join("image");
+    let (copy, stream) = std::sync::mpsc::sync_channel(8);
+    std::thread::scope(|scope| {
+        let layer = scope.spawn(|| {
+            image::release_tree_layer(
+                &layout,
+                image_spec,
+                target,
+                &tarball_prefix,
+                ChannelReader::new(stream),
+            )
+        });
+        let built = build(project, target, out, existing, ui, Some(copy));
+        let layer = match layer.join() {
+            // When the tarball failed, the layer only saw a cut-off stream: its error says nothing new.
+            _ if built.is_err() => None,
+            Ok(layer) => Some(layer),
+            Err(_) => Some(Err(Error::failed("the image layer thread panicked"))),
+        };
+        (built, layer)
+    })
+}
+
+/// The folder every tarball entry goes under (`name-version/`), or empty.
+pub fn prefix(project: &Project, target: &Target) -> Result<String> {
+    let prefix = target
+        .render(project.spec.tarball.prefix.as_str())
+        .map_err(|why| Error::input(format!("tarball.prefix: {why}")))?;
+    Ok(folder_prefix(&prefix))
+}
+
+/// Packs the target's tree as the spec says, into `out`; `copy` also gets the uncompressed
+/// tar stream.
+pub fn build(
+    project: &Project,
+    target: &Target,
+    out: &Path,
+    existing: Existing,
+    ui: &Ui,
+    copy: Option<SyncSender<Vec<u8>>>,
+) -> Result<Built> {
+    check_out_dir(out)?;
+    let spec = &project.spec.tarball;
+    let excludes = spec.excludes()?;
+    let prefix = prefix(project, target)?;
+    let file_name = target
+        .render(&spec.file_template())
+        .map_err(|why| Error::input(format!("tarball.file: {why}")))?;
+    let plan = Plan {
+        file_name,
+        prefix,
+        mtime: target.mtime,
+        level: spec.level.0,
+        compression: spec.compression,
+        selection: Selection {
+            excludes: &excludes,
+            submodules: spec.submodules,
+            export_ignore: true,
+        },
+    };
+    ui.section("tarball", &format!("Building {}", plan.file_name), || {
+        let mut progress = ui.progress("tarball");
+        let built = tarball::build(
+            &project.source,
+            &target.commit,
+            &plan,
+            out,
+            existing,
+            &mut progress,
+            copy,
+        )?;
+        ui.info(&format!(
+            "{} {}: {} entries, {} of content, {} compressed, sha256:{}",
+            if built.unchanged {
+                "unchanged"
+            } else {
+                "wrote"
+            },
+            display(&built.path),
+            built.entries,
+            human_bytes(built.content_bytes),
+            human_bytes(built.size),
+            built.sha256
+        ));
+        Ok(built)
+    })
+}

@@ -64,6 +64,13 @@ pub struct ProjectArgs {
     pub repo: Option<PathBuf>,
 }
 
+impl ProjectArgs {
+    /// The project these flags name.
+    pub fn open(&self, env: &crate::env::Env) -> crate::error::Result<crate::project::Project> {
+        crate::project::Project::open(self.repo.as_deref(), self.pipeline.as_deref(), env)
+    }
+}
+
 #[derive(Clone, Debug, Args)]
 pub struct TagArgs {
     /// Tag to release. Default: `$CI_COMMIT_TAG`, else the release tag on HEAD.

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod compress;
 pub mod digest;
+pub mod env;
 pub mod error;
 pub mod fsutil;
 pub mod gitlab;

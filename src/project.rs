@@ -1,9 +1,9 @@
 //! The project a command works on: the source repository and its pipeline spec, as the flags
 //! name them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::cli::ProjectArgs;
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::source::Source;
 use crate::spec::deploy::DeploySpec;
@@ -15,17 +15,20 @@ pub struct Project {
     pub spec: Spec,
     /// The spec file read, if any (none: all defaults).
     pub spec_file: Option<PathBuf>,
+    /// The environment tagpilot started with.
+    pub env: Env,
 }
 
 impl Project {
-    pub fn open(args: &ProjectArgs) -> Result<Project> {
-        let dir = args.repo.clone().unwrap_or_else(|| PathBuf::from("."));
-        let source = Source::open(&dir)?;
-        let spec_file = match &args.pipeline {
-            Some(file) => Some(file.clone()),
+    /// The repository containing `repo` (default: the current folder) and the spec at
+    /// `pipeline` (default: `tagpilot.yaml` at its root, if there is one).
+    pub fn open(repo: Option<&Path>, pipeline: Option<&Path>, env: &Env) -> Result<Project> {
+        let source = Source::open(repo.unwrap_or(Path::new(".")))?;
+        let spec_file = match pipeline {
+            Some(file) => Some(file.to_path_buf()),
             None => Some(source.root().join(DEFAULT_FILE)).filter(|f| f.is_file()),
         };
-        let lookup = |name: &str| std::env::var(name).ok();
+        let lookup = |name: &str| env.raw(name);
         let spec = match &spec_file {
             Some(file) => Spec::load(file, &lookup)?,
             None => Spec::default(),
@@ -34,6 +37,7 @@ impl Project {
             source,
             spec,
             spec_file,
+            env: env.clone(),
         })
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::gitlab::api::Project as GitLab;
@@ -52,6 +53,7 @@ pub struct Inputs<'a> {
     pub pushed: Option<&'a Pushed>,
     pub force: bool,
     pub mode: Mode,
+    pub env: &'a Env,
 }
 
 pub fn publish(inputs: &Inputs, gitlab: &GitLab, ui: &Ui) -> Result<Published> {
@@ -64,45 +66,11 @@ pub fn publish(inputs: &Inputs, gitlab: &GitLab, ui: &Ui) -> Result<Published> {
             .map_or(target.name.as_str(), |p| p.as_str()),
         version: &target.version.to_string(),
     };
-    let mut files = Vec::new();
-    let mut links = Vec::new();
-    if let Some(tarball) = inputs.tarball {
-        let sums = format!("{}  {}\n", tarball.sha256, tarball.file);
-        let sums_sha256 = crate::digest::sha256_hex(sums.as_bytes());
-        for file in [
-            PackageFile {
-                name: &tarball.file,
-                content: Payload::File(Path::new(&tarball.path)),
-                sha256: &tarball.sha256,
-            },
-            PackageFile {
-                name: "SHA256SUMS",
-                content: Payload::Bytes(sums.as_bytes()),
-                sha256: &sums_sha256,
-            },
-        ] {
-            let status = packages::upload(gitlab, &package, &file, inputs.force, inputs.mode)?;
-            ui.info(&format!(
-                "{} ({} {}): {}",
-                file.name,
-                package.name,
-                package.version,
-                describe(status)
-            ));
-            files.push(PublishedFile {
-                file: file.name.to_string(),
-                sha256: file.sha256.to_string(),
-                status,
-            });
-            links.push(Link {
-                name: file.name.to_string(),
-                url: package.file_url(gitlab, file.name),
-                link_type: "package".to_string(),
-                direct_asset_path: Some(format!("/{}", file.name)),
-            });
-        }
-    }
-    if let (Some(pushed), Some(project_url)) = (inputs.pushed, project_url()) {
+    let (files, mut links) = match inputs.tarball {
+        Some(tarball) => upload_tarball(inputs, gitlab, &package, tarball, ui)?,
+        None => (Vec::new(), Vec::new()),
+    };
+    if let (Some(pushed), Some(project_url)) = (inputs.pushed, project_url(inputs.env)) {
         links.push(Link {
             name: format!("Container image {}", image_name(pushed)),
             url: format!("{project_url}/container_registry"),
@@ -203,6 +171,54 @@ fn notes(inputs: &Inputs) -> Result<String> {
     Ok(text)
 }
 
+/// The tarball and its `SHA256SUMS` in the generic package registry, each compared by
+/// SHA-256 first; with the release links to them.
+fn upload_tarball(
+    inputs: &Inputs,
+    gitlab: &GitLab,
+    package: &Package,
+    tarball: &TarballRecord,
+    ui: &Ui,
+) -> Result<(Vec<PublishedFile>, Vec<Link>)> {
+    let mut files = Vec::new();
+    let mut links = Vec::new();
+    let sums = format!("{}  {}\n", tarball.sha256, tarball.file);
+    let sums_sha256 = crate::digest::sha256_hex(sums.as_bytes());
+    for file in [
+        PackageFile {
+            name: &tarball.file,
+            content: Payload::File(Path::new(&tarball.path)),
+            sha256: &tarball.sha256,
+        },
+        PackageFile {
+            name: "SHA256SUMS",
+            content: Payload::Bytes(sums.as_bytes()),
+            sha256: &sums_sha256,
+        },
+    ] {
+        let status = packages::upload(gitlab, package, &file, inputs.force, inputs.mode)?;
+        ui.info(&format!(
+            "{} ({} {}): {}",
+            file.name,
+            package.name,
+            package.version,
+            describe(status)
+        ));
+        files.push(PublishedFile {
+            file: file.name.to_string(),
+            sha256: file.sha256.to_string(),
+            status,
+        });
+        links.push(Link {
+            name: file.name.to_string(),
+            url: package.file_url(gitlab, file.name),
+            link_type: "package".to_string(),
+            direct_asset_path: Some(format!("/{}", file.name)),
+        });
+    }
+    Ok((files, links))
+}
+
 fn image_name(pushed: &Pushed) -> &str {
     pushed
         .reference
@@ -211,9 +227,8 @@ fn image_name(pushed: &Pushed) -> &str {
         .unwrap_or(&pushed.reference)
 }
 
-fn project_url() -> Option<String> {
-    std::env::var("CI_PROJECT_URL")
-        .ok()
+fn project_url(env: &Env) -> Option<String> {
+    env.lookup("CI_PROJECT_URL")
         .filter(|u| u.starts_with("http"))
         .map(|u| u.trim_end_matches('/').to_string())
 }

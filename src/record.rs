@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::gitops::deploy::Deployed;
 use crate::image::Built as ImageBuilt;
 use crate::oci::push::Pushed;
+use crate::orchestrator::rollout::Rollout;
 use crate::publish::Published;
-use crate::stages::deploy::EnvironmentDeployed;
 use crate::tarball::{Built, TarballRecord};
 use crate::target::Target;
 
@@ -274,5 +275,39 @@ impl Record {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("the record is always JSON") + "\n"
+    }
+}
+
+/// What the deploy stage did in one environment: the deployment commit, the rollout, and
+/// the commit that records the image running again after a rollback.
+#[derive(Debug, Serialize)]
+pub struct EnvironmentDeployed {
+    pub environment: String,
+    /// What happened in the deployment repository.
+    pub result: Deployed,
+    /// What happened on the orchestrator, when the environment has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+    /// The commit that put the previous image back after a rollback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored: Option<Deployed>,
+}
+
+impl EnvironmentDeployed {
+    /// The error the command ends with when the rollout failed (exit 3) or timed out (4).
+    pub fn rollout_error(&self) -> Option<Error> {
+        self.rollout.as_ref().and_then(Rollout::error)
+    }
+
+    /// One phrase for summaries: `committed, rollout succeeded`.
+    pub fn summary(&self) -> String {
+        let mut text = self.result.status().to_string();
+        if let Some(rollout) = &self.rollout {
+            text.push_str(&format!(", rollout {}", rollout.outcome));
+        }
+        if self.restored.is_some() {
+            text.push_str(", previous image recorded again");
+        }
+        text
     }
 }

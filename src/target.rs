@@ -2,7 +2,9 @@
 //! The tag comes from `--tag`, else `CI_COMMIT_TAG`, else a release tag on `HEAD`. A snapshot
 //! (dry runs only) releases `HEAD` under a version given on the command line.
 
+use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::project::Project;
 use crate::source::{Commit, Source};
 use crate::spec::Spec;
 use crate::template;
@@ -46,7 +48,10 @@ pub fn release_name(source: &Source, spec: &Spec) -> String {
         .unwrap_or_else(|| source.default_name())
 }
 
-pub fn resolve(source: &Source, spec: &Spec, request: &Request) -> Result<Target> {
+/// The target the request names in `project` (whose environment gives `CI_COMMIT_TAG` and
+/// `SOURCE_DATE_EPOCH`).
+pub fn resolve(project: &Project, request: &Request) -> Result<Target> {
+    let (source, spec, env) = (&project.source, &project.spec, &project.env);
     let reader = tag_reader(spec);
     let name = release_name(source, spec);
     let (tag, version, commit) = match &request.snapshot {
@@ -56,7 +61,7 @@ pub fn resolve(source: &Source, spec: &Spec, request: &Request) -> Result<Target
             (None, version, source.head_commit()?)
         }
         None => {
-            let tag = choose_tag(source, &reader, request)?;
+            let tag = choose_tag(source, &reader, request, env)?;
             let version = reader.read_required(&tag).map_err(|why| {
                 Error::input(format!("tag {why}")).with_hint(
                     "Set version.scheme / version.tag_prefix in the spec, or release another tag",
@@ -72,22 +77,19 @@ pub fn resolve(source: &Source, spec: &Spec, request: &Request) -> Result<Target
         name,
         tag,
         version,
-        mtime: mtime(&commit)?,
+        mtime: mtime(&commit, env)?,
         commit,
         previous,
         releases,
     })
 }
 
-fn choose_tag(source: &Source, reader: &TagReader, request: &Request) -> Result<String> {
+fn choose_tag(source: &Source, reader: &TagReader, request: &Request, env: &Env) -> Result<String> {
     if let Some(tag) = &request.tag {
         return Ok(tag.clone());
     }
-    if let Some(tag) = std::env::var("CI_COMMIT_TAG")
-        .ok()
-        .filter(|t| !t.is_empty())
-    {
-        return Ok(tag);
+    if let Some(tag) = env.get("CI_COMMIT_TAG") {
+        return Ok(tag.to_string());
     }
     let head = source.head_commit()?;
     let tags = source.tags_at(&head)?;
@@ -105,14 +107,14 @@ fn choose_tag(source: &Source, reader: &TagReader, request: &Request) -> Result<
 }
 
 /// `SOURCE_DATE_EPOCH` (the reproducible-builds convention) overrides the commit time.
-fn mtime(commit: &Commit) -> Result<u64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(text) => text.trim().parse().map_err(|_| {
+fn mtime(commit: &Commit, env: &Env) -> Result<u64> {
+    match env.get("SOURCE_DATE_EPOCH") {
+        Some(text) => text.trim().parse().map_err(|_| {
             Error::input(format!(
                 "SOURCE_DATE_EPOCH is `{text}`, expected whole seconds since 1970 (or unset it)"
             ))
         }),
-        Err(_) => u64::try_from(commit.time).map_err(|_| {
+        None => u64::try_from(commit.time).map_err(|_| {
             Error::input(format!(
                 "commit {} is dated before 1970; set SOURCE_DATE_EPOCH",
                 commit.id

@@ -3,9 +3,9 @@
 //! sections around each stage.
 
 use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::gitlab;
+use crate::env::Env;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Ui {
@@ -14,10 +14,10 @@ pub struct Ui {
 }
 
 impl Ui {
-    pub fn from_env() -> Ui {
+    pub fn of(env: &Env) -> Ui {
         Ui {
             tty: std::io::stderr().is_terminal(),
-            ci: gitlab::in_ci(),
+            ci: env.in_gitlab_ci(),
         }
     }
 
@@ -28,13 +28,13 @@ impl Ui {
     /// Runs `work` inside a collapsible log section when in GitLab CI.
     pub fn section<T>(&self, name: &str, title: &str, work: impl FnOnce() -> T) -> T {
         if self.ci {
-            eprintln!("{}", gitlab::section_start(name, title));
+            eprintln!("{}", section_start(name, title));
         } else {
             eprintln!("{title}");
         }
         let result = work();
         if self.ci {
-            eprintln!("{}", gitlab::section_end(name));
+            eprintln!("{}", section_end(name));
         }
         result
     }
@@ -101,6 +101,25 @@ impl Progress {
     }
 }
 
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The marker that opens a collapsible section in a GitLab job log.
+pub fn section_start(name: &str, title: &str) -> String {
+    format!(
+        "\x1b[0Ksection_start:{}:{name}[collapsed=false]\r\x1b[0K{title}",
+        now()
+    )
+}
+
+/// The marker that closes it.
+pub fn section_end(name: &str) -> String {
+    format!("\x1b[0Ksection_end:{}:{name}\r\x1b[0K", now())
+}
+
 /// Writes results to stdout. A closed pipe (`tagpilot versions | head -1`) is the reader saying
 /// it has enough, not an error, so it ends output quietly instead of panicking like `print!`.
 pub fn print_stdout(text: &str) {
@@ -156,7 +175,15 @@ pub fn human_bytes(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::{printable, section_end, section_start};
+
+    #[test]
+    fn section_markers_follow_gitlab_format() {
+        let start = section_start("tarball", "Release tarball");
+        assert!(start.starts_with("\x1b[0Ksection_start:"));
+        assert!(start.ends_with(":tarball[collapsed=false]\r\x1b[0KRelease tarball"));
+        assert!(section_end("tarball").ends_with(":tarball\r\x1b[0K"));
+    }
 
     #[test]
     fn server_text_cannot_forge_log_lines_or_sections() {

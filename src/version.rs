@@ -1,10 +1,13 @@
 //! Release versions read from git tags, in the schemes release engineers actually use:
-//! SemVer (`v1.2.3`, `1.2.3-rc.1`), DIRAC (`v8r2p44`, `v7r2-pre12`) and PEP 440 pre-releases
-//! (`v9.0.0a31`). All schemes map onto one comparable [`Version`], so a repository that changed
-//! style over the years (as DIRAC did) still sorts correctly.
+//! SemVer (`v1.2.3`, `1.2.3-rc.1`; parsed by the `semver` crate), DIRAC (`v8r2p44`,
+//! `v7r2-pre12`; our own, no crate knows it) and PEP 440 (`v9.0.0a31`, `1.0.post1`,
+//! `1.0a2.dev3`, `1!2.0`, `1.0+local`; parsed by `pep440_rs`). All schemes map onto one
+//! comparable [`Version`] (our own key, so the order is total across schemes), and a
+//! repository that changed style over the years (as DIRAC did) still sorts correctly.
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::str::FromStr;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -65,14 +68,23 @@ impl fmt::Display for Ident {
     }
 }
 
-/// A parsed version. Ordering ignores the scheme and SemVer build metadata; `1.2` equals
-/// `1.2.0`; a pre-release sorts before its release.
+/// A parsed version. Ordering ignores the scheme, SemVer build metadata and PEP 440 local
+/// versions; `1.2` equals `1.2.0`; a pre-release sorts before its release. Within a release,
+/// PEP 440's order holds: `1.0.dev1` < `1.0a1.dev1` < `1.0a1` < `1.0` < `1.0.post1.dev1` <
+/// `1.0.post1`, and an epoch (`1!2.0`) outranks everything without one.
 #[derive(Clone, Debug)]
 pub struct Version {
     scheme: Scheme,
+    epoch: u64,
     release: Vec<u64>,
+    /// Pre-release identifiers: SemVer's, DIRAC's `pre.N`, PEP 440's `a|b|rc.N`.
     pre: Vec<Ident>,
-    build: Option<String>,
+    /// PEP 440 post-release number.
+    post: Option<u64>,
+    /// PEP 440 development release number.
+    dev: Option<u64>,
+    /// The version as its scheme writes it, normalised.
+    shown: String,
 }
 
 impl Version {
@@ -107,8 +119,10 @@ impl Version {
         self.scheme
     }
 
+    /// A pre-release (`-rc.1`, `-pre3`, `a1`) or a PEP 440 development release (`.dev1`):
+    /// never `latest`, never a moving tag.
     pub fn is_prerelease(&self) -> bool {
-        !self.pre.is_empty()
+        !self.pre.is_empty() || self.dev.is_some()
     }
 
     fn component(&self, i: usize) -> u64 {
@@ -136,18 +150,31 @@ impl Version {
             .map_or(0, |i| i + 1);
         &self.release[..len]
     }
+
+    /// Where the version stands among the forms of one release: a development release of
+    /// the final (`1.0.dev1`), a pre-release, or the final and its post-releases.
+    fn stage(&self) -> u8 {
+        match (self.pre.is_empty(), self.post, self.dev) {
+            (true, None, Some(_)) => 0,
+            (false, _, _) => 1,
+            _ => 2,
+        }
+    }
 }
 
 impl Ord for Version {
+    /// One key for every scheme, compared field by field, so the order is total across
+    /// schemes: epoch, release, stage, pre-release, post-release (none first), development
+    /// release (none last).
     fn cmp(&self, other: &Self) -> Ordering {
-        self.significant_release()
-            .cmp(other.significant_release())
-            .then_with(|| match (self.pre.is_empty(), other.pre.is_empty()) {
-                (true, true) => Ordering::Equal,
-                (true, false) => Ordering::Greater,
-                (false, true) => Ordering::Less,
-                (false, false) => self.pre.cmp(&other.pre),
-            })
+        let dev = |v: &Version| v.dev.map_or((1, 0), |n| (0, n));
+        self.epoch
+            .cmp(&other.epoch)
+            .then_with(|| self.significant_release().cmp(other.significant_release()))
+            .then_with(|| self.stage().cmp(&other.stage()))
+            .then_with(|| self.pre.cmp(&other.pre))
+            .then_with(|| self.post.cmp(&other.post))
+            .then_with(|| dev(self).cmp(&dev(other)))
     }
 }
 
@@ -166,22 +193,10 @@ impl PartialEq for Version {
 impl Eq for Version {}
 
 /// The normalised version text, in the notation of the scheme that parsed it:
-/// `8.2.44`, `7.2.0-pre12`, `1.2.3-rc.1`, `9.0.0a31`.
+/// `8.2.44`, `7.2.0-pre12`, `1.2.3-rc.1`, `9.0.0a31`, `1.0.post1`, `1!2.0`.
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let release: Vec<String> = self.release.iter().map(u64::to_string).collect();
-        f.write_str(&release.join("."))?;
-        let pre: Vec<String> = self.pre.iter().map(Ident::to_string).collect();
-        match self.scheme {
-            Scheme::Semver if !pre.is_empty() => write!(f, "-{}", pre.join("."))?,
-            Scheme::Dirac if !pre.is_empty() => write!(f, "-{}", pre.concat())?,
-            Scheme::Pep440 => f.write_str(&pre.concat())?,
-            _ => {}
-        }
-        if let Some(build) = &self.build {
-            write!(f, "+{build}")?;
-        }
-        Ok(())
+        f.write_str(&self.shown)
     }
 }
 
@@ -189,69 +204,40 @@ fn strip_v(text: &str) -> &str {
     text.strip_prefix(['v', 'V']).unwrap_or(text)
 }
 
-/// A decimal number without sign; `strict` forbids leading zeros (SemVer's rule).
-fn number(text: &str, strict: bool) -> Result<u64, String> {
+/// A decimal number without sign or leading zero rule (DIRAC's numbers).
+fn number(text: &str) -> Result<u64, String> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("`{text}` is not a number"));
-    }
-    if strict && text.len() > 1 && text.starts_with('0') {
-        return Err(format!("`{text}` has a leading zero"));
     }
     text.parse().map_err(|_| format!("`{text}` is too large"))
 }
 
+/// SemVer 2.0 by the `semver` crate: `MAJOR.MINOR.PATCH[-PRE][+BUILD]`, after an optional `v`.
 fn parse_semver(text: &str) -> Result<Version, String> {
-    let text = strip_v(text);
-    let (text, build) = match text.split_once('+') {
-        Some((t, b)) => {
-            if b.is_empty() || !b.split('.').all(valid_semver_ident) {
-                return Err(format!(
-                    "build metadata `{b}` is not dot-separated [0-9A-Za-z-]"
-                ));
-            }
-            (t, Some(b.to_string()))
-        }
-        None => (text, None),
-    };
-    let (core, pre) = match text.split_once('-') {
-        Some((c, p)) => (c, Some(p)),
-        None => (text, None),
-    };
-    let parts: Vec<&str> = core.split('.').collect();
-    if parts.len() != 3 {
-        return Err(format!("`{core}` is not MAJOR.MINOR.PATCH"));
-    }
-    let release = parts
-        .iter()
-        .map(|p| number(p, true))
-        .collect::<Result<Vec<_>, _>>()?;
-    let pre = match pre {
-        None => Vec::new(),
-        Some(p) => p
+    let parsed = semver::Version::parse(strip_v(text)).map_err(|e| e.to_string())?;
+    let pre = if parsed.pre.is_empty() {
+        Vec::new()
+    } else {
+        parsed
+            .pre
+            .as_str()
             .split('.')
-            .map(|id| {
-                if !valid_semver_ident(id) {
-                    Err(format!(
-                        "pre-release identifier `{id}` is empty or not [0-9A-Za-z-]"
-                    ))
-                } else if id.bytes().all(|b| b.is_ascii_digit()) {
-                    number(id, true).map(Ident::Num)
-                } else {
-                    Ok(Ident::Alpha(id.to_string()))
-                }
+            .map(|id| match id.parse() {
+                // The crate refuses leading zeros, so digits are a number.
+                Ok(n) if id.bytes().all(|b| b.is_ascii_digit()) => Ident::Num(n),
+                _ => Ident::Alpha(id.to_string()),
             })
-            .collect::<Result<Vec<_>, _>>()?,
+            .collect()
     };
     Ok(Version {
         scheme: Scheme::Semver,
-        release,
+        epoch: 0,
+        release: vec![parsed.major, parsed.minor, parsed.patch],
         pre,
-        build,
+        post: None,
+        dev: None,
+        shown: parsed.to_string(),
     })
-}
-
-fn valid_semver_ident(id: &str) -> bool {
-    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Splits `text` at the first non-digit: ("123", rest).
@@ -262,92 +248,76 @@ fn leading_digits(text: &str) -> (&str, &str) {
     text.split_at(end)
 }
 
+/// DIRAC's own scheme (no crate knows it): `v8r2p44` = 8.2.44, `v7r2` = 7.2.0,
+/// `v7r2-pre12` = pre-release 12 of 7.2.0.
 fn parse_dirac(text: &str) -> Result<Version, String> {
     let rest = text
         .strip_prefix('v')
         .ok_or_else(|| "does not start with `v`".to_string())?;
     let (major, rest) = leading_digits(rest);
-    let major = number(major, false)?;
+    let major = number(major)?;
     let rest = rest
         .strip_prefix('r')
         .ok_or_else(|| "no `r<minor>` after the major number".to_string())?;
     let (minor, mut rest) = leading_digits(rest);
-    let minor = number(minor, false)?;
+    let minor = number(minor)?;
     let mut patch = 0;
     if let Some(after_p) = rest.strip_prefix('p') {
         let (digits, after) = leading_digits(after_p);
-        patch = number(digits, false)?;
+        patch = number(digits)?;
         rest = after;
     }
-    let pre = match rest {
-        "" => Vec::new(),
+    let (pre, shown) = match rest {
+        "" => (Vec::new(), format!("{major}.{minor}.{patch}")),
         _ => {
             let digits = rest
                 .strip_prefix("-pre")
                 .ok_or_else(|| format!("unexpected `{rest}` (only `-preN` may follow)"))?;
-            vec![
-                Ident::Alpha("pre".into()),
-                Ident::Num(number(digits, false)?),
-            ]
+            let n = number(digits)?;
+            (
+                vec![Ident::Alpha("pre".into()), Ident::Num(n)],
+                format!("{major}.{minor}.{patch}-pre{n}"),
+            )
         }
     };
     Ok(Version {
         scheme: Scheme::Dirac,
+        epoch: 0,
         release: vec![major, minor, patch],
         pre,
-        build: None,
+        post: None,
+        dev: None,
+        shown,
     })
 }
 
+/// PEP 440 by the `pep440_rs` crate: releases, pre-releases (`a`, `b`, `rc` and their
+/// spellings), post-releases, development releases, epochs and local versions, normalised
+/// (`1.0-beta.2` is `1.0b2`).
 fn parse_pep440(text: &str) -> Result<Version, String> {
-    let lower = strip_v(text).to_ascii_lowercase();
-    let end = lower
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(lower.len());
-    let (release_text, rest) = lower.split_at(end);
-    // A separator before the pre-release ("1.0.rc1", "1.0-rc1") leaves a trailing dot here.
-    let release_text = release_text.strip_suffix('.').unwrap_or(release_text);
-    let release = release_text
-        .split('.')
-        .map(|p| number(p, false))
-        .collect::<Result<Vec<_>, _>>()?;
-    let rest = rest.trim_start_matches(['-', '_']);
-    if rest.is_empty() {
-        return Ok(Version {
-            scheme: Scheme::Pep440,
-            release,
-            pre: Vec::new(),
-            build: None,
-        });
-    }
-    // PEP 440 spellings, normalised: alpha→a, beta→b, c/pre/preview→rc. Longest first.
-    const SPELLINGS: [(&str, &str); 8] = [
-        ("preview", "rc"),
-        ("alpha", "a"),
-        ("beta", "b"),
-        ("pre", "rc"),
-        ("rc", "rc"),
-        ("a", "a"),
-        ("b", "b"),
-        ("c", "rc"),
-    ];
-    let (label, after) = SPELLINGS
-        .iter()
-        .find_map(|(spelling, label)| rest.strip_prefix(spelling).map(|after| (*label, after)))
-        .ok_or_else(|| {
-            format!("`{rest}` is not a pre-release (a, b, rc); post, dev, epoch and local versions are not release tags")
-        })?;
-    let digits = after.trim_start_matches(['-', '_', '.']);
-    let n = if digits.is_empty() {
-        0
-    } else {
-        number(digits, false)?
-    };
+    let parsed = pep440_rs::Version::from_str(text).map_err(|e| {
+        let why = e.to_string();
+        why.lines().next().unwrap_or(&why).to_string()
+    })?;
+    let pre = parsed
+        .pre()
+        .map(|p| {
+            let label = match p.kind {
+                pep440_rs::PrereleaseKind::Alpha => "a",
+                pep440_rs::PrereleaseKind::Beta => "b",
+                pep440_rs::PrereleaseKind::Rc => "rc",
+            };
+            vec![Ident::Alpha(label.into()), Ident::Num(p.number)]
+        })
+        .unwrap_or_default();
     Ok(Version {
         scheme: Scheme::Pep440,
-        release,
-        pre: vec![Ident::Alpha(label.into()), Ident::Num(n)],
-        build: None,
+        epoch: parsed.epoch(),
+        release: parsed.release().to_vec(),
+        pre,
+        post: parsed.post(),
+        dev: parsed.dev(),
+        shown: parsed.to_string(),
     })
 }
 
@@ -462,6 +432,12 @@ mod tests {
             ("v1.2", Scheme::Pep440, "1.2", false),
             ("1.0c3", Scheme::Pep440, "1.0rc3", true),
             ("1.0.preview2", Scheme::Pep440, "1.0rc2", true),
+            ("1.0.post1", Scheme::Pep440, "1.0.post1", false),
+            ("v1.0-r2", Scheme::Pep440, "1.0.post2", false),
+            ("1.0.dev1", Scheme::Pep440, "1.0.dev1", true),
+            ("1.0a2.dev3", Scheme::Pep440, "1.0a2.dev3", true),
+            ("1!2.0", Scheme::Pep440, "1!2.0", false),
+            ("1.0+ubuntu.1", Scheme::Pep440, "1.0+ubuntu.1", false),
         ];
         for (tag, scheme, shown, pre) in cases {
             let parsed = v(tag);
@@ -519,6 +495,74 @@ mod tests {
     }
 
     #[test]
+    fn pep440_post_dev_and_epoch_releases_sort_as_pep_440_says() {
+        let tags = sorted(&[
+            "1!0.1",
+            "1.1.dev1",
+            "1.0.post1",
+            "1.0.post1.dev1",
+            "1.0",
+            "1.0rc1",
+            "1.0b1",
+            "1.0a1",
+            "1.0a1.dev1",
+            "1.0.dev1",
+        ]);
+        let order: Vec<&str> = tags.iter().map(|t| t.tag.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "1!0.1",
+                "1.1.dev1",
+                "1.0.post1",
+                "1.0.post1.dev1",
+                "1.0",
+                "1.0rc1",
+                "1.0b1",
+                "1.0a1",
+                "1.0a1.dev1",
+                "1.0.dev1"
+            ]
+        );
+        // The same pre-release written in two schemes is the same version.
+        assert_eq!(v("1.0.0-rc.1"), v("1.0rc1"));
+        assert!(v("1.0.0") < v("1.0.post1"));
+        assert!(v("v8r2p44") < v("8.2.44.post1"));
+        // A post-release is a final release for `previous`; a dev release is not.
+        let tags = sorted(&["1.0.post1", "1.1.dev1", "1.0"]);
+        assert_eq!(previous_release(&tags, &v("1.1")).unwrap().tag, "1.0.post1");
+    }
+
+    #[test]
+    fn any_mix_of_schemes_sorts_without_contradiction() {
+        // Rust's sort panics on an order that is not total: sort every permutation seed.
+        let mut tags = vec![
+            "v8r2p44",
+            "8.2.44",
+            "8.2.44.post1",
+            "v8r2-pre1",
+            "8.2.0rc1",
+            "8.2.0-rc.1",
+            "8.2.dev1",
+            "1!1.0",
+            "8.2.44+local",
+            "8.2.44+build.1",
+            "v8r2",
+            "8.2",
+            "8.2.0-alpha.beta",
+        ];
+        for rotation in 0..tags.len() {
+            tags.rotate_left(1);
+            let mut sorted: Vec<Version> = tags.iter().map(|t| v(t)).collect();
+            sorted.sort();
+            assert!(
+                sorted.windows(2).all(|w| w[0] <= w[1]),
+                "rotation {rotation}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_tags_name_every_scheme_tried() {
         let err = Version::parse("release-2020", Scheme::Auto).unwrap_err();
         for scheme in ["semver", "dirac", "pep440"] {
@@ -526,7 +570,6 @@ mod tests {
         }
         assert!(Version::parse("v1.2.3", Scheme::Dirac).is_err());
         assert!(Version::parse("01.2.3", Scheme::Semver).is_err());
-        assert!(Version::parse("1.0.post1", Scheme::Pep440).is_err());
         assert!(Version::parse("v7r2-rc1", Scheme::Dirac).is_err());
     }
 

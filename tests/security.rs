@@ -668,3 +668,221 @@ fn a_deploy_of_another_versions_image_is_refused() {
         "the deployment repository changed"
     );
 }
+
+#[test]
+fn a_server_that_trickles_its_answer_cannot_outlast_the_rollout_timeout() {
+    // An engine API that answers every request with a head, then one byte a second, for
+    // at most 90 s: it never finishes a reply within the test.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n";
+                if stream.write_all(head).is_err() {
+                    return;
+                }
+                for _ in 0..90 {
+                    if stream.write_all(b" ").is_err() {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            });
+        }
+    });
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let bare = deployment_repo(work.path());
+    let spec = deploy_spec(
+        work.path(),
+        &format!("file://{}", bare.display()),
+        &format!("    orchestrator: {{ kind: nomad, endpoint: \"http://127.0.0.1:{port}\", services: [shop], timeout: 3s }}\n"),
+    );
+    let started = std::time::Instant::now();
+    let failed = run(&mut deploy(&repo, &spec, PINNED));
+    let took = started.elapsed();
+    assert_ne!(failed.code, 0);
+    assert!(
+        failed.stderr.contains("Nomad at http://127.0.0.1"),
+        "{}",
+        failed.stderr
+    );
+    // Four attempts of a 3 s deadline and their backoff, far from the server's 90 s.
+    assert!(took.as_secs() < 45, "took {took:?}: {}", failed.stderr);
+}
+
+#[test]
+fn an_https_registry_with_a_plain_http_token_realm_gets_no_password() {
+    if !registry::available() {
+        return;
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let issuer = common::token::TokenIssuer::start(keys.path(), registry::USER, registry::PASSWORD);
+    let registry = Registry::start_tls(registry::Auth::Token {
+        realm: issuer.realm(),
+        certificate: issuer.certificate.clone(),
+    });
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let spec = spec_file(
+        work.path(),
+        "app.yaml",
+        &format!(
+            "name: dirac\nimage:\n  repository: {}/lhcb/dirac\n  ca_file: {}\n  install_path: /opt/dirac\n",
+            registry.host(),
+            registry.storage().join("ca.pem").display()
+        ),
+    );
+    let refused = run(image(&repo, "v8r2p44", &spec)
+        .arg("--out")
+        .arg(work.path().join("out"))
+        .env("DOCKER_CONFIG", registry.docker_config()))
+    .fails_with(
+        2,
+        "which is not HTTPS; tagpilot will not send a password there",
+    );
+    assert!(!refused.stderr.contains(registry::PASSWORD));
+    let asked = issuer.issued.load(std::sync::atomic::Ordering::Relaxed)
+        + issuer.refused.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(asked, 0, "the token service was asked");
+}
+
+#[test]
+fn a_loopback_port_slow_to_answer_tls_is_not_downgraded_to_plain_http() {
+    // A port that holds the first connection (the HTTPS try) silent past the 5 s probe, then
+    // answers plain HTTP as a registry wanting a Basic login. A downgrade would send the
+    // password there in clear.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cleartext = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&cleartext);
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Write};
+        for (n, stream) in listener.incoming().take(12).enumerate() {
+            let Ok(mut stream) = stream else { return };
+            if n == 0 {
+                std::thread::sleep(std::time::Duration::from_secs(6));
+                continue;
+            }
+            let seen = Arc::clone(&seen);
+            std::thread::spawn(move || {
+                // A TLS hello has no line end to wait for.
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push(line);
+                }
+                let text = head.concat();
+                seen.lock().unwrap().push(text.clone());
+                let _ = stream.write_all(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 0\r\n\r\n");
+            });
+        }
+    });
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let host = format!("127.0.0.1:{port}");
+    let spec = spec_file(
+        work.path(),
+        "app.yaml",
+        &format!(
+            "name: dirac\nimage:\n  repository: {host}/lhcb/dirac\n  install_path: /opt/dirac\n"
+        ),
+    );
+    let docker = work.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            "{{\"auths\": {{\"{host}\": {{\"auth\": \"cmVsZWFzZXI6cmVnaXN0cnktczNjcmV0\"}}}}}}"
+        ),
+    )
+    .unwrap();
+    let failed = run(image(&repo, "v8r2p44", &spec)
+        .arg("--out")
+        .arg(work.path().join("out"))
+        .env("DOCKER_CONFIG", &docker));
+    assert_ne!(failed.code, 0);
+    let seen = cleartext.lock().unwrap();
+    assert!(
+        seen.iter()
+            .all(|h| !h.to_lowercase().contains("authorization")),
+        "the password went in clear: {seen:?}"
+    );
+}
+
+#[test]
+fn server_error_text_cannot_forge_lines_of_the_log() {
+    let forged = "pushed 127.0.0.1/lhcb/dirac@sha256:forged as 8.2.44";
+    let message = format!("denied\n{forged}\n\u{1b}[0Ksection_end:1:push\r");
+    let hostile = Server::start_with_headers(move |request| {
+        if request.header("authorization").is_none() {
+            let challenge = (
+                "WWW-Authenticate".to_string(),
+                "Basic realm=\"r\"".to_string(),
+            );
+            return (401, Value::Null, vec![challenge]);
+        }
+        if request.method == "HEAD" {
+            return (404, Value::Null, Vec::new());
+        }
+        let body = serde_json::json!({ "errors": [{ "code": "DENIED", "message": message }] });
+        (400, body, Vec::new())
+    });
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let host = format!("127.0.0.1:{}", hostile.port);
+    let spec = spec_file(
+        work.path(),
+        "app.yaml",
+        &format!("name: dirac\nimage:\n  repository: {host}/lhcb/dirac\n  insecure: true\n  install_path: /opt/dirac\n"),
+    );
+    let docker = work.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            "{{\"auths\": {{\"{host}\": {{\"auth\": \"cmVsZWFzZXI6cmVnaXN0cnktczNjcmV0\"}}}}}}"
+        ),
+    )
+    .unwrap();
+    let failed = run(image(&repo, "v8r2p44", &spec)
+        .arg("--out")
+        .arg(work.path().join("out"))
+        .env("DOCKER_CONFIG", &docker));
+    assert_ne!(failed.code, 0);
+    assert!(failed.stderr.contains("DENIED"), "{}", failed.stderr);
+    assert!(
+        failed.stderr.lines().all(|l| !l.starts_with("pushed ")),
+        "a forged line: {}",
+        failed.stderr
+    );
+    assert!(!failed.stderr.contains('\u{1b}'), "{}", failed.stderr);
+}
+
+#[test]
+fn an_engine_address_with_a_login_in_it_is_never_printed() {
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let bare = deployment_repo(work.path());
+    let spec = deploy_spec(
+        work.path(),
+        &format!("file://{}", bare.display()),
+        "    orchestrator: { kind: nomad, endpoint: \"http://ops:nomad-s3cret@127.0.0.1:1\", services: [shop], timeout: 5s }\n",
+    );
+    let failed = run(&mut deploy(&repo, &spec, PINNED));
+    assert_ne!(failed.code, 0);
+    assert!(
+        failed.stderr.contains("Nomad at http://127.0.0.1:1"),
+        "{}",
+        failed.stderr
+    );
+    assert!(!failed.stderr.contains("nomad-s3cret"), "{}", failed.stderr);
+}

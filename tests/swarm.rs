@@ -272,9 +272,10 @@ fn private_registry(stage: &Stage, public_v1: &str) {
     let (v2, v4) = (push("v2.0.0"), push("v4.0.0"));
     // The service starts on the public registry's image: the node has no login for the other.
     stage.docker.create_service("api", public_v1);
-    let deploy = |image: &str, with_login: bool| {
+    // Each image is deployed from its own tag: the commit's trailers name that release.
+    let deploy = |image: &str, tag: &str, with_login: bool| {
         let mut cmd = tagpilot(stage.app.path());
-        cmd.args(["deploy", "--env", "api", "--tag", "v4.0.0", "--pipeline"])
+        cmd.args(["deploy", "--env", "api", "--tag", tag, "--pipeline"])
             .arg(&spec)
             .args(["--image", image, "--allow-downgrade"])
             .env("DOCKER_HOST", stage.docker.host());
@@ -283,7 +284,7 @@ fn private_registry(stage: &Stage, public_v1: &str) {
         }
         run(&mut cmd)
     };
-    let with_login = deploy(&v2, true).ok();
+    let with_login = deploy(&v2, "v2.0.0", true).ok();
     assert!(
         !with_login.stderr.contains(registry::PASSWORD),
         "no secret printed"
@@ -293,7 +294,7 @@ fn private_registry(stage: &Stage, public_v1: &str) {
         "both api tasks pulled from the private registry",
     );
     // No login here: Swarm uses the one the service was last updated with.
-    deploy(&v4, false).ok();
+    deploy(&v4, "v4.0.0", false).ok();
     wait_for(
         || stage.docker.running_images("api") == vec![v4.clone(), v4.clone()],
         "both api tasks on v4, pulled with the earlier login",

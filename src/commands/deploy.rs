@@ -3,21 +3,25 @@
 use serde_json::json;
 
 use crate::cli::{Cli, DeployArgs, Output};
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::gitops::deploy::{version_in, Release};
 use crate::mode::Mode;
-use crate::project::Project;
 use crate::stages::deploy::{deploy_environment, summary};
 use crate::stages::Problems;
 use crate::target::{self, Request};
 use crate::ui::{print_stdout, Ui};
 
-pub fn run(cli: &Cli, args: &DeployArgs, ui: &Ui) -> Result<()> {
-    let project = Project::open(&args.project)?;
+pub fn run(cli: &Cli, args: &DeployArgs, env: &Env, ui: &Ui) -> Result<()> {
+    let project = args.project.open(env)?;
     let spec = project.environment(&args.env)?;
     let mode = Mode::of_dry_run(args.dry_run);
     if !mode.rehearsing() {
-        crate::gitlab::check_guards(args.guards.overrides(), &format!("deploy to {}", args.env))?;
+        crate::gitlab::check_guards(
+            env,
+            args.guards.overrides(),
+            &format!("deploy to {}", args.env),
+        )?;
     }
     let image = args.image.as_deref().ok_or_else(|| {
         Error::input("no image to deploy: pass --image REPO:TAG@sha256:… or set TAGPILOT_IMAGE (the build job's dotenv report does)")
@@ -26,7 +30,7 @@ pub fn run(cli: &Cli, args: &DeployArgs, ui: &Ui) -> Result<()> {
         tag: args.tag.clone(),
         snapshot: None,
     };
-    let target = target::resolve(&project.source, &project.spec, &request)?;
+    let target = target::resolve(&project, &request)?;
     // The commit's trailers say which release runs: they must not name another one.
     let own_tag = |tag: &str| {
         project.spec.image.as_ref().is_some_and(|spec| {
@@ -47,7 +51,7 @@ pub fn run(cli: &Cli, args: &DeployArgs, ui: &Ui) -> Result<()> {
     }
     let release = Release {
         allow_downgrade: args.allow_downgrade,
-        ..Release::of_target(&target, image, mode)
+        ..Release::of_target(&target, image, mode, env)
     };
     let mut problems = Problems::default();
     let deployed = deploy_environment(spec, &release, &mut problems, ui)?;

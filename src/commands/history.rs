@@ -1,16 +1,15 @@
 //! `tagpilot history`: what an environment ran, newest first, from its deployment repository.
 
 use crate::cli::{Cli, HistoryArgs, Output};
+use crate::env::Env;
 use crate::error::Result;
 use crate::gitops::history;
 use crate::ui::print_stdout;
 
-use crate::project::Project;
-
-pub fn run(cli: &Cli, args: &HistoryArgs) -> Result<()> {
-    let project = Project::open(&args.project)?;
+pub fn run(cli: &Cli, args: &HistoryArgs, env: &Env) -> Result<()> {
+    let project = args.project.open(env)?;
     let spec = project.environment(&args.env)?;
-    let entries = history::read(spec)?;
+    let entries = history::read(spec, env)?;
     match cli.output {
         Output::Json => print_stdout(&format!(
             "{}\n",

@@ -1,10 +1,10 @@
 //! `tagpilot image`: the image stage, then the push stage (or only the image, into a layout).
 
 use crate::cli::{Cli, ImageArgs, Output};
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::fsutil::display;
 use crate::mode::Mode;
-use crate::project::Project;
 use crate::record::Record;
 use crate::stages::image::build;
 use crate::stages::push::push;
@@ -13,13 +13,13 @@ use crate::ui::{print_stdout, Ui};
 
 use super::write_dotenv;
 
-pub fn run(cli: &Cli, args: &ImageArgs, ui: &Ui) -> Result<()> {
-    let project = Project::open(&args.project)?;
+pub fn run(cli: &Cli, args: &ImageArgs, env: &Env, ui: &Ui) -> Result<()> {
+    let project = args.project.open(env)?;
     let request = Request {
         tag: args.tag.clone(),
         snapshot: None,
     };
-    let target = target::resolve(&project.source, &project.spec, &request)?;
+    let target = target::resolve(&project, &request)?;
     let layout = args
         .oci_layout
         .clone()
@@ -40,9 +40,9 @@ pub fn run(cli: &Cli, args: &ImageArgs, ui: &Ui) -> Result<()> {
     record.set_image(&built);
     if args.oci_layout.is_none() {
         let spec = project.spec.image.as_ref().expect("built from it");
-        record.pushed = Some(push(&built, spec, args.force, Mode::Apply, ui)?);
+        record.pushed = Some(push(&built, spec, args.force, Mode::Apply, env, ui)?);
     }
-    write_dotenv(cli, &record)?;
+    write_dotenv(cli, env, &record)?;
     match cli.output {
         Output::Json => print_stdout(&record.to_json()),
         Output::Human => {

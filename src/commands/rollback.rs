@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use crate::cli::{Cli, Output, RollbackArgs};
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::gitops::deploy::{version_in, Release, Revert};
 use crate::gitops::history::{self, Entry};
@@ -18,13 +19,13 @@ use crate::target::release_name;
 use crate::ui::{print_stdout, Ui};
 use crate::version::{Scheme, Version};
 
-pub fn run(cli: &Cli, args: &RollbackArgs, ui: &Ui) -> Result<()> {
-    let project = Project::open(&args.project)?;
+pub fn run(cli: &Cli, args: &RollbackArgs, env: &Env, ui: &Ui) -> Result<()> {
+    let project = args.project.open(env)?;
     let spec = project.environment(&args.env)?;
     let entries = ui.section(
         "history",
         &format!("Reading the deploy history of {}", args.env),
-        || history::read(spec),
+        || history::read(spec, env),
     )?;
     let chosen = history::rollback_target(&entries, args.to.as_deref(), &args.env)
         .map_err(|why| Error::input(format!("{why}; nothing was changed")))?;
@@ -49,6 +50,7 @@ pub fn run(cli: &Cli, args: &RollbackArgs, ui: &Ui) -> Result<()> {
         tag: None,
         image: &chosen.image,
         mode: Mode::of_dry_run(args.dry_run),
+        env,
         allow_downgrade: true,
         revert: Some(Revert {
             of: current.image.clone(),
@@ -56,7 +58,7 @@ pub fn run(cli: &Cli, args: &RollbackArgs, ui: &Ui) -> Result<()> {
                 .reason
                 .clone()
                 .unwrap_or_else(|| "manual rollback".to_string()),
-            by: Some(who()),
+            by: Some(who(env)),
         }),
     };
     let mut problems = Problems::default();
@@ -91,12 +93,13 @@ fn check_still_in_registry(chosen: &Entry, project: &Project) -> Result<()> {
             chosen.commit, chosen.image
         ))
     })?;
-    let found = registry_digest(&reference, project.spec.image.as_ref()).map_err(|e| {
-        e.context(format!(
-            "could not check that {} is still in its registry; nothing was changed",
-            chosen.image
-        ))
-    })?;
+    let found =
+        registry_digest(&reference, project.spec.image.as_ref(), &project.env).map_err(|e| {
+            e.context(format!(
+                "could not check that {} is still in its registry; nothing was changed",
+                chosen.image
+            ))
+        })?;
     match (found, &reference.digest) {
         (None, _) => Err(Error::input(format!(
             "{} is no longer in the registry (manifest {} not found); nothing was changed",
@@ -129,9 +132,9 @@ fn version_of(entry: &Entry) -> Result<Version> {
 }
 
 /// Who asked, for the commit message: the GitLab user in a pipeline, else the login name.
-fn who() -> String {
+fn who(env: &Env) -> String {
     ["GITLAB_USER_NAME", "USER", "LOGNAME"]
         .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .find_map(|name| env.lookup(name))
         .unwrap_or_else(|| "an administrator".to_string())
 }

@@ -1,9 +1,9 @@
 //! `tagpilot tarball`: the tarball stage alone, for the tag.
 
 use crate::cli::{Cli, Output, TarballArgs};
+use crate::env::Env;
 use crate::error::Result;
 use crate::fsutil::display;
-use crate::project::Project;
 use crate::record::Record;
 use crate::stages::tarball::build;
 use crate::tarball::Existing;
@@ -12,17 +12,17 @@ use crate::ui::{print_stdout, Ui};
 
 use super::write_dotenv;
 
-pub fn run(cli: &Cli, args: &TarballArgs, ui: &Ui) -> Result<()> {
-    let project = Project::open(&args.project)?;
+pub fn run(cli: &Cli, args: &TarballArgs, env: &Env, ui: &Ui) -> Result<()> {
+    let project = args.project.open(env)?;
     let request = Request {
         tag: args.tag.tag.clone(),
         snapshot: None,
     };
-    let target = target::resolve(&project.source, &project.spec, &request)?;
+    let target = target::resolve(&project, &request)?;
     let built = build(&project, &target, &args.tag.out, Existing::Refuse, ui, None)?;
     let mut record = Record::new(&target, false);
     record.set_tarball(&built);
-    write_dotenv(cli, &record)?;
+    write_dotenv(cli, env, &record)?;
     match cli.output {
         Output::Json => print_stdout(&record.to_json()),
         Output::Human => print_stdout(&format!(

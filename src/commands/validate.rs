@@ -1,15 +1,15 @@
 //! `tagpilot validate`: load the spec as a release would, report all problems or a summary.
 
 use crate::cli::{Cli, Output, ProjectArgs};
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::target::release_name;
 use crate::ui::print_stdout;
 
 use crate::fsutil::display;
-use crate::project::Project;
 
-pub fn run(cli: &Cli, args: &ProjectArgs) -> Result<()> {
-    let project = Project::open(args)?;
+pub fn run(cli: &Cli, args: &ProjectArgs, env: &Env) -> Result<()> {
+    let project = args.open(env)?;
     let Some(file) = &project.spec_file else {
         return Err(Error::input(format!(
             "no pipeline spec: {} has no tagpilot.yaml and no --pipeline was given",

@@ -3,11 +3,10 @@
 use serde::Serialize;
 
 use crate::cli::{Cli, Output, VersionsArgs};
+use crate::env::Env;
 use crate::error::Result;
 use crate::target::tag_reader;
 use crate::ui::print_stdout;
-
-use crate::project::Project;
 
 #[derive(Serialize)]
 struct Row<'a> {
@@ -17,8 +16,8 @@ struct Row<'a> {
     prerelease: bool,
 }
 
-pub fn run(cli: &Cli, args: &VersionsArgs) -> Result<()> {
-    let project = Project::open(&args.project)?;
+pub fn run(cli: &Cli, args: &VersionsArgs, env: &Env) -> Result<()> {
+    let project = args.project.open(env)?;
     let mut reader = tag_reader(&project.spec);
     if let Some(scheme) = args.scheme {
         reader.scheme = scheme;

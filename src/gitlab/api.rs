@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::net::api::{Api, Hints};
 use crate::net::{self, percent_encode, Tls};
@@ -19,8 +20,8 @@ pub struct Project {
 }
 
 /// The project named by the CI variables, or `None` outside GitLab CI.
-pub fn connect(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Project>> {
-    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+pub fn connect(env: &Env) -> Result<Option<Project>> {
+    let var = |name: &str| env.lookup(name);
     let (Some(base), Some(id)) = (var("CI_API_V4_URL"), var("CI_PROJECT_ID")) else {
         return Ok(None);
     };

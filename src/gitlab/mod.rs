@@ -1,5 +1,5 @@
-//! GitLab: the CI job's manners (collapsible log sections, the dotenv report that hands values
-//! to later jobs, protected refs and deploy freezes) here; the API (releases, generic packages)
+//! GitLab: the CI job's manners (the dotenv report that hands values to later jobs, protected
+//! refs and deploy freezes) here; its collapsible log sections are the `ui`'s; the API (releases, generic packages)
 //! in the modules below.
 
 pub mod api;
@@ -8,34 +8,10 @@ pub mod releases;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::fsutil;
-
-/// True inside a GitLab CI job.
-pub fn in_ci() -> bool {
-    std::env::var("GITLAB_CI").is_ok_and(|v| v == "true")
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// The marker that opens a collapsible section in the job log.
-pub fn section_start(name: &str, title: &str) -> String {
-    format!(
-        "\x1b[0Ksection_start:{}:{name}[collapsed=false]\r\x1b[0K{title}",
-        now()
-    )
-}
-
-/// The marker that closes it.
-pub fn section_end(name: &str) -> String {
-    format!("\x1b[0Ksection_end:{}:{name}\r\x1b[0K", now())
-}
 
 /// GitLab rejects dotenv reports over 5 KB; keep a margin for what later jobs add.
 const DOTENV_LIMIT: usize = 5 * 1024;
@@ -94,14 +70,6 @@ mod tests {
         );
         assert!(update_dotenv(&path, &[("X", "a\nb".into())]).is_err());
     }
-
-    #[test]
-    fn section_markers_follow_gitlab_format() {
-        let start = section_start("tarball", "Release tarball");
-        assert!(start.starts_with("\x1b[0Ksection_start:"));
-        assert!(start.ends_with(":tarball[collapsed=false]\r\x1b[0KRelease tarball"));
-        assert!(section_end("tarball").ends_with(":tarball\r\x1b[0K"));
-    }
 }
 
 /// What lets a job write a release despite GitLab's guards.
@@ -116,15 +84,15 @@ pub struct Overrides {
 /// Why GitLab's settings say this job should not write a release: it runs on an unprotected
 /// ref (`CI_COMMIT_REF_PROTECTED=false`: protected variables and review are missing), or a
 /// deploy freeze is on (`CI_DEPLOY_FREEZE`). Empty when writing is fine.
-pub fn refusals(env: &dyn Fn(&str) -> Option<String>, overrides: Overrides) -> Vec<String> {
+pub fn refusals(env: &Env, overrides: Overrides) -> Vec<String> {
     let mut refusals = Vec::new();
-    if env("CI_COMMIT_REF_PROTECTED").as_deref() == Some("false") && !overrides.unprotected {
+    if env.get("CI_COMMIT_REF_PROTECTED") == Some("false") && !overrides.unprotected {
         refusals.push(format!(
             "`{}` is not a protected ref (CI_COMMIT_REF_PROTECTED=false): protect the tag pattern in Settings > Repository > Protected tags, or pass --allow-unprotected",
-            env("CI_COMMIT_REF_NAME").unwrap_or_else(|| "this ref".to_string())
+            env.get("CI_COMMIT_REF_NAME").unwrap_or("this ref")
         ));
     }
-    if env("CI_DEPLOY_FREEZE").is_some_and(|v| !v.is_empty()) && !overrides.freeze {
+    if env.get("CI_DEPLOY_FREEZE").is_some() && !overrides.freeze {
         refusals.push(
             "a GitLab deploy freeze is active (CI_DEPLOY_FREEZE): wait for the window to end, or pass --ignore-freeze".to_string(),
         );
@@ -133,8 +101,8 @@ pub fn refusals(env: &dyn Fn(&str) -> Option<String>, overrides: Overrides) -> V
 }
 
 /// The refusals as one error, before anything is written.
-pub fn check_guards(overrides: Overrides, what: &str) -> Result<()> {
-    let refusals = refusals(&|name| std::env::var(name).ok(), overrides);
+pub fn check_guards(env: &Env, overrides: Overrides, what: &str) -> Result<()> {
+    let refusals = refusals(env, overrides);
     if refusals.is_empty() {
         return Ok(());
     }

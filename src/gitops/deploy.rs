@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::mode::Mode;
 use crate::net::basic_authorization;
@@ -34,13 +35,15 @@ pub struct Release<'a> {
     pub image: &'a str,
     pub mode: Mode,
     pub allow_downgrade: bool,
+    /// The environment: variables the credentials name, the GitLab author, CI links.
+    pub env: &'a Env,
     /// Set when this commit puts back the image that runs again after a rolled-back rollout.
     pub revert: Option<Revert>,
 }
 
 impl<'a> Release<'a> {
     /// Recording `image` as the release of `target`.
-    pub fn of_target(target: &'a Target, image: &'a str, mode: Mode) -> Release<'a> {
+    pub fn of_target(target: &'a Target, image: &'a str, mode: Mode, env: &'a Env) -> Release<'a> {
         Release {
             name: &target.name,
             version: &target.version,
@@ -48,6 +51,7 @@ impl<'a> Release<'a> {
             image,
             mode,
             allow_downgrade: false,
+            env,
             revert: None,
         }
     }
@@ -105,7 +109,7 @@ pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed>
             )))
         }
     };
-    let access = access(spec)?;
+    let access = access(spec, release.env)?;
     let checkout = Checkout::clone(&spec.repo.value, &spec.branch.value, &access)?;
     let wanted = Wanted {
         repository: &repository,
@@ -132,7 +136,7 @@ pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed>
             write(&checkout.path().join(&file.relative), &file.new)?;
         }
         let files: Vec<String> = edited.iter().map(|f| f.relative.clone()).collect();
-        let (name, email) = author(spec);
+        let (name, email) = author(spec, release.env);
         let commit = checkout.commit(
             &files,
             &match &release.revert {
@@ -254,9 +258,9 @@ pub fn version_in(reference: &str) -> Option<Version> {
 }
 
 /// The login from the variables the spec names.
-pub fn access(spec: &DeploySpec) -> Result<Access> {
+pub fn access(spec: &DeploySpec, env: &Env) -> Result<Access> {
     let var = |name: &crate::spec::Text| {
-        std::env::var(name.as_str()).map_err(|_| {
+        env.lookup(name.as_str()).ok_or_else(|| {
             Error::input(format!(
                 "environment variable {} (deploy {} credentials) is not set",
                 name, spec.environment
@@ -287,12 +291,16 @@ pub fn access(spec: &DeploySpec) -> Result<Access> {
     Ok(access)
 }
 
-fn author(spec: &DeploySpec) -> (String, String) {
+fn author(spec: &DeploySpec, env: &Env) -> (String, String) {
     match &spec.author {
         Some(author) => (author.name.value.clone(), author.email.value.clone()),
         None => (
-            std::env::var("GITLAB_USER_NAME").unwrap_or_else(|_| "tagpilot".to_string()),
-            std::env::var("GITLAB_USER_EMAIL").unwrap_or_else(|_| "tagpilot@localhost".to_string()),
+            env.get("GITLAB_USER_NAME")
+                .unwrap_or("tagpilot")
+                .to_string(),
+            env.get("GITLAB_USER_EMAIL")
+                .unwrap_or("tagpilot@localhost")
+                .to_string(),
         ),
     }
 }
@@ -321,7 +329,7 @@ fn message(spec: &DeploySpec, release: &Release, image: &str) -> Result<String> 
         release.version,
         spec.environment
     );
-    Ok(with_ci_trailers(text))
+    Ok(with_ci_trailers(text, release.env))
 }
 
 /// The message of a commit that records an older image again: after a rolled-back rollout
@@ -354,16 +362,16 @@ fn revert_message(spec: &DeploySpec, release: &Release, image: &str, revert: &Re
         "Tagpilot-Image: {image}\nTagpilot-Environment: {}\nTagpilot-Rollback-Of: {}\nTagpilot-Reason: {reason}\n",
         spec.environment, revert.of
     ));
-    with_ci_trailers(text)
+    with_ci_trailers(text, release.env)
 }
 
 /// Adds the pipeline and job links of the CI run that made the commit.
-fn with_ci_trailers(mut text: String) -> String {
+fn with_ci_trailers(mut text: String, env: &Env) -> String {
     for (trailer, variable) in [
         ("Tagpilot-Pipeline", "CI_PIPELINE_URL"),
         ("Tagpilot-Job", "CI_JOB_URL"),
     ] {
-        if let Some(url) = std::env::var(variable).ok().filter(|u| !u.is_empty()) {
+        if let Some(url) = env.get(variable) {
             text.push_str(&format!("{trailer}: {url}\n"));
         }
     }

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::env::Env;
 use crate::error::Result;
 use crate::oci::reference::Reference;
 use crate::spec::deploy::DeploySpec;
@@ -44,8 +45,9 @@ impl Entry {
 const LOG_FORMAT: &str = "%H%x1f%aI%x1f%an <%ae>%x1f%(trailers:only,unfold)%x1e";
 
 /// The environment's deploys, newest first.
-pub fn read(spec: &DeploySpec) -> Result<Vec<Entry>> {
-    let checkout = Checkout::clone_history(&spec.repo.value, &spec.branch.value, &access(spec)?)?;
+pub fn read(spec: &DeploySpec, env: &Env) -> Result<Vec<Entry>> {
+    let access = access(spec, env)?;
+    let checkout = Checkout::clone_history(&spec.repo.value, &spec.branch.value, &access)?;
     Ok(parse_log(
         &checkout.log(LOG_FORMAT)?,
         &spec.environment.value,

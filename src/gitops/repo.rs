@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::error::{Error, Result};
+use crate::ui::printable;
 
 /// How to log in to the repository.
 #[derive(Clone, Default)]
@@ -172,7 +173,7 @@ impl Checkout {
             "could not {what} ({} branch {}, {login}): {}",
             self.url,
             self.branch,
-            stderr.trim()
+            printable(stderr.trim())
         );
         // A refused HTTPS login makes git ask for a user name, which it may not do here.
         let refused = [
@@ -256,7 +257,7 @@ fn run_with_input(mut cmd: Command, input: &[u8], what: &str) -> Result<()> {
     } else {
         Err(Error::failed(format!(
             "could not {what}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
+            printable(String::from_utf8_lossy(&output.stderr).trim())
         )))
     }
 }

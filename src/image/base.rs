@@ -47,7 +47,7 @@ fn registry_base(inputs: &Inputs, platforms: &[Platform], layout_dir: &Path) -> 
     let base = inputs.image.base.as_str();
     let reference =
         Reference::parse(base).map_err(|why| Error::input(format!("image.base: {why}")))?;
-    let mut client = registry_client(&reference, inputs.image)?;
+    let mut client = registry_client(&reference, inputs.image, inputs.env)?;
     let (bytes, header_type, digest) = client.get_manifest(reference.manifest_reference())?;
     let document: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| Error::failed(format!("base {base}: the manifest is not JSON: {e}")))?;

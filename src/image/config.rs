@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::oci::image::{rfc3339, Recipe};
 use crate::spec::image::{normalise_port, ImageSpec, SupervisorSpec};
@@ -12,7 +13,7 @@ use crate::target::Target;
 use super::Inputs;
 
 /// The config the spec asks for, with the standard labels (as annotations too).
-pub fn recipe(image: &ImageSpec, target: &Target, base_digest: Option<&str>) -> Recipe {
+pub fn recipe(image: &ImageSpec, target: &Target, base_digest: Option<&str>, env: &Env) -> Recipe {
     let values = |list: &Option<Vec<crate::spec::Text>>| {
         list.as_ref()
             .map(|l| l.iter().map(|t| t.value.clone()).collect())
@@ -40,7 +41,7 @@ pub fn recipe(image: &ImageSpec, target: &Target, base_digest: Option<&str>) -> 
             .collect(),
         annotations: BTreeMap::new(),
     };
-    for (key, value) in standard_labels(target, image.base.as_str(), base_digest) {
+    for (key, value) in standard_labels(target, image.base.as_str(), base_digest, env) {
         recipe
             .labels
             .entry(key.clone())
@@ -87,6 +88,7 @@ fn standard_labels(
     target: &Target,
     base: &str,
     base_digest: Option<&str>,
+    env: &Env,
 ) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     let mut put = |key: &str, value: String| {
@@ -97,10 +99,7 @@ fn standard_labels(
     put("revision", target.commit.id.clone());
     put("created", rfc3339(target.mtime));
     // The project's web page, in GitLab CI.
-    if let Some(url) = std::env::var("CI_PROJECT_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
+    if let Some(url) = env.lookup("CI_PROJECT_URL") {
         put("source", url);
     }
     if base != "scratch" {

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::oci::blobs::BlobStore;
 use crate::oci::digest::Digest;
@@ -73,6 +74,8 @@ pub struct Inputs<'a> {
     /// Download a registry base's layers into the layout, so it is complete on its own (a
     /// push does not need them: it mounts or copies them registry to registry).
     pub complete_layout: bool,
+    /// The environment (`CI_PROJECT_URL` for the source label, registry logins).
+    pub env: &'a Env,
     /// The release tree layer when it was already made (from the tarball's stream, in the
     /// same pass over the git tree); else it is made here from the tree.
     pub release_tree: Option<Layer>,
@@ -100,7 +103,7 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
     if !image.files.is_empty() {
         added.push(layers::files(inputs, &placement, &store)?);
     }
-    let mut recipe = config::recipe(image, inputs.target, base_digest.as_deref());
+    let mut recipe = config::recipe(image, inputs.target, base_digest.as_deref(), inputs.env);
     if let Some((spec, bytes)) = &supervisor {
         added.push(layers::supervisor(image, spec, bytes, &placement, &store)?);
         recipe

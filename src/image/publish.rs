@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::mode::Mode;
 use crate::oci::auth;
@@ -19,25 +20,27 @@ use super::Built;
 
 /// The digest of the manifest `reference` names (its digest, else its tag) in its registry, or
 /// `None` when the registry no longer has it. Reads only; `image` gives the TLS settings.
-pub fn registry_digest(reference: &Reference, image: Option<&ImageSpec>) -> Result<Option<String>> {
+pub fn registry_digest(
+    reference: &Reference,
+    image: Option<&ImageSpec>,
+    env: &Env,
+) -> Result<Option<String>> {
     let connection = image.map(connection).unwrap_or_default();
-    client_with(reference, &connection)?.manifest_digest(reference.manifest_reference())
+    client_with(reference, &connection, env)?.manifest_digest(reference.manifest_reference())
 }
 
 /// The repository the image goes to, as written: `image.repository`, else
 /// `$CI_REGISTRY_IMAGE` (GitLab CI's project registry); `None` when neither is set.
-pub fn push_repository_name(image: &ImageSpec) -> Option<String> {
+pub fn push_repository_name(image: &ImageSpec, env: &Env) -> Option<String> {
     match &image.repository {
         Some(repository) => Some(repository.value.clone()),
-        None => std::env::var("CI_REGISTRY_IMAGE")
-            .ok()
-            .filter(|r| !r.is_empty()),
+        None => env.lookup("CI_REGISTRY_IMAGE"),
     }
 }
 
 /// The repository to push to, checked.
-fn push_repository(image: &ImageSpec) -> Result<Reference> {
-    let repository = push_repository_name(image).ok_or_else(|| {
+fn push_repository(image: &ImageSpec, env: &Env) -> Result<Reference> {
+    let repository = push_repository_name(image, env).ok_or_else(|| {
         Error::input("no repository to push the image to: image.repository is not set and CI_REGISTRY_IMAGE is empty")
             .with_hint("Set image.repository in the spec (GitLab CI sets CI_REGISTRY_IMAGE), or build without pushing: --dry-run, --skip push or `tagpilot image --oci-layout DIR`")
     })?;
@@ -51,13 +54,12 @@ fn push_repository(image: &ImageSpec) -> Result<Reference> {
 }
 
 /// A client for `reference`'s registry, with the login found for it and the spec's TLS settings.
-pub fn registry_client(reference: &Reference, image: &ImageSpec) -> Result<Client> {
-    client_with(reference, &connection(image))
+pub fn registry_client(reference: &Reference, image: &ImageSpec, env: &Env) -> Result<Client> {
+    client_with(reference, &connection(image), env)
 }
 
-fn client_with(reference: &Reference, connection: &Connection) -> Result<Client> {
-    let lookup = |name: &str| std::env::var(name).ok();
-    let credential = auth::find(&reference.registry, &lookup);
+fn client_with(reference: &Reference, connection: &Connection, env: &Env) -> Result<Client> {
+    let credential = auth::find(&reference.registry, &|name| env.lookup(name));
     Client::new(reference, credential, connection)
 }
 
@@ -70,9 +72,16 @@ fn connection(image: &ImageSpec) -> Connection {
 
 /// Pushes a built image to `image.repository` (or `$CI_REGISTRY_IMAGE`); a rehearsal reads
 /// what the registry has and stops before writing.
-pub fn push(built: &Built, image: &ImageSpec, force: bool, mode: Mode, ui: &Ui) -> Result<Pushed> {
-    let reference = push_repository(image)?;
-    let mut client = registry_client(&reference, image)?;
+pub fn push(
+    built: &Built,
+    image: &ImageSpec,
+    force: bool,
+    mode: Mode,
+    env: &Env,
+    ui: &Ui,
+) -> Result<Pushed> {
+    let reference = push_repository(image, env)?;
+    let mut client = registry_client(&reference, image, env)?;
     let mut base = match image.base.as_str() {
         "scratch" => None,
         base if base.starts_with("oci-layout:") => None,
@@ -83,7 +92,7 @@ pub fn push(built: &Built, image: &ImageSpec, force: bool, mode: Mode, ui: &Ui) 
                 client.also_pull(&base_reference.repository);
             }
             Some(BaseBlobs {
-                client: registry_client(&base_reference, image)?,
+                client: registry_client(&base_reference, image, env)?,
                 repository: base_reference.repository.clone(),
                 same_registry,
             })

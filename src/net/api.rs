@@ -3,8 +3,6 @@
 //! are retried on transport errors and 5xx; writes are sent once (callers re-read state
 //! instead). Every error names the service, the endpoint and what was being done.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,7 +17,7 @@ const READ_ATTEMPTS: u32 = 4;
 
 /// The largest reply read from an API, headers and body: far more than any listing or object
 /// tagpilot asks for, and a bound on what a hostile server can make it hold.
-const REPLY_LIMIT: u64 = 64 << 20;
+pub(super) const REPLY_LIMIT: u64 = 64 << 20;
 
 /// The longest one API request may take, body included: a server that trickles its answer
 /// cannot hold a release.
@@ -35,6 +33,8 @@ pub struct Api {
     transport: Transport,
     /// Header carrying the credential (`Authorization`, `X-Nomad-Token`) and its value.
     credential: Option<(&'static str, String)>,
+    /// The longest one request may take, body included.
+    deadline: Duration,
 }
 
 /// Where the user sets what a failed login or handshake needs.
@@ -61,7 +61,7 @@ enum Transport {
 pub struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
-    headers: Vec<(String, String)>,
+    pub(super) headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -98,7 +98,8 @@ impl Api {
     pub fn http(engine: &'static str, base: &str, tls: net::Tls) -> Api {
         Api {
             engine,
-            endpoint: base.to_string(),
+            // Messages show the address without a login in it.
+            endpoint: net::split_login(base).0,
             transport: Transport::Http {
                 agent: net::agent(
                     tls,
@@ -111,6 +112,7 @@ impl Api {
             },
             credential: None,
             hints: ORCHESTRATOR_HINTS,
+            deadline: REQUEST_DEADLINE,
         }
     }
 
@@ -121,7 +123,14 @@ impl Api {
             transport: Transport::Unix(socket),
             credential: None,
             hints: ORCHESTRATOR_HINTS,
+            deadline: REQUEST_DEADLINE,
         }
+    }
+
+    /// Lowers the per-request deadline (a rollout's watch is bound by its own timeout).
+    pub fn with_deadline(mut self, deadline: Duration) -> Api {
+        self.deadline = self.deadline.min(deadline);
+        self
     }
 
     pub fn with_hints(mut self, hints: Hints) -> Api {
@@ -287,7 +296,8 @@ impl Api {
         }
         match &self.transport {
             Transport::Http { agent, base } => {
-                http_request(agent, method, &format!("{base}{path}"), &headers, body)
+                let url = format!("{base}{path}");
+                http_request(agent, method, &url, &headers, body, self.deadline)
                     .map_err(Failure::Http)
             }
             Transport::Unix(socket) => {
@@ -301,7 +311,8 @@ impl Api {
                         ))))
                     }
                 };
-                unix_request(socket, method, path, &headers, bytes).map_err(Failure::Unix)
+                super::unix::request(socket, method, path, &headers, bytes, self.deadline)
+                    .map_err(Failure::Unix)
             }
         }
     }
@@ -326,11 +337,15 @@ fn http_request(
     url: &str,
     headers: &[(&str, &str)],
     body: Option<(&str, Payload)>,
+    deadline: Duration,
 ) -> std::result::Result<Reply, ureq::Error> {
     let mut builder = ureq::http::Request::builder().method(method).uri(url);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
+    let run = |request| run_within(agent, request, deadline);
+    let run_file = |request| run_within(agent, request, deadline);
+    let run_empty = |request| run_within(agent, request, deadline);
     let mut response = match body {
         Some((_, Payload::File(path))) => {
             let file = std::fs::File::open(path).map_err(ureq::Error::Io)?;
@@ -338,12 +353,10 @@ fn http_request(
             // uploads.
             let length = file.metadata().map_err(ureq::Error::Io)?.len();
             let builder = builder.header("Content-Length", length.to_string());
-            agent.run(builder.body(file).map_err(ureq::Error::Http)?)?
+            run_file(builder.body(file).map_err(ureq::Error::Http)?)?
         }
-        Some((_, Payload::Bytes(bytes))) => {
-            agent.run(builder.body(bytes).map_err(ureq::Error::Http)?)?
-        }
-        None => agent.run(builder.body(()).map_err(ureq::Error::Http)?)?,
+        Some((_, Payload::Bytes(bytes))) => run(builder.body(bytes).map_err(ureq::Error::Http)?)?,
+        None => run_empty(builder.body(()).map_err(ureq::Error::Http)?)?,
     };
     let status = response.status().as_u16();
     let headers = response
@@ -363,100 +376,15 @@ fn http_request(
     })
 }
 
-/// HTTP/1.1 over a unix socket, one request per connection (`Connection: close`), so the
-/// reply ends where the stream ends.
-fn unix_request(
-    socket: &std::path::Path,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<(&str, &[u8])>,
-) -> std::io::Result<Reply> {
-    let mut stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let payload = body.map_or(&[][..], |(_, b)| b);
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", payload.len()));
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(payload)?;
-    let mut raw = Vec::new();
-    stream.take(REPLY_LIMIT + 1).read_to_end(&mut raw)?;
-    if raw.len() as u64 > REPLY_LIMIT {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("the reply is larger than {} MiB", REPLY_LIMIT >> 20),
-        ));
-    }
-    parse_reply(&raw)
-}
-
-fn parse_reply(raw: &[u8]) -> std::io::Result<Reply> {
-    let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("the reply has no end of headers"))?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| bad("the reply has no HTTP status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let rest = &raw[split + 4..];
-    let chunked = headers.iter().any(|(n, v)| {
-        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    let body = if chunked {
-        dechunk(rest).ok_or_else(|| bad("the reply's chunked body is cut short"))?
-    } else {
-        rest.to_vec()
-    };
-    Ok(Reply {
-        status,
-        body,
-        headers,
-    })
-}
-
-fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&rest[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Some(body);
-        }
-        body.extend_from_slice(rest.get(..size)?);
-        rest = rest.get(size + 2..)?;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replies_with_length_and_chunks() {
-        let plain = parse_reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}").unwrap();
-        assert_eq!((plain.status, plain.body.as_slice()), (200, &b"{}"[..]));
-        let chunked = parse_reply(
-            b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"me\r\ne;x=1\r\nssage\":\"boom\"}\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!(chunked.status, 500);
-        assert_eq!(chunked.reason(), "boom");
-        assert!(
-            parse_reply(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nabc").is_err()
-        );
-    }
+/// Sends `request` on `agent`; the whole exchange, reply body included, ends by `deadline`.
+fn run_within<S: ureq::AsSendBody>(
+    agent: &Agent,
+    request: ureq::http::Request<S>,
+    deadline: Duration,
+) -> std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    let request = agent
+        .configure_request(request)
+        .timeout_global(Some(deadline))
+        .build();
+    agent.run(request)
 }

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod retry;
+mod unix;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -125,16 +126,33 @@ pub fn retryable_status(status: u16) -> bool {
 /// A URL path segment or query value, percent-encoded: everything but RFC 3986's unreserved
 /// characters (`group/app` → `group%2Fapp`).
 pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
+    percent_encoding::utf8_percent_encode(text, NOT_UNRESERVED).to_string()
+}
+
+/// Every byte but RFC 3986's unreserved characters (`A-Z a-z 0-9 - _ . ~`).
+const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `url` without a `user:password@` login, and the login: an address with a secret in it is
+/// never printed or recorded as it is. A user alone (`ssh://git@host`) is no secret and stays.
+pub fn split_login(url: &str) -> (String, Option<(String, String)>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (url.to_string(), None);
+    };
+    match rest[..at].split_once(':') {
+        Some((user, password)) => (
+            format!("{scheme}://{}", &rest[at + 1..]),
+            Some((user.to_string(), password.to_string())),
+        ),
+        None => (url.to_string(), None),
     }
-    out
 }
 
 /// The `Authorization` value of HTTP Basic auth.
@@ -150,6 +168,21 @@ pub fn basic_authorization(user: &str, secret: &str) -> String {
 #[cfg(test)]
 mod encoding_tests {
     use super::*;
+
+    #[test]
+    fn a_login_in_an_address_is_split_off() {
+        assert_eq!(
+            split_login("https://oauth2:glpat-x@gitlab.example.org/g/p.git"),
+            (
+                "https://gitlab.example.org/g/p.git".to_string(),
+                Some(("oauth2".to_string(), "glpat-x".to_string()))
+            )
+        );
+        let plain = "ssh://git@gitlab.example.org/g/p.git";
+        assert_eq!(split_login(plain), (plain.to_string(), None));
+        let at_in_path = "https://host/a@b";
+        assert_eq!(split_login(at_in_path), (at_in_path.to_string(), None));
+    }
 
     #[test]
     fn slashes_and_plus_are_percent_encoded() {

@@ -64,116 +64,43 @@ pub struct Push<'a> {
     pub mode: Mode,
 }
 
+/// A manifest to put: its digest, media type and exact bytes.
+type Manifest = (Digest, String, Vec<u8>);
+
+/// Pushes in the safe order: check the version tags, every blob, the platform manifests,
+/// then the tags. A rehearsal makes the same checks and reads and stops before the first
+/// write.
 pub fn push(
     client: &mut Client,
     job: &Push,
     mut base: Option<&mut BaseBlobs>,
     ui: &Ui,
 ) -> Result<Pushed> {
-    for tag in job.immutable {
-        if let Some(existing) = client.manifest_digest(tag)? {
-            if job.top.digest != existing && !job.force {
-                return Err(Error::input(format!(
-                    "{}:{tag} already exists as {existing}: the version tag {tag} already names other bytes than this build ({}), and released versions are immutable, so nothing was pushed",
-                    job.repository, job.top.digest
-                ))
-                .with_hint("If the old image is wrong and nobody runs it, push with --force; otherwise release a new version"));
-            }
-        }
-    }
-
+    check_version_tags(client, job)?;
     let top_bytes = job.store.read(&job.top.digest)?;
-    let mut manifests: Vec<(Digest, String, Vec<u8>)> = Vec::new();
-    if job.top.media_type == OCI_INDEX || job.top.media_type == DOCKER_LIST {
-        let index: Value = parse(&top_bytes, &job.top.digest)?;
-        for child in index["manifests"].as_array().cloned().unwrap_or_default() {
-            let child: Descriptor = serde_json::from_value(child).map_err(|e| {
-                Error::failed(format!("bad descriptor in index {}: {e}", job.top.digest))
-            })?;
-            let bytes = job.store.read(&child.digest)?;
-            manifests.push((child.digest, child.media_type, bytes));
-        }
-    } else {
-        manifests.push((
-            job.top.digest.clone(),
-            job.top.media_type.clone(),
-            top_bytes.clone(),
-        ));
-    }
-
-    let mut blobs: Vec<(Digest, u64)> = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (digest, _, bytes) in &manifests {
-        let manifest: Value = parse(bytes, digest)?;
-        let descriptors = std::iter::once(&manifest["config"])
-            .chain(manifest["layers"].as_array().into_iter().flatten());
-        for descriptor in descriptors {
-            let blob: Descriptor = serde_json::from_value(descriptor.clone()).map_err(|e| {
-                Error::input(format!("manifest {digest} has a bad descriptor: {e}"))
-            })?;
-            if seen.insert(blob.digest.clone()) {
-                blobs.push((blob.digest, blob.size));
-            }
-        }
-    }
-
+    let manifests = manifests_under(job, &top_bytes)?;
     let mut report = Pushed {
         reference: format!("{}@{}", job.repository, job.top.digest),
         tags: job.tags.to_vec(),
         ..Pushed::default()
     };
-    for (digest, size) in &blobs {
-        if client.has_blob(digest)? {
+    for (digest, size) in blobs_of(&manifests)? {
+        if client.has_blob(&digest)? {
             report.skipped_blobs += 1;
-            continue;
-        }
-        if job.mode.rehearsing() {
+        } else if job.mode.rehearsing() {
             report.uploaded_blobs += 1;
             report.uploaded_bytes += size;
-            continue;
+        } else {
+            send_blob(
+                client,
+                job,
+                base.as_deref_mut(),
+                &digest,
+                size,
+                &mut report,
+                ui,
+            )?;
         }
-        let path = job.store.path(digest);
-        if !path.is_file() {
-            let Some(base) = base.as_deref_mut() else {
-                return Err(Error::failed(format!(
-                    "blob {digest} is neither in the registry nor in the local layout {}",
-                    path.display()
-                )));
-            };
-            if base.same_registry && client.mount_blob(digest, &base.repository)? {
-                ui.info(&format!(
-                    "  mounted {} from {}",
-                    short(digest),
-                    base.repository
-                ));
-                report.mounted_blobs += 1;
-                continue;
-            }
-            let started = Instant::now();
-            let mut reader = base.client.get_blob(digest)?;
-            client.upload_blob_from(digest, *size, &mut reader)?;
-            ui.info(&format!(
-                "  copied {} {} from {} in {:.1} s",
-                short(digest),
-                human_bytes(*size),
-                base.client.reference(),
-                started.elapsed().as_secs_f64()
-            ));
-            report.copied_blobs += 1;
-            report.copied_bytes += size;
-            continue;
-        }
-        let started = Instant::now();
-        client.upload_blob(digest, &path)?;
-        let seconds = started.elapsed().as_secs_f64().max(1e-3);
-        ui.info(&format!(
-            "  uploaded {} {} in {seconds:.1} s ({}/s)",
-            short(digest),
-            human_bytes(*size),
-            human_bytes((*size as f64 / seconds) as u64)
-        ));
-        report.uploaded_blobs += 1;
-        report.uploaded_bytes += size;
     }
     if job.mode.rehearsing() {
         ui.info(&format!(
@@ -205,6 +132,122 @@ pub fn push(
         report.skipped_blobs
     ));
     Ok(report)
+}
+
+/// A released version tag that already names other bytes stops the push before anything is
+/// sent (unless `--force`).
+fn check_version_tags(client: &mut Client, job: &Push) -> Result<()> {
+    for tag in job.immutable {
+        let Some(existing) = client.manifest_digest(tag)? else {
+            continue;
+        };
+        if job.top.digest != existing && !job.force {
+            return Err(Error::input(format!(
+                "{}:{tag} already exists as {existing}: the version tag {tag} already names other bytes than this build ({}), and released versions are immutable, so nothing was pushed",
+                job.repository, job.top.digest
+            ))
+            .with_hint("If the old image is wrong and nobody runs it, push with --force; otherwise release a new version"));
+        }
+    }
+    Ok(())
+}
+
+/// The platform manifests under the top document: the index's children, or the manifest.
+fn manifests_under(job: &Push, top_bytes: &[u8]) -> Result<Vec<Manifest>> {
+    if job.top.media_type != OCI_INDEX && job.top.media_type != DOCKER_LIST {
+        let top = &job.top;
+        return Ok(vec![(
+            top.digest.clone(),
+            top.media_type.clone(),
+            top_bytes.to_vec(),
+        )]);
+    }
+    let index: Value = parse(top_bytes, &job.top.digest)?;
+    let mut manifests = Vec::new();
+    for child in index["manifests"].as_array().cloned().unwrap_or_default() {
+        let child: Descriptor = serde_json::from_value(child).map_err(|e| {
+            Error::failed(format!("bad descriptor in index {}: {e}", job.top.digest))
+        })?;
+        let bytes = job.store.read(&child.digest)?;
+        manifests.push((child.digest, child.media_type, bytes));
+    }
+    Ok(manifests)
+}
+
+/// Every blob the manifests name (configs and layers), once each, with its size.
+fn blobs_of(manifests: &[Manifest]) -> Result<Vec<(Digest, u64)>> {
+    let mut blobs = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (digest, _, bytes) in manifests {
+        let manifest: Value = parse(bytes, digest)?;
+        let descriptors = std::iter::once(&manifest["config"])
+            .chain(manifest["layers"].as_array().into_iter().flatten());
+        for descriptor in descriptors {
+            let blob: Descriptor = serde_json::from_value(descriptor.clone()).map_err(|e| {
+                Error::input(format!("manifest {digest} has a bad descriptor: {e}"))
+            })?;
+            if seen.insert(blob.digest.clone()) {
+                blobs.push((blob.digest, blob.size));
+            }
+        }
+    }
+    Ok(blobs)
+}
+
+/// One blob the registry lacks: uploaded from the layout, or (a base layer not in it)
+/// mounted from the base's repository on the same registry, else streamed across.
+fn send_blob(
+    client: &mut Client,
+    job: &Push,
+    base: Option<&mut BaseBlobs>,
+    digest: &Digest,
+    size: u64,
+    report: &mut Pushed,
+    ui: &Ui,
+) -> Result<()> {
+    let started = Instant::now();
+    let path = job.store.path(digest);
+    if path.is_file() {
+        client.upload_blob(digest, &path)?;
+        let seconds = started.elapsed().as_secs_f64().max(1e-3);
+        ui.info(&format!(
+            "  uploaded {} {} in {seconds:.1} s ({}/s)",
+            short(digest),
+            human_bytes(size),
+            human_bytes((size as f64 / seconds) as u64)
+        ));
+        report.uploaded_blobs += 1;
+        report.uploaded_bytes += size;
+        return Ok(());
+    }
+    let Some(base) = base else {
+        return Err(Error::failed(format!(
+            "blob {digest} is neither in the registry nor in the local layout {}",
+            path.display()
+        )));
+    };
+    if base.same_registry && client.mount_blob(digest, &base.repository)? {
+        ui.info(&format!(
+            "  mounted {} from {}",
+            short(digest),
+            base.repository
+        ));
+        report.mounted_blobs += 1;
+        return Ok(());
+    }
+    // The receiving registry checks the bytes against the digest when the upload closes.
+    let mut reader = base.client.get_blob(digest)?;
+    client.upload_blob_from(digest, size, &mut reader)?;
+    ui.info(&format!(
+        "  copied {} {} from {} in {:.1} s",
+        short(digest),
+        human_bytes(size),
+        base.client.reference(),
+        started.elapsed().as_secs_f64()
+    ));
+    report.copied_blobs += 1;
+    report.copied_bytes += size;
+    Ok(())
 }
 
 fn parse(bytes: &[u8], digest: &Digest) -> Result<Value> {

@@ -15,6 +15,7 @@ use ureq::{Agent, Body};
 
 use crate::error::{Error, Result};
 use crate::net::{self, retryable_error, retryable_status, tls_error};
+use crate::ui::printable;
 
 use super::auth::{parse_challenge, Challenge, Credential};
 use super::reference::Reference;
@@ -241,6 +242,14 @@ impl Transport {
     }
 
     fn fetch_token(&self, realm: &str, service: Option<&str>) -> Result<String> {
+        // The login goes to the realm: never in clear for a registry reached over HTTPS.
+        if self.base.starts_with("https://") && !realm.starts_with("https://") {
+            return Err(Error::input(format!(
+                "{}: the registry sends logins to the token service `{}`, which is not HTTPS; tagpilot will not send a password there",
+                self.reference,
+                printable(realm)
+            )));
+        }
         let scope = format!("repository:{}:pull,push", self.reference.repository);
         let mut url = format!(
             "{realm}?scope={}",
@@ -313,8 +322,8 @@ impl Transport {
             .map(|e| {
                 format!(
                     "{} ({})",
-                    e["code"].as_str().unwrap_or("?"),
-                    e["message"].as_str().unwrap_or("")
+                    printable(e["code"].as_str().unwrap_or("?")),
+                    printable(e["message"].as_str().unwrap_or(""))
                 )
             })
             .collect();

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::net::{self, Tls};
 use crate::spec::orchestrator::{OnFailure, OrchestratorSpec};
@@ -25,12 +26,12 @@ pub struct Marathon {
 }
 
 impl Marathon {
-    pub fn connect(spec: &OrchestratorSpec) -> Result<Marathon> {
+    pub fn connect(spec: &OrchestratorSpec, env: &Env) -> Result<Marathon> {
         let url = spec
             .endpoint
             .as_ref()
             .map(|t| t.value.clone())
-            .or_else(|| std::env::var("MARATHON_URL").ok())
+            .or_else(|| env.lookup("MARATHON_URL"))
             .ok_or_else(|| {
                 Error::input("Marathon needs orchestrator.endpoint (or MARATHON_URL)")
             })?;
@@ -38,19 +39,19 @@ impl Marathon {
             roots: super::ca_roots(spec)?,
             ..Default::default()
         };
-        let mut api = Api::http("Marathon", &url, tls);
+        let mut api = crate::orchestrator::api("Marathon", &url, tls, spec);
         let c = &spec.credentials;
         if let Some(token) = &c.token {
             api = api.with_credential(
                 "Authorization",
-                format!("token={}", super::credential(token, "Marathon")?),
+                format!("token={}", super::credential(token, "Marathon", env)?),
             );
         } else if let (Some(user), Some(password)) = (&c.user, &c.password) {
             api = api.with_credential(
                 "Authorization",
                 net::basic_authorization(
-                    &super::credential(user, "Marathon")?,
-                    &super::credential(password, "Marathon")?,
+                    &super::credential(user, "Marathon", env)?,
+                    &super::credential(password, "Marathon", env)?,
                 ),
             );
         }

@@ -3,16 +3,20 @@
 //! state machine (`rollout.rs`) that drives any of them, so "done", "failed", "timed out",
 //! "superseded" and "rolled back" mean the same thing on every engine.
 
+mod kubeconfig;
 pub mod kubernetes;
 pub mod marathon;
 pub mod nomad;
 pub mod rollout;
 pub mod swarm;
+mod watch;
 
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::env::Env;
 use crate::error::Result;
+use crate::net::api::Api;
 use crate::oci::reference::Reference;
 use crate::spec::orchestrator::{EngineKind, OnFailure, OrchestratorSpec, WorkloadKind};
 
@@ -108,12 +112,12 @@ pub trait Engine {
 }
 
 /// Connects to the engine the spec names.
-pub fn connect(spec: &OrchestratorSpec) -> Result<Box<dyn Engine>> {
+pub fn connect(spec: &OrchestratorSpec, env: &Env) -> Result<Box<dyn Engine>> {
     Ok(match spec.kind {
-        EngineKind::Swarm => Box::new(swarm::Swarm::connect(spec)?),
-        EngineKind::Marathon => Box::new(marathon::Marathon::connect(spec)?),
-        EngineKind::Kubernetes => Box::new(kubernetes::Kubernetes::connect(spec)?),
-        EngineKind::Nomad => Box::new(nomad::Nomad::connect(spec)?),
+        EngineKind::Swarm => Box::new(swarm::Swarm::connect(spec, env)?),
+        EngineKind::Marathon => Box::new(marathon::Marathon::connect(spec, env)?),
+        EngineKind::Kubernetes => Box::new(kubernetes::Kubernetes::connect(spec, env)?),
+        EngineKind::Nomad => Box::new(nomad::Nomad::connect(spec, env)?),
     })
 }
 
@@ -136,12 +140,22 @@ pub fn names_repository(image: &str, repository: &str) -> bool {
 }
 
 /// The value of a required environment variable named in the spec's credentials.
-pub fn credential(variable: &crate::spec::Text, engine: &str) -> Result<String> {
-    std::env::var(variable.as_str()).map_err(|_| {
+pub fn credential(variable: &crate::spec::Text, engine: &str, env: &Env) -> Result<String> {
+    env.lookup(variable.as_str()).ok_or_else(|| {
         crate::error::Error::input(format!(
             "environment variable {variable} ({engine} credentials) is not set"
         ))
     })
+}
+
+/// An API client for an engine: each request ends within the rollout's timeout (at most the
+/// usual two minutes), so a server that trickles its answers cannot stretch the watch.
+pub fn api(engine: &'static str, base: &str, tls: crate::net::Tls, spec: &OrchestratorSpec) -> Api {
+    let api = Api::http(engine, base, tls);
+    match spec.timeout() {
+        Ok(timeout) => api.with_deadline(timeout),
+        Err(_) => api,
+    }
 }
 
 /// The CA certificates the spec names, if any.

@@ -7,6 +7,7 @@
 
 use serde_json::{json, Value};
 
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::net::Tls;
 use crate::spec::orchestrator::{OnFailure, OrchestratorSpec};
@@ -25,21 +26,21 @@ pub struct Nomad {
 }
 
 impl Nomad {
-    pub fn connect(spec: &OrchestratorSpec) -> Result<Nomad> {
+    pub fn connect(spec: &OrchestratorSpec, env: &Env) -> Result<Nomad> {
         let address = spec
             .endpoint
             .as_ref()
             .map(|t| t.value.clone())
-            .or_else(|| std::env::var("NOMAD_ADDR").ok().filter(|a| !a.is_empty()))
+            .or_else(|| env.lookup("NOMAD_ADDR"))
             .unwrap_or_else(|| "http://127.0.0.1:4646".to_string());
         let tls = Tls {
             roots: super::ca_roots(spec)?,
             ..Default::default()
         };
-        let mut api = Api::http("Nomad", &address, tls);
+        let mut api = crate::orchestrator::api("Nomad", &address, tls, spec);
         let token = match &spec.credentials.token {
-            Some(variable) => Some(super::credential(variable, "Nomad")?),
-            None => std::env::var("NOMAD_TOKEN").ok().filter(|t| !t.is_empty()),
+            Some(variable) => Some(super::credential(variable, "Nomad", env)?),
+            None => env.lookup("NOMAD_TOKEN"),
         };
         if let Some(token) = token {
             api = api.with_credential("X-Nomad-Token", token);
@@ -48,7 +49,7 @@ impl Nomad {
             .namespace
             .as_ref()
             .map(|n| n.value.clone())
-            .or_else(|| std::env::var("NOMAD_NAMESPACE").ok());
+            .or_else(|| env.lookup("NOMAD_NAMESPACE"));
         let query = namespace
             .map(|n| format!("?namespace={n}"))
             .unwrap_or_default();

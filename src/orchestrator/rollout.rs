@@ -14,10 +14,8 @@ use crate::ui::Ui;
 
 use crate::mode::Mode;
 
-use super::{same_image, Engine, Live, Object, Observation, Phase, Replicas, Submitted};
-
-/// How often the engine is asked for news.
-const POLL: Duration = Duration::from_millis(500);
+use super::watch::{settle_rollback, watch, End};
+use super::{same_image, Engine, Live, Object, Submitted};
 
 /// What to roll out and how.
 pub struct Plan<'a> {
@@ -153,39 +151,13 @@ pub fn roll_out(
             state: State::AlreadyRunning,
             reason: None,
         };
-        if same_image(&live.image, plan.image) {
-            ui.info(&format!("{}: already runs {}", object.name, plan.image));
+        if let Some(state) = nothing_to_send(object, live, plan, ui) {
+            record.state = state;
             rollout.services.push(record);
             continue;
         }
-        if plan.mode.rehearsing() {
-            ui.info(&format!(
-                "{}: would update {} → {}",
-                object.name, live.image, plan.image
-            ));
-            record.state = State::WouldSubmit;
-            rollout.services.push(record);
-            continue;
-        }
-        if let Some(signal) = stop::requested() {
-            let stopped = stop::stopped(format!(
-                "stopped by {signal} before updating {}",
-                object.name
-            ));
-            return Err(half_done(stopped, &rollout));
-        }
-        let submitted = engine
-            .submit(object, live, plan.image, plan.on_failure)
-            .map_err(|e| half_done(e, &rollout))?;
-        ui.info(&format!(
-            "{}: submitted {} ({})",
-            object.name, plan.image, submitted.mark
-        ));
-        let deadline = Instant::now() + plan.timeout;
-        let end =
-            watch(engine, object, &submitted, deadline, ui).map_err(|e| half_done(e, &rollout))?;
-        let timed_out = matches!(end, End::TimedOut(_));
-        let engine_rolls_back = matches!(end, End::EngineRollingBack(_));
+        let (submitted, end) =
+            submit_and_watch(engine, object, live, plan, ui).map_err(|e| half_done(e, &rollout))?;
         match end {
             End::Succeeded => {
                 record.state = State::Succeeded;
@@ -204,59 +176,13 @@ pub fn roll_out(
                 rollout.services.push(record);
                 break;
             }
-            End::Failed(reason) | End::TimedOut(reason) | End::EngineRollingBack(reason) => {
-                record.state = if timed_out {
-                    State::TimedOut
-                } else {
-                    State::Failed
+            End::Failed(_) | End::TimedOut(_) | End::EngineRollingBack(_) => {
+                let step = Step {
+                    object,
+                    live,
+                    submitted: &submitted,
                 };
-                rollout.outcome = if timed_out {
-                    Outcome::TimedOut
-                } else {
-                    Outcome::Failed
-                };
-                let details = engine.explain(object, &submitted).unwrap_or_default();
-                ui.info(&format!(
-                    "{}: {}: {reason}",
-                    object.name,
-                    word(record.state)
-                ));
-                for line in &details {
-                    ui.info(&format!("  {line}"));
-                }
-                record.reason = Some(match details.first() {
-                    Some(first) => format!("{reason} ({first})"),
-                    None => reason,
-                });
-                match plan.on_failure {
-                    _ if engine_rolls_back => {
-                        if settle_rollback(engine, object, &submitted, plan, ui)? {
-                            record.state = State::RolledBack;
-                            rollout.rolled_back.push(object.name.clone());
-                        }
-                    }
-                    OnFailure::Rollback => {
-                        ui.info(&format!("{}: rolling back to {}", object.name, live.image));
-                        let back = engine.roll_back(object, &submitted, live)?;
-                        if settle_rollback(engine, object, &back, plan, ui)? {
-                            record.state = State::RolledBack;
-                            rollout.rolled_back.push(object.name.clone());
-                        }
-                    }
-                    OnFailure::Pause => {
-                        if engine.pause(object, &submitted)? {
-                            ui.info(&format!("{}: paused where it stands", object.name));
-                            record.state = State::Paused;
-                        } else {
-                            ui.info(&format!(
-                                "{}: {} cannot pause a change in flight; left as it is",
-                                object.name,
-                                engine.api().engine
-                            ));
-                        }
-                    }
-                    OnFailure::Fail => {}
-                }
+                after_failure(engine, &step, end, plan, ui, &mut record, &mut rollout)?;
                 rollout.services.push(record);
                 if plan.on_failure == OnFailure::Rollback {
                     roll_back_earlier(engine, objects, &lives, &updated, plan, ui, &mut rollout)?;
@@ -275,26 +201,144 @@ pub fn roll_out(
             reason: None,
         });
     }
-    rollout.outcome = match rollout.outcome {
-        Outcome::Succeeded
-            if rollout
-                .services
-                .iter()
-                .all(|s| s.state == State::AlreadyRunning) =>
-        {
-            Outcome::AlreadyRunning
-        }
-        Outcome::Succeeded
-            if rollout
-                .services
-                .iter()
-                .any(|s| s.state == State::WouldSubmit) =>
-        {
-            Outcome::WouldSubmit
-        }
-        other => other,
-    };
+    rollout.outcome = overall(&rollout);
     Ok(rollout)
+}
+
+/// A service that gets no change: it already runs the image, or this is a rehearsal (which
+/// says what it would send).
+fn nothing_to_send(object: &Object, live: &Live, plan: &Plan, ui: &Ui) -> Option<State> {
+    if same_image(&live.image, plan.image) {
+        ui.info(&format!("{}: already runs {}", object.name, plan.image));
+        return Some(State::AlreadyRunning);
+    }
+    if plan.mode.rehearsing() {
+        ui.info(&format!(
+            "{}: would update {} → {}",
+            object.name, live.image, plan.image
+        ));
+        return Some(State::WouldSubmit);
+    }
+    None
+}
+
+/// Sends one service's change and watches it to its end (the rollout's `timeout` from now),
+/// unless a stop was asked for first.
+fn submit_and_watch(
+    engine: &mut dyn Engine,
+    object: &Object,
+    live: &Live,
+    plan: &Plan,
+    ui: &Ui,
+) -> Result<(Submitted, End)> {
+    if let Some(signal) = stop::requested() {
+        return Err(stop::stopped(format!(
+            "stopped by {signal} before updating {}",
+            object.name
+        )));
+    }
+    let submitted = engine.submit(object, live, plan.image, plan.on_failure)?;
+    ui.info(&format!(
+        "{}: submitted {} ({})",
+        object.name, plan.image, submitted.mark
+    ));
+    let deadline = Instant::now() + plan.timeout;
+    let end = watch(engine, object, &submitted, deadline, ui)?;
+    Ok((submitted, end))
+}
+
+/// One service's change in flight.
+struct Step<'a> {
+    object: &'a Object,
+    live: &'a Live,
+    submitted: &'a Submitted,
+}
+
+/// A service's change failed or timed out: record why (with the engine's explanation), then
+/// roll back, pause or leave it, as `on_failure` says.
+fn after_failure(
+    engine: &mut dyn Engine,
+    step: &Step,
+    end: End,
+    plan: &Plan,
+    ui: &Ui,
+    record: &mut ServiceRollout,
+    rollout: &mut Rollout,
+) -> Result<()> {
+    let object = step.object;
+    let (timed_out, engine_rolls_back, reason) = match end {
+        End::TimedOut(reason) => (true, false, reason),
+        End::EngineRollingBack(reason) => (false, true, reason),
+        End::Failed(reason) => (false, false, reason),
+        End::Succeeded | End::Superseded(_) => unreachable!("only failures come here"),
+    };
+    record.state = if timed_out {
+        State::TimedOut
+    } else {
+        State::Failed
+    };
+    rollout.outcome = if timed_out {
+        Outcome::TimedOut
+    } else {
+        Outcome::Failed
+    };
+    let details = engine.explain(object, step.submitted).unwrap_or_default();
+    ui.info(&format!(
+        "{}: {}: {reason}",
+        object.name,
+        word(record.state)
+    ));
+    for line in &details {
+        ui.info(&format!("  {line}"));
+    }
+    record.reason = Some(match details.first() {
+        Some(first) => format!("{reason} ({first})"),
+        None => reason,
+    });
+    let rolled_back = match plan.on_failure {
+        _ if engine_rolls_back => {
+            settle_rollback(engine, object, step.submitted, plan.timeout, ui)?
+        }
+        OnFailure::Rollback => {
+            ui.info(&format!(
+                "{}: rolling back to {}",
+                object.name, step.live.image
+            ));
+            let back = engine.roll_back(object, step.submitted, step.live)?;
+            settle_rollback(engine, object, &back, plan.timeout, ui)?
+        }
+        OnFailure::Pause => {
+            if engine.pause(object, step.submitted)? {
+                ui.info(&format!("{}: paused where it stands", object.name));
+                record.state = State::Paused;
+            } else {
+                ui.info(&format!(
+                    "{}: {} cannot pause a change in flight; left as it is",
+                    object.name,
+                    engine.api().engine
+                ));
+            }
+            false
+        }
+        OnFailure::Fail => false,
+    };
+    if rolled_back {
+        record.state = State::RolledBack;
+        rollout.rolled_back.push(object.name.clone());
+    }
+    Ok(())
+}
+
+/// The rollout's outcome once every service is done: a success where every service already
+/// ran the image is "already running", one that only rehearsed is "would submit".
+fn overall(rollout: &Rollout) -> Outcome {
+    let all = |state| rollout.services.iter().all(|s| s.state == state);
+    let any = |state| rollout.services.iter().any(|s| s.state == state);
+    match rollout.outcome {
+        Outcome::Succeeded if all(State::AlreadyRunning) => Outcome::AlreadyRunning,
+        Outcome::Succeeded if any(State::WouldSubmit) => Outcome::WouldSubmit,
+        other => other,
+    }
 }
 
 /// Services updated before the one that failed go back too, newest first.
@@ -314,149 +358,12 @@ fn roll_back_earlier(
             object.name, live.image
         ));
         let back = engine.roll_back(object, submitted, live)?;
-        if settle_rollback(engine, object, &back, plan, ui)? {
+        if settle_rollback(engine, object, &back, plan.timeout, ui)? {
             rollout.services[*index].state = State::RolledBack;
             rollout.rolled_back.push(object.name.clone());
         }
     }
     Ok(())
-}
-
-/// How a watch ended.
-enum End {
-    Succeeded,
-    Failed(String),
-    TimedOut(String),
-    EngineRollingBack(String),
-    Superseded(String),
-}
-
-/// Watches one change until it settles or the deadline passes, one line per change of state,
-/// replica counts or note.
-fn watch(
-    engine: &mut dyn Engine,
-    object: &Object,
-    submitted: &Submitted,
-    deadline: Instant,
-    ui: &Ui,
-) -> Result<End> {
-    let mut shown = Shown::default();
-    loop {
-        let seen = engine.observe(object, submitted)?;
-        shown.show(ui, &object.name, &seen);
-        match seen.phase {
-            Phase::Succeeded => return Ok(End::Succeeded),
-            Phase::Failed(reason) => return Ok(End::Failed(reason)),
-            Phase::RollingBack(reason) | Phase::RolledBack(reason) => {
-                return Ok(End::EngineRollingBack(reason))
-            }
-            Phase::Superseded(by) => return Ok(End::Superseded(by)),
-            Phase::Pending | Phase::Progressing => {}
-        }
-        if let Some(signal) = stop::requested() {
-            return Err(stop::stopped(format!(
-                "stopped by {signal} while watching {}: the update goes on in {}; re-run to watch it to the end",
-                object.name,
-                engine.api().engine
-            )));
-        }
-        if Instant::now() >= deadline {
-            let counts = seen
-                .replicas
-                .map(|r| format!(" ({})", counts(r)))
-                .unwrap_or_default();
-            return Ok(End::TimedOut(format!("not done after the timeout{counts}")));
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// Watches a rollback (ours or the engine's) to its end; true when the old image runs again.
-fn settle_rollback(
-    engine: &mut dyn Engine,
-    object: &Object,
-    change: &Submitted,
-    plan: &Plan,
-    ui: &Ui,
-) -> Result<bool> {
-    let deadline = Instant::now() + plan.timeout;
-    let mut shown = Shown::default();
-    loop {
-        let seen = engine.observe(object, change)?;
-        shown.show(ui, &object.name, &seen);
-        match &seen.phase {
-            Phase::Succeeded | Phase::RolledBack(_) => {
-                ui.info(&format!("{}: rolled back", object.name));
-                return Ok(true);
-            }
-            Phase::Failed(reason) => {
-                ui.info(&format!(
-                    "{}: the rollback failed too: {reason}",
-                    object.name
-                ));
-                return Ok(false);
-            }
-            Phase::Superseded(by) => {
-                ui.info(&format!(
-                    "{}: changed by someone else during the rollback: runs {by}",
-                    object.name
-                ));
-                return Ok(false);
-            }
-            Phase::Pending | Phase::Progressing | Phase::RollingBack(_) => {}
-        }
-        if Instant::now() >= deadline {
-            ui.info(&format!(
-                "{}: the rollback did not finish in time",
-                object.name
-            ));
-            return Ok(false);
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// The last line shown, so that only changes print.
-#[derive(Default)]
-struct Shown {
-    last: Option<String>,
-    observed: bool,
-}
-
-impl Shown {
-    fn show(&mut self, ui: &Ui, name: &str, seen: &Observation) {
-        let state = match &seen.phase {
-            Phase::Pending => "submitted, waiting for the engine to pick it up".to_string(),
-            Phase::Progressing if !self.observed => "observed".to_string(),
-            Phase::Progressing => "progressing".to_string(),
-            Phase::Succeeded => "succeeded".to_string(),
-            Phase::Failed(_) => "failed".to_string(),
-            Phase::RollingBack(reason) => format!("rolling back: {reason}"),
-            Phase::RolledBack(reason) => format!("rolled back: {reason}"),
-            Phase::Superseded(by) => format!("superseded by {by}"),
-        };
-        let mut line = format!("{name}: {state}");
-        if let Some(replicas) = seen.replicas {
-            line.push_str(&format!(" — {}", counts(replicas)));
-        }
-        if let Some(note) = &seen.note {
-            line.push_str(&format!(" — {note}"));
-        }
-        // "observed" and "progressing" with the same counts are one state to the reader.
-        let key = line.replacen(": observed", ": progressing", 1);
-        self.observed |= seen.phase != Phase::Pending;
-        if self.last.as_deref() != Some(key.as_str()) {
-            ui.info(&line);
-            self.last = Some(key);
-        }
-    }
-}
-
-fn counts(r: Replicas) -> String {
-    format!(
-        "{}/{} updated, {}/{} ready",
-        r.updated, r.desired, r.ready, r.desired
-    )
 }
 
 fn word(state: State) -> &'static str {

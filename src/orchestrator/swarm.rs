@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::net::{self, percent_encode, Tls};
 use crate::oci::auth;
@@ -23,41 +24,52 @@ const CAS_ATTEMPTS: u32 = 5;
 
 pub struct Swarm {
     api: Api,
+    /// For the registry login sent along with an update (`X-Registry-Auth`).
+    env: Env,
 }
 
 impl Swarm {
-    pub fn connect(spec: &OrchestratorSpec) -> Result<Swarm> {
+    pub fn connect(spec: &OrchestratorSpec, env: &Env) -> Result<Swarm> {
         let endpoint = spec
             .endpoint
             .as_ref()
             .map(|t| t.value.clone())
-            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+            .or_else(|| env.lookup("DOCKER_HOST"))
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
         let api = if let Some(path) = endpoint.strip_prefix("unix://") {
             Api::unix("Docker Swarm", PathBuf::from(path))
         } else if let Some(address) = endpoint.strip_prefix("tcp://") {
-            let verify = std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty());
+            let verify = env.get("DOCKER_TLS_VERIFY").is_some();
             if verify {
-                Api::http(
+                crate::orchestrator::api(
                     "Docker Swarm",
                     &format!("https://{address}"),
-                    docker_tls(spec)?,
+                    docker_tls(spec, env)?,
+                    spec,
                 )
             } else {
-                Api::http("Docker Swarm", &format!("http://{address}"), Tls::default())
+                crate::orchestrator::api(
+                    "Docker Swarm",
+                    &format!("http://{address}"),
+                    Tls::default(),
+                    spec,
+                )
             }
         } else if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
             let tls = Tls {
                 roots: super::ca_roots(spec)?,
                 ..Default::default()
             };
-            Api::http("Docker Swarm", &endpoint, tls)
+            crate::orchestrator::api("Docker Swarm", &endpoint, tls, spec)
         } else {
             return Err(Error::input(format!(
                 "Docker Swarm endpoint `{endpoint}` is neither unix:///path nor tcp://host:port"
             )));
         };
-        Ok(Swarm { api })
+        Ok(Swarm {
+            api,
+            env: env.clone(),
+        })
     }
 
     fn service(&self, name: &str) -> Result<Value> {
@@ -86,7 +98,7 @@ impl Swarm {
             .unwrap_or_default();
         // Nodes pull with the login sent here; without one, Swarm keeps the login the service
         // already has (a spec read back never shows it).
-        let auth = registry_auth(image);
+        let auth = registry_auth(image, &self.env);
         let headers: Vec<(&str, &str)> = auth
             .iter()
             .map(|value| ("X-Registry-Auth", value.as_str()))
@@ -113,10 +125,10 @@ impl Swarm {
 
 /// Docker's `X-Registry-Auth` for the image's registry: base64url of the login as JSON, when
 /// tagpilot has a login for it (the same places a push looks).
-fn registry_auth(image: &str) -> Option<String> {
+fn registry_auth(image: &str, env: &Env) -> Option<String> {
     use base64::Engine;
     let registry = Reference::parse(image).ok()?.registry;
-    let credential = auth::find(&registry, &|name| std::env::var(name).ok())?;
+    let credential = auth::find(&registry, &|name| env.lookup(name))?;
     let login = json!({
         "username": credential.user,
         "password": credential.secret,
@@ -131,11 +143,12 @@ enum Reply {
     Raced,
 }
 
-fn docker_tls(spec: &OrchestratorSpec) -> Result<Tls> {
-    let folder = std::env::var("DOCKER_CERT_PATH")
+fn docker_tls(spec: &OrchestratorSpec, env: &Env) -> Result<Tls> {
+    let folder = env
+        .get("DOCKER_CERT_PATH")
         .map(PathBuf::from)
-        .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".docker")))
-        .map_err(|_| Error::input("DOCKER_TLS_VERIFY is set but DOCKER_CERT_PATH is not"))?;
+        .or_else(|| env.get("HOME").map(|h| PathBuf::from(h).join(".docker")))
+        .ok_or_else(|| Error::input("DOCKER_TLS_VERIFY is set but DOCKER_CERT_PATH is not"))?;
     let read = |file: &str| {
         let path = folder.join(file);
         std::fs::read(&path).map_err(|e| Error::io("read Docker TLS file", &path, e))

@@ -156,21 +156,9 @@ impl DeploySpec {
 
     /// Moves a `user:password@` login out of `repo` (see `url_login`).
     pub fn take_url_login(&mut self) {
-        let url = &self.repo.value;
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return;
-        };
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        let Some(at) = rest[..authority_end].rfind('@') else {
-            return;
-        };
-        let (user, password) = match rest[..at].split_once(':') {
-            Some((user, password)) => (user.to_string(), password.to_string()),
-            // A user alone (ssh://git@host) is no secret.
-            None => return,
-        };
-        self.repo.value = format!("{scheme}://{}", &rest[at + 1..]);
-        self.url_login = Some((user, password));
+        let (url, login) = crate::net::split_login(&self.repo.value);
+        self.repo.value = url;
+        self.url_login = login;
     }
 
     pub fn check(&self, file: &str) -> Vec<String> {

@@ -67,6 +67,7 @@ pub fn build(
         image,
         target,
         complete_layout,
+        env: &project.env,
         release_tree,
     };
     let title = format!(

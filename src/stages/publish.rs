@@ -13,7 +13,7 @@ use super::{Job, Outcome, Work};
 pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
     let spec = &job.project.spec.publish;
     let gitlab = match spec.gitlab {
-        true => gitlab::api::connect(&|n| std::env::var(n).ok())?,
+        true => gitlab::api::connect(&job.project.env)?,
         false => None,
     };
     let (Some(gitlab), Some(tag)) = (gitlab, job.target.tag.as_deref()) else {
@@ -35,6 +35,7 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
         pushed: work.record.pushed.as_ref(),
         force: job.force,
         mode: job.mode,
+        env: &job.project.env,
     };
     let title = format!("Publishing the GitLab release of {tag}");
     let published = job.ui.section("publish", &title, || {

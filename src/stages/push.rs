@@ -1,6 +1,7 @@
 //! The push stage: the built image to its registry. A rehearsal runs the same push, which
 //! reads the registry and stops before writing.
 
+use crate::env::Env;
 use crate::error::Result;
 use crate::image::{self, Built};
 use crate::mode::Mode;
@@ -20,13 +21,13 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
             Outcome::new(Status::NotConfigured, "no image built")
         });
     };
-    if rehearsing && image::push_repository_name(spec).is_none() {
+    if rehearsing && image::push_repository_name(spec, &job.project.env).is_none() {
         return Ok(Outcome::new(
             Status::NotSelected,
             "dry run: no registry configured, nothing read",
         ));
     }
-    let pushed = push(&built, spec, job.force, job.mode, job.ui)?;
+    let pushed = push(&built, spec, job.force, job.mode, &job.project.env, job.ui)?;
     if rehearsing {
         return Ok(Outcome::new(
             Status::NotSelected,
@@ -54,8 +55,15 @@ pub fn skipped(record: &Record) -> String {
 }
 
 /// Pushes `built` as `spec` says, in its own log section.
-pub fn push(built: &Built, spec: &ImageSpec, force: bool, mode: Mode, ui: &Ui) -> Result<Pushed> {
+pub fn push(
+    built: &Built,
+    spec: &ImageSpec,
+    force: bool,
+    mode: Mode,
+    env: &Env,
+    ui: &Ui,
+) -> Result<Pushed> {
     ui.section("push", &format!("Pushing image {}", built.digest), || {
-        image::push(built, spec, force, mode, ui)
+        image::push(built, spec, force, mode, env, ui)
     })
 }

@@ -3,6 +3,7 @@
 //! the same stages in rehearsal mode: nothing is written outside the output folder.
 
 use crate::cli::{Cli, Output, ReleaseArgs};
+use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::fsutil::display;
 use crate::gitlab;
@@ -19,8 +20,8 @@ mod summary;
 use super::write_dotenv;
 use summary::print_summary;
 
-pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
-    let project = Project::open(&args.project)?;
+pub fn run(cli: &Cli, args: &ReleaseArgs, env: &Env, ui: &Ui) -> Result<()> {
+    let project = args.project.open(env)?;
     let plan = args.plan.as_deref().map(Plan::load).transpose()?;
     let request = Request {
         tag: plan
@@ -29,11 +30,11 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
             .or_else(|| args.tag.tag.clone()),
         snapshot: args.snapshot.clone(),
     };
-    let target = target::resolve(&project.source, &project.spec, &request)?;
+    let target = target::resolve(&project, &request)?;
     let record = match &plan {
         None => execute(&project, &target, args, ui)?,
         Some(plan) => {
-            let ci_tag = std::env::var("CI_COMMIT_TAG").ok();
+            let ci_tag = env.lookup("CI_COMMIT_TAG");
             plan.check_target(&target, ci_tag.as_deref())?;
             ui.info("Checking the plan: a dry run first, then the release if nothing changed");
             let rehearsal = ReleaseArgs {
@@ -56,7 +57,7 @@ pub fn run(cli: &Cli, args: &ReleaseArgs, ui: &Ui) -> Result<()> {
         Plan::of(&record)?.save(path)?;
         ui.info(&format!("plan saved to {}", display(path)));
     }
-    write_dotenv(cli, &record)?;
+    write_dotenv(cli, env, &record)?;
     match cli.output {
         Output::Json => print_stdout(&record.to_json()),
         Output::Human => print_summary(&record, &args.tag.out.join("release.json")),
@@ -87,7 +88,7 @@ fn execute(project: &Project, target: &Target, args: &ReleaseArgs, ui: &Ui) -> R
         },
         if mode.rehearsing() { " [dry run]" } else { "" }
     ));
-    check_guards(args, &selection, mode, ui)?;
+    check_guards(args, &selection, mode, &project.env, ui)?;
 
     let mut record = Record::new(target, mode.rehearsing());
     // A later CI job (publish, deploy) runs without the build stages: it takes their results
@@ -123,9 +124,15 @@ fn execute(project: &Project, target: &Target, args: &ReleaseArgs, ui: &Ui) -> R
 
 /// GitLab's guards (protected ref, deploy freeze): a release that writes anything is refused
 /// before anything is built; a rehearsal says what a release would be refused for.
-fn check_guards(args: &ReleaseArgs, selection: &Selection, mode: Mode, ui: &Ui) -> Result<()> {
+fn check_guards(
+    args: &ReleaseArgs,
+    selection: &Selection,
+    mode: Mode,
+    env: &Env,
+    ui: &Ui,
+) -> Result<()> {
     if mode.rehearsing() {
-        for refusal in gitlab::refusals(&|n| std::env::var(n).ok(), args.guards.overrides()) {
+        for refusal in gitlab::refusals(env, args.guards.overrides()) {
             ui.info(&format!("a real release would be refused: {refusal}"));
         }
         return Ok(());
@@ -134,7 +141,7 @@ fn check_guards(args: &ReleaseArgs, selection: &Selection, mode: Mode, ui: &Ui) 
         .into_iter()
         .any(|stage| selection.includes(stage));
     if writes {
-        gitlab::check_guards(args.guards.overrides(), "release")?;
+        gitlab::check_guards(env, args.guards.overrides(), "release")?;
     }
     Ok(())
 }

@@ -3,51 +3,16 @@
 //! back, record the image that runs again (a new commit), so the repository keeps describing
 //! what runs. `tagpilot deploy` and `tagpilot rollback` run it for one environment.
 
-use serde::Serialize;
-
 use crate::error::{Error, Result};
 use crate::gitops::deploy::{deploy, Deployed, Release, Revert};
-use crate::mode::Mode;
 use crate::oci::reference::Reference;
 use crate::orchestrator::rollout::{roll_out, Plan, Rollout};
 use crate::orchestrator::{self, Object};
-use crate::record::Status;
+use crate::record::{EnvironmentDeployed, Status};
 use crate::spec::deploy::DeploySpec;
 use crate::spec::orchestrator::OrchestratorSpec;
 use crate::stages::Problems;
 use crate::ui::Ui;
-
-#[derive(Debug, Serialize)]
-pub struct EnvironmentDeployed {
-    pub environment: String,
-    /// What happened in the deployment repository.
-    pub result: Deployed,
-    /// What happened on the orchestrator, when the environment has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rollout: Option<Rollout>,
-    /// The commit that put the previous image back after a rollback.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub restored: Option<Deployed>,
-}
-
-impl EnvironmentDeployed {
-    /// The error the command ends with when the rollout failed (exit 3) or timed out (4).
-    pub fn rollout_error(&self) -> Option<Error> {
-        self.rollout.as_ref().and_then(Rollout::error)
-    }
-
-    /// One phrase for summaries: `committed, rollout succeeded`.
-    pub fn summary(&self) -> String {
-        let mut text = self.result.status().to_string();
-        if let Some(rollout) = &self.rollout {
-            text.push_str(&format!(", rollout {}", rollout.outcome));
-        }
-        if self.restored.is_some() {
-            text.push_str(", previous image recorded again");
-        }
-        text
-    }
-}
 
 /// Records and rolls out `release` in the environment `spec`. In a rehearsal, what the live
 /// state says a rollout would hit goes to `problems`.
@@ -88,9 +53,7 @@ pub fn deploy_environment(
         orchestrator.kind.title(),
         spec.environment
     );
-    let rollout = ui.section("rollout", &title, || {
-        run_rollout(orchestrator, release.image, release.mode, ui)
-    });
+    let rollout = ui.section("rollout", &title, || run_rollout(orchestrator, release, ui));
     let rollout = match rollout {
         Ok(rollout) => rollout,
         Err(e) if release.mode.rehearsing() => {
@@ -115,41 +78,53 @@ pub fn deploy_environment(
     };
     // (A rehearsal submits nothing, so nothing is ever rolled back in one.)
     if let Some(image) = rollout.restored_image() {
-        let reason = rollout
-            .error()
-            .map(|e| e.message)
-            .unwrap_or_else(|| "rolled back".to_string());
-        let revert = Release {
-            name: release.name,
-            version: release.version,
-            tag: release.tag,
-            image,
-            mode: release.mode,
-            allow_downgrade: true,
-            revert: Some(Revert {
-                of: release.image.to_string(),
-                reason,
-                by: None,
-            }),
-        };
-        let title = format!(
-            "Recording {image} again in {} ({})",
-            spec.repo, spec.environment
-        );
-        let restored = ui
-            .section("deploy", &title, || deploy(spec, &revert, ui))
-            .map_err(|e| {
-                e.context(format!(
-                    "the rollout was rolled back to {image}, but the deployment repository could not be updated to say so"
-                ))
-            })?;
-        deployed.restored = Some(restored);
+        deployed.restored = Some(record_restored(spec, release, &rollout, image, ui)?);
     }
     deployed.rollout = Some(rollout);
     Ok(deployed)
 }
 
-fn run_rollout(spec: &OrchestratorSpec, image: &str, mode: Mode, ui: &Ui) -> Result<Rollout> {
+/// After the engine rolled back, a new commit records the image that runs again, so the
+/// deployment repository keeps describing what runs.
+fn record_restored(
+    spec: &DeploySpec,
+    release: &Release,
+    rollout: &Rollout,
+    image: &str,
+    ui: &Ui,
+) -> Result<Deployed> {
+    let reason = rollout
+        .error()
+        .map(|e| e.message)
+        .unwrap_or_else(|| "rolled back".to_string());
+    let revert = Release {
+        name: release.name,
+        version: release.version,
+        tag: release.tag,
+        image,
+        mode: release.mode,
+        env: release.env,
+        allow_downgrade: true,
+        revert: Some(Revert {
+            of: release.image.to_string(),
+            reason,
+            by: None,
+        }),
+    };
+    let title = format!(
+        "Recording {image} again in {} ({})",
+        spec.repo, spec.environment
+    );
+    ui.section("deploy", &title, || deploy(spec, &revert, ui))
+        .map_err(|e| {
+            e.context(format!(
+                "the rollout was rolled back to {image}, but the deployment repository could not be updated to say so"
+            ))
+        })
+}
+
+fn run_rollout(spec: &OrchestratorSpec, release: &Release, ui: &Ui) -> Result<Rollout> {
+    let image = release.image;
     let reference =
         Reference::parse(image).map_err(|why| Error::input(format!("image `{image}`: {why}")))?;
     let repository = format!("{}/{}", reference.registry, reference.repository);
@@ -167,9 +142,9 @@ fn run_rollout(spec: &OrchestratorSpec, image: &str, mode: Mode, ui: &Ui) -> Res
         image,
         timeout: spec.timeout().map_err(Error::input)?,
         on_failure: spec.on_failure,
-        mode,
+        mode: release.mode,
     };
-    let mut engine = orchestrator::connect(spec)?;
+    let mut engine = orchestrator::connect(spec, release.env)?;
     roll_out(engine.as_mut(), &objects, &plan, ui)
 }
 

@@ -3,7 +3,7 @@
 
 mod environment;
 
-pub use environment::{deploy_environment, summary, EnvironmentDeployed};
+pub use environment::{deploy_environment, summary};
 
 use crate::error::Result;
 use crate::gitops::deploy::Release;
@@ -30,7 +30,7 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
     // The pinned reference: pushed, or (dry run) the one the push would make.
     let record = &work.record;
     let would_push = || {
-        let repository = push_repository_name(job.project.spec.image.as_ref()?)?;
+        let repository = push_repository_name(job.project.spec.image.as_ref()?, &job.project.env)?;
         record.pinned_in(&repository)
     };
     let Some(image) = record.pinned_image().or_else(would_push) else {
@@ -39,7 +39,7 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
             "no image with a repository to record",
         ));
     };
-    let release = Release::of_target(job.target, &image, job.mode);
+    let release = Release::of_target(job.target, &image, job.mode, &job.project.env);
     let mut details = Vec::new();
     let mut status = Status::Done;
     for (index, spec) in automatic.iter().enumerate() {

@@ -30,6 +30,34 @@ fn image(repo: &Path, tag: &str, spec: &Path) -> std::process::Command {
     cmd
 }
 
+/// Pushes the DIRAC sample to `host` (plain HTTP when `insecure`), logged in as
+/// `releaser:registry-s3cret` from a Docker config of its own.
+fn push_to(host: &str, insecure: bool) -> (tempfile::TempDir, Run) {
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let insecure = if insecure { "  insecure: true\n" } else { "" };
+    let spec = spec_file(
+        work.path(),
+        "app.yaml",
+        &format!("name: dirac\nimage:\n  repository: {host}/lhcb/dirac\n{insecure}  install_path: /opt/dirac\n"),
+    );
+    let docker = work.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    // `releaser:registry-s3cret`, base64.
+    std::fs::write(
+        docker.join("config.json"),
+        format!(
+            "{{\"auths\": {{\"{host}\": {{\"auth\": \"cmVsZWFzZXI6cmVnaXN0cnktczNjcmV0\"}}}}}}"
+        ),
+    )
+    .unwrap();
+    let pushed = run(image(&repo, "v8r2p44", &spec)
+        .arg("--out")
+        .arg(work.path().join("out"))
+        .env("DOCKER_CONFIG", &docker));
+    (work, pushed)
+}
+
 /// Builds a scratch image with tagpilot into the layout `dir`, tagged `base`.
 fn base_layout(repo: &Path, work: &Path, dir: &Path) {
     let spec = spec_file(
@@ -334,28 +362,8 @@ fn an_upload_location_on_another_host_gets_no_registry_credential() {
         }
         (404, Value::Null, Vec::new())
     });
-    let work = dirac_repo();
-    let repo = work.path().join("dirac");
     let host = format!("127.0.0.1:{}", hostile.port);
-    let spec = spec_file(
-        work.path(),
-        "app.yaml",
-        &format!("name: dirac\nimage:\n  repository: {host}/lhcb/dirac\n  insecure: true\n  install_path: /opt/dirac\n"),
-    );
-    let docker = work.path().join("docker");
-    std::fs::create_dir_all(&docker).unwrap();
-    // `releaser:registry-s3cret`, base64.
-    std::fs::write(
-        docker.join("config.json"),
-        format!(
-            "{{\"auths\": {{\"{host}\": {{\"auth\": \"cmVsZWFzZXI6cmVnaXN0cnktczNjcmV0\"}}}}}}"
-        ),
-    )
-    .unwrap();
-    let pushed = run(image(&repo, "v8r2p44", &spec)
-        .arg("--out")
-        .arg(work.path().join("out"))
-        .env("DOCKER_CONFIG", &docker));
+    let (_work, pushed) = push_to(&host, true);
     assert!(!pushed.stderr.contains("registry-s3cret"));
     let seen = seen.lock().unwrap();
     assert!(
@@ -786,29 +794,8 @@ fn a_loopback_port_slow_to_answer_tls_is_not_downgraded_to_plain_http() {
             });
         }
     });
-    let work = dirac_repo();
-    let repo = work.path().join("dirac");
     let host = format!("127.0.0.1:{port}");
-    let spec = spec_file(
-        work.path(),
-        "app.yaml",
-        &format!(
-            "name: dirac\nimage:\n  repository: {host}/lhcb/dirac\n  install_path: /opt/dirac\n"
-        ),
-    );
-    let docker = work.path().join("docker");
-    std::fs::create_dir_all(&docker).unwrap();
-    std::fs::write(
-        docker.join("config.json"),
-        format!(
-            "{{\"auths\": {{\"{host}\": {{\"auth\": \"cmVsZWFzZXI6cmVnaXN0cnktczNjcmV0\"}}}}}}"
-        ),
-    )
-    .unwrap();
-    let failed = run(image(&repo, "v8r2p44", &spec)
-        .arg("--out")
-        .arg(work.path().join("out"))
-        .env("DOCKER_CONFIG", &docker));
+    let (_work, failed) = push_to(&host, false);
     assert_ne!(failed.code, 0);
     let seen = cleartext.lock().unwrap();
     assert!(
@@ -836,27 +823,8 @@ fn server_error_text_cannot_forge_lines_of_the_log() {
         let body = serde_json::json!({ "errors": [{ "code": "DENIED", "message": message }] });
         (400, body, Vec::new())
     });
-    let work = dirac_repo();
-    let repo = work.path().join("dirac");
     let host = format!("127.0.0.1:{}", hostile.port);
-    let spec = spec_file(
-        work.path(),
-        "app.yaml",
-        &format!("name: dirac\nimage:\n  repository: {host}/lhcb/dirac\n  insecure: true\n  install_path: /opt/dirac\n"),
-    );
-    let docker = work.path().join("docker");
-    std::fs::create_dir_all(&docker).unwrap();
-    std::fs::write(
-        docker.join("config.json"),
-        format!(
-            "{{\"auths\": {{\"{host}\": {{\"auth\": \"cmVsZWFzZXI6cmVnaXN0cnktczNjcmV0\"}}}}}}"
-        ),
-    )
-    .unwrap();
-    let failed = run(image(&repo, "v8r2p44", &spec)
-        .arg("--out")
-        .arg(work.path().join("out"))
-        .env("DOCKER_CONFIG", &docker));
+    let (_work, failed) = push_to(&host, true);
     assert_ne!(failed.code, 0);
     assert!(failed.stderr.contains("DENIED"), "{}", failed.stderr);
     assert!(

@@ -321,6 +321,16 @@ fn parse_pep440(text: &str) -> Result<Version, String> {
     })
 }
 
+impl Version {
+    /// The version an image tag names (`8.2.44`, `v1.0`, or `1.2.3@sha256:…` as Helm values
+    /// and kustomize's `newTag` write a pinned tag), read with every scheme: image tags hold
+    /// normalised versions, not the release's tag.
+    pub fn of_image_tag(tag: &str) -> Option<Version> {
+        let tag = tag.split('@').next().unwrap_or(tag).trim();
+        Version::parse(tag, Scheme::Auto).ok()
+    }
+}
+
 /// A release tag and the version it names.
 #[derive(Clone, Debug)]
 pub struct TaggedVersion {

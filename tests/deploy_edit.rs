@@ -35,15 +35,17 @@ fn every_fixture_case() {
             Some("helm") => FileKind::Helm {
                 tag: settings["tag"].as_str().unwrap(),
                 repository: settings["repository"].as_str(),
+                registry: settings["registry"].as_str(),
                 digest: settings["digest"].as_str(),
             },
             _ => FileKind::Auto,
         };
+        // A case may release another repository (a Docker Hub image, say).
         let result = rewrite(
             &input,
             &Rewrite {
-                repository: REPOSITORY,
-                new: NEW,
+                repository: settings["released"].as_str().unwrap_or(REPOSITORY),
+                new: settings["new"].as_str().unwrap_or(NEW),
                 marker: Some("dirac"),
                 kind,
             },

@@ -17,7 +17,7 @@ use crate::oci::reference::Reference;
 use crate::spec::deploy::{DeployKind, DeploySpec, WriteAs};
 use crate::target::{release_placeholder, Target};
 use crate::ui::Ui;
-use crate::version::{Scheme, Version};
+use crate::version::Version;
 
 use super::edit::{rewrite, FileKind, Rewrite};
 use super::repo::{Access, Checkout, Pushed};
@@ -204,11 +204,14 @@ fn edit_files(checkout: &Checkout, spec: &DeploySpec, wanted: &Wanted) -> Result
             ))
         })?;
         let kind = match file.kind {
+            // Kustomize finds its file by name, and most have no `kind:` line.
+            DeployKind::Auto if is_kustomization_file(&relative) => FileKind::Kustomization,
             DeployKind::Auto => FileKind::Auto,
             DeployKind::Kustomization => FileKind::Kustomization,
             DeployKind::Helm => FileKind::Helm {
                 tag: file.tag.as_ref().map_or("image.tag", |t| t.as_str()),
                 repository: file.repository.as_ref().map(|t| t.as_str()),
+                registry: file.registry.as_ref().map(|t| t.as_str()),
                 digest: file.digest.as_ref().map(|t| t.as_str()),
             },
         };
@@ -221,19 +224,13 @@ fn edit_files(checkout: &Checkout, spec: &DeploySpec, wanted: &Wanted) -> Result
         let result = rewrite(&old, &rewrite_spec)
             .map_err(|e| Error::input(format!("{relative}: {e}; nothing was committed")))?;
         if result.changes.is_empty() {
-            return Err(Error::input(format!(
-                "{relative} names no image of {}; nothing was committed",
-                wanted.repository
-            ))
-            .with_hint(
-                "Check deploy.files, or mark the line with `# tagpilot: NAME` and set `marker`",
-            ));
+            return Err(names_no_image(&relative, &old, wanted.repository));
         }
         if !wanted.allow_downgrade {
             let newer = result
                 .changes
                 .iter()
-                .filter_map(|c| version_in(&c.old))
+                .filter_map(|c| c.old_version())
                 .find(|v| v > wanted.version);
             if let Some(newer) = newer {
                 return Ok(Edits::Superseded(newer.to_string()));
@@ -250,11 +247,40 @@ fn edit_files(checkout: &Checkout, spec: &DeploySpec, wanted: &Wanted) -> Result
     Ok(Edits::Files(edited))
 }
 
+/// A file that names no image of the release: what it does name, and which spec key selects
+/// the right value.
+fn names_no_image(relative: &str, text: &str, repository: &str) -> Error {
+    let named = super::edit::images_in(text);
+    let found = if named.is_empty() {
+        "no image reference at all".to_string()
+    } else {
+        named
+            .iter()
+            .map(|(line, image)| format!("{image} (line {line})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Error::input(format!(
+        "{relative} names no image of {repository}; it names {found}; nothing was committed"
+    ))
+    .with_hint(
+        "If one of those is the release, set image.repository to it; for Helm values set `kind: helm` with `tag:` and `repository:` key paths (`registry:` too when it is kept apart); else mark the line with `# tagpilot: NAME` and set `marker: NAME`",
+    )
+}
+
+/// `kustomization.yaml`, `kustomization.yml` or `Kustomization`: the names kustomize reads.
+fn is_kustomization_file(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    matches!(
+        name,
+        "kustomization.yaml" | "kustomization.yml" | "Kustomization"
+    )
+}
+
 /// The version a reference's tag names. Image tags hold normalised versions (`8.2.44`, not
 /// `v8r2p44`), so they are read with every scheme, not only the release's.
 pub fn version_in(reference: &str) -> Option<Version> {
-    let tag = Reference::parse(reference).ok()?.tag?;
-    Version::parse(&tag, Scheme::Auto).ok()
+    Version::of_image_tag(&Reference::parse(reference).ok()?.tag?)
 }
 
 /// The login from the variables the spec names.

@@ -58,6 +58,42 @@ impl Reference {
         })
     }
 
+    /// `registry/repository` as Docker Hub means it: `redis`, `library/redis`,
+    /// `docker.io/redis`, `index.docker.io/library/redis` and
+    /// `registry-1.docker.io/library/redis` are all `docker.io/library/redis`.
+    pub fn canonical_name(&self) -> String {
+        let hub = matches!(
+            self.registry.as_str(),
+            "docker.io" | "index.docker.io" | "registry-1.docker.io"
+        );
+        match (hub, self.repository.contains('/')) {
+            (true, false) => format!("docker.io/library/{}", self.repository),
+            (true, true) => format!("docker.io/{}", self.repository),
+            (false, _) => format!("{}/{}", self.registry, self.repository),
+        }
+    }
+
+    /// The reference as `name` spells the repository (`alpine`, `docker.io/library/alpine`),
+    /// with this reference's tag and digest: the form to write over `name`, so a diff shows
+    /// only the version.
+    pub fn spelled_as(&self, name: &str) -> String {
+        let without_digest = name.split('@').next().unwrap_or(name);
+        let bare = match without_digest.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => repo,
+            _ => without_digest,
+        };
+        let mut text = bare.to_string();
+        if let Some(tag) = &self.tag {
+            text.push(':');
+            text.push_str(tag);
+        }
+        if let Some(digest) = &self.digest {
+            text.push('@');
+            text.push_str(digest);
+        }
+        text
+    }
+
     /// What to ask the registry for: the digest if pinned, else the tag, else `latest`.
     pub fn manifest_reference(&self) -> &str {
         self.digest

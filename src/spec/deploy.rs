@@ -75,9 +75,13 @@ pub struct DeployFile {
     /// `images:`; `kustomization` for a kustomization without `kind:`; `helm` with key paths.
     #[serde(default)]
     pub kind: DeployKind,
-    /// Helm: dotted key path of the tag (`image.tag`).
+    /// Helm: dotted key path of the tag (`image.tag`; list items as `sidecars[0].image.tag`).
     #[serde(default)]
     pub tag: Option<Text>,
+    /// Helm: dotted key path of the registry (`image.registry`), for charts that keep it apart
+    /// from the repository (Bitnami's layout): registry and repository must name the release.
+    #[serde(default)]
+    pub registry: Option<Text>,
     /// Helm: dotted key path of the repository, which must name the released image.
     #[serde(default)]
     pub repository: Option<Text>,
@@ -139,6 +143,7 @@ impl DeploySpec {
             texts.push(&mut file.file);
             texts.extend(file.tag.iter_mut());
             texts.extend(file.repository.iter_mut());
+            texts.extend(file.registry.iter_mut());
             texts.extend(file.digest.iter_mut());
             texts.extend(file.marker.iter_mut());
         }

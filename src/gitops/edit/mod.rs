@@ -21,9 +21,12 @@ use std::fmt;
 use serde_saphyr::granit_parser::ScalarStyle;
 
 use crate::oci::reference::Reference;
+use crate::version::Version;
 
 use locate::{values, Located, Node, Scalar};
-use targets::{helm_targets, image_targets, is_kustomization, kustomize_targets};
+use targets::{
+    helm_targets, image_targets, is_kustomization, kustomize_targets, named_images, HelmKeys,
+};
 
 pub use locate::Step;
 
@@ -53,6 +56,7 @@ pub enum FileKind<'a> {
     Helm {
         tag: &'a str,
         repository: Option<&'a str>,
+        registry: Option<&'a str>,
         digest: Option<&'a str>,
     },
 }
@@ -64,6 +68,31 @@ pub struct Change {
     pub line: usize,
     pub old: String,
     pub new: String,
+    pub holds: Holds,
+}
+
+/// What a value holds: a whole reference (`image:`), a tag (Helm `tag:`, kustomize
+/// `newTag:`, possibly `1.2.3@sha256:…`) or a digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holds {
+    Reference,
+    Tag,
+    Digest,
+}
+
+impl Change {
+    /// The version the old value named, whatever kind of value it is: what the guard
+    /// against downgrades compares.
+    pub fn old_version(&self) -> Option<Version> {
+        match self.holds {
+            Holds::Reference => {
+                let reference = Reference::parse(compose_default(&self.old).1).ok()?;
+                Version::of_image_tag(reference.tag.as_deref()?)
+            }
+            Holds::Tag => Version::of_image_tag(&self.old),
+            Holds::Digest => None,
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -101,6 +130,18 @@ impl Edited {
 struct Target<'v> {
     scalar: &'v Scalar,
     new: String,
+    holds: Holds,
+}
+
+/// A value to add where the file has none yet (a kustomization's `digest:`).
+struct Insert {
+    /// Byte offset to insert at.
+    at: usize,
+    text: String,
+    /// Where the new value sits, and what it is, for the check after the edit.
+    path: Vec<Step>,
+    value: String,
+    line: usize,
 }
 
 /// Applies `rewrite` to `text`. Errors name the line and what is ambiguous or broken.
@@ -113,16 +154,28 @@ pub fn rewrite(text: &str, rewrite: &Rewrite) -> Result<Edited, EditError> {
         FileKind::Helm {
             tag,
             repository,
+            registry,
             digest,
-        } => helm_targets(&found, &released, &new, tag, repository, digest)?,
+        } => {
+            let keys = HelmKeys {
+                tag,
+                repository,
+                registry,
+                digest,
+            };
+            helm_targets(&found, &released, &new, &keys)?
+        }
         _ => image_targets(text, &found, rewrite, &released)?,
     };
+    let mut inserts = Vec::new();
     if kustomization {
-        targets.extend(kustomize_targets(&found, &released, &new)?);
+        let (more, added) = kustomize_targets(text, &found, &released, &new)?;
+        targets.extend(more);
+        inserts = added;
     }
     let mut replacements: Vec<(usize, usize, String)> = Vec::new();
     let mut changes = Vec::new();
-    for Target { scalar, new } in targets {
+    for Target { scalar, new, holds } in targets {
         let line = scalar.line;
         if scalar.value.contains("{{") {
             return Err(ambiguous(
@@ -151,6 +204,16 @@ pub fn rewrite(text: &str, rewrite: &Rewrite) -> Result<Edited, EditError> {
             line,
             old: scalar.value.clone(),
             new,
+            holds,
+        });
+    }
+    for insert in &inserts {
+        replacements.push((insert.at, insert.at, insert.text.clone()));
+        changes.push(Change {
+            line: insert.line,
+            old: String::new(),
+            new: insert.value.clone(),
+            holds: Holds::Digest,
         });
     }
     replacements.sort_by_key(|(start, _, _)| *start);
@@ -158,11 +221,41 @@ pub fn rewrite(text: &str, rewrite: &Rewrite) -> Result<Edited, EditError> {
     for (start, end, written) in replacements.iter().rev() {
         edited.replace_range(*start..*end, written);
     }
-    verify(&found, &edited, &changes)?;
+    verify(&found, &edited, &changes, &inserts)?;
     Ok(Edited {
         text: edited,
         changes,
     })
+}
+
+/// A Compose `${VAR:-default}` (or `${VAR-default}`) split into what comes before the
+/// default, the default, and what comes after: the default is the reference to edit. Any
+/// other value is all default.
+pub(super) fn compose_default(value: &str) -> (&str, &str, &str) {
+    let Some(inner) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) else {
+        return ("", value, "");
+    };
+    let Some(at) = inner.find('-') else {
+        return ("", value, "");
+    };
+    let split = if inner[..at].ends_with(':') {
+        at - 1
+    } else {
+        at
+    };
+    let name = &inner[..split];
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return ("", value, "");
+    }
+    let start = 2 + at + 1;
+    (&value[..start], &value[start..value.len() - 1], "}")
+}
+
+/// The images `text` names (any repository), with their lines; empty when it does not parse.
+pub fn images_in(text: &str) -> Vec<(usize, String)> {
+    values(text)
+        .map(|found| named_images(&found))
+        .unwrap_or_default()
 }
 
 pub(super) fn ambiguous(line: usize, message: &str) -> EditError {
@@ -174,13 +267,35 @@ pub(super) fn ambiguous(line: usize, message: &str) -> EditError {
 
 /// Parses the edited text and checks that the same values are there in the same places as in
 /// the original (`old`), except the changed ones, which now hold exactly the new reference.
-fn verify(old: &[Located], after: &str, changes: &[Change]) -> Result<(), EditError> {
+fn verify(
+    old: &[Located],
+    after: &str,
+    changes: &[Change],
+    inserts: &[Insert],
+) -> Result<(), EditError> {
     let broken = |message: String| EditError { line: 0, message };
-    let new = values(after).map_err(|e| {
+    let mut new = values(after).map_err(|e| {
         broken(format!(
             "the edited file no longer parses ({e}); nothing was changed"
         ))
     })?;
+    // Each added value must be there, once, where it was meant to go; then the rest compares.
+    for insert in inserts {
+        let at = new.iter().position(|v| {
+            v.path == insert.path && matches!(&v.node, Node::Scalar(s) if s.value == insert.value)
+        });
+        match at {
+            Some(at) => {
+                new.remove(at);
+            }
+            None => {
+                return Err(broken(format!(
+                    "the added digest did not land at line {}; nothing was changed",
+                    insert.line
+                )))
+            }
+        }
+    }
     if old.len() != new.len() {
         return Err(broken(
             "the edit changed the file's structure; nothing was changed".into(),
@@ -264,6 +379,7 @@ mod tests {
                     kind: FileKind::Helm {
                         tag: "image.tag",
                         repository: Some("image.repository"),
+                        registry: None,
                         digest: None,
                     },
                 },

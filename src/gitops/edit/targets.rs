@@ -3,8 +3,8 @@
 
 use crate::oci::reference::Reference;
 
-use super::locate::{Located, Node, Step};
-use super::{ambiguous, EditError, Rewrite, Target};
+use super::locate::{Located, Node, Scalar, Step};
+use super::{ambiguous, compose_default, EditError, Holds, Insert, Rewrite, Target};
 
 /// `image:` values of the released repository, and values on marked lines.
 pub(super) fn image_targets<'v>(
@@ -22,7 +22,7 @@ pub(super) fn image_targets<'v>(
         let marked = rewrite
             .marker
             .is_some_and(|marker| line_has_marker(text, line, marker));
-        if located.key() != Some("image") && !marked {
+        if located.key() != Some("image") && !marked && !is_pod_image_id(found, located) {
             continue;
         }
         match &located.node {
@@ -41,20 +41,47 @@ pub(super) fn image_targets<'v>(
                 }
             }
             Node::Scalar(scalar) => {
+                // In Compose, `${VAR:-repo:tag}`: the default is what gets edited.
+                let (before, reference, after) = compose_default(&scalar.value);
                 // A templated value is never skipped as "not ours": it may render to ours.
                 if marked
-                    || same_repository(&scalar.value, released)
+                    || same_repository(reference, released)
                     || (scalar.value.contains("{{") && scalar.value.contains(&released.repository))
                 {
+                    // Written as the file spells the repository (`alpine`, not
+                    // `docker.io/library/alpine`), so the diff shows only the version.
+                    let respelled = match Reference::parse(rewrite.new) {
+                        Ok(r) if same_repository(reference, released) => r.spelled_as(reference),
+                        _ => rewrite.new.to_string(),
+                    };
+                    let new = format!("{before}{respelled}{after}");
                     targets.push(Target {
                         scalar,
-                        new: rewrite.new.to_string(),
+                        new,
+                        holds: Holds::Reference,
                     });
                 }
             }
         }
     }
     Ok(targets)
+}
+
+/// A Marathon pod container's `image: { kind: DOCKER, id: REFERENCE }`: the `id` is the
+/// reference.
+fn is_pod_image_id(found: &[Located], located: &Located) -> bool {
+    let [parent @ .., Step::Key(image), Step::Key(id)] = &located.path[..] else {
+        return false;
+    };
+    if image != "image" || id != "id" {
+        return false;
+    }
+    found.iter().any(|v| {
+        v.path.len() == parent.len() + 2
+            && v.path[..parent.len()] == *parent
+            && v.path[parent.len()..] == [Step::Key("image".into()), Step::Key("kind".into())]
+            && matches!(&v.node, Node::Scalar(s) if s.value == "DOCKER")
+    })
 }
 
 /// Whether a document declares itself a Kustomization.
@@ -71,10 +98,11 @@ pub(super) fn is_kustomization(found: &[Located]) -> bool {
 /// `images:` entries naming the released repository (by `newName`, else `name`): their
 /// `newTag` and `digest` take the new tag and digest.
 pub(super) fn kustomize_targets<'v>(
+    text: &str,
     found: &'v [Located],
     released: &Reference,
     new: &Reference,
-) -> Result<Vec<Target<'v>>, EditError> {
+) -> Result<(Vec<Target<'v>>, Vec<Insert>), EditError> {
     let field = |i: usize, name: &str| {
         found.iter().find_map(|v| match (&v.path[..], &v.node) {
             ([Step::Key(images), Step::Index(j), Step::Key(f)], Node::Scalar(s))
@@ -93,6 +121,7 @@ pub(super) fn kustomize_targets<'v>(
         })
         .collect();
     let mut targets = Vec::new();
+    let mut inserts = Vec::new();
     for i in entries {
         let Some(name) = field(i, "newName").or_else(|| field(i, "name")) else {
             continue;
@@ -108,36 +137,114 @@ pub(super) fn kustomize_targets<'v>(
                 "this images: entry has neither newTag nor digest to update; add the one to use",
             ));
         }
-        if let (Some(scalar), Some(value)) = (tag, &new.tag) {
+        if let (Some(scalar), Some(value)) = (tag, tag_value(tag, new)) {
             targets.push(Target {
                 scalar,
-                new: value.clone(),
+                new: value,
+                holds: Holds::Tag,
             });
         }
         if let (Some(scalar), Some(value)) = (digest, &new.digest) {
             targets.push(Target {
                 scalar,
                 new: value.clone(),
+                holds: Holds::Digest,
             });
         }
+        // A pinned release adds `digest:` next to `newTag:`, as `kustomize edit set image`
+        // does, rather than dropping the digest.
+        if let (None, Some(tag), Some(value)) = (digest, tag, &new.digest) {
+            if !tag.value.contains('@') {
+                inserts.push(digest_after(text, tag, i, value)?);
+            }
+        }
     }
-    Ok(targets)
+    Ok((targets, inserts))
 }
 
-/// Helm values at configured key paths.
+/// `digest: VALUE` added after the `newTag:` of entry `index`: on a line of its own at the
+/// key's indentation (block style), or after it in the same braces (flow style).
+fn digest_after(text: &str, tag: &Scalar, index: usize, digest: &str) -> Result<Insert, EditError> {
+    let path = vec![
+        Step::Key("images".into()),
+        Step::Index(index),
+        Step::Key("digest".into()),
+    ];
+    let rest = &text[tag.end..];
+    let flow = rest.trim_start_matches([' ', '\t']).starts_with([',', '}']);
+    if flow {
+        return Ok(Insert {
+            at: tag.end,
+            text: format!(", digest: {digest}"),
+            path,
+            value: digest.to_string(),
+            line: tag.line,
+        });
+    }
+    let line_start = text[..tag.start].rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..tag.start].find("newTag").ok_or_else(|| {
+        ambiguous(
+            tag.line,
+            "newTag is not written as `newTag: VALUE`; add the digest: line by hand once",
+        )
+    })?;
+    let line_end = rest.find('\n').map_or(text.len(), |i| tag.end + i);
+    let (at, eol) = match text[..line_end].strip_suffix('\r') {
+        Some(_) => (line_end - 1, "\r\n"),
+        None => (line_end, "\n"),
+    };
+    Ok(Insert {
+        at,
+        text: format!("{eol}{}digest: {digest}", " ".repeat(column)),
+        path,
+        value: digest.to_string(),
+        line: tag.line,
+    })
+}
+
+/// The key paths of a Helm values file.
+pub(super) struct HelmKeys<'a> {
+    pub tag: &'a str,
+    pub repository: Option<&'a str>,
+    pub registry: Option<&'a str>,
+    pub digest: Option<&'a str>,
+}
+
+/// `image.tag`, `sidecars[0].image.tag`: a dotted key path with list indexes, as steps.
+fn key_path(dotted: &str) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for part in dotted.split('.') {
+        let (key, mut indexes) = match part.find('[') {
+            Some(at) => (&part[..at], &part[at..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            steps.push(Step::Key(key.to_string()));
+        }
+        while let Some(rest) = indexes.strip_prefix('[') {
+            let Some((index, after)) = rest.split_once(']') else {
+                break;
+            };
+            match index.parse() {
+                Ok(i) => steps.push(Step::Index(i)),
+                Err(_) => steps.push(Step::Key(index.to_string())),
+            }
+            indexes = after;
+        }
+    }
+    steps
+}
+
+/// Helm values at configured key paths. With `repository` (and `registry`), only values
+/// that name the released repository are ours; another image's values are left alone.
 pub(super) fn helm_targets<'v>(
     found: &'v [Located],
     released: &Reference,
     new: &Reference,
-    tag: &str,
-    repository: Option<&str>,
-    digest: Option<&str>,
+    keys: &HelmKeys,
 ) -> Result<Vec<Target<'v>>, EditError> {
     let at = |dotted: &str| {
-        let path: Vec<Step> = dotted
-            .split('.')
-            .map(|k| Step::Key(k.to_string()))
-            .collect();
+        let path = key_path(dotted);
         found.iter().find_map(|v| match &v.node {
             Node::Scalar(s) if v.path == path => Some(s),
             _ => None,
@@ -145,36 +252,56 @@ pub(super) fn helm_targets<'v>(
     };
     let missing =
         |dotted: &str| ambiguous(0, &format!("the Helm values have no value at `{dotted}`"));
-    if let Some(path) = repository {
-        let value = at(path).ok_or_else(|| missing(path))?;
-        if !same_repository(&value.value, released) {
+    if let Some(path) = keys.repository {
+        let repository = at(path).ok_or_else(|| missing(path))?;
+        let named = match keys.registry {
+            Some(registry_path) => {
+                let registry = at(registry_path).ok_or_else(|| missing(registry_path))?;
+                format!("{}/{}", registry.value, repository.value)
+            }
+            None => repository.value.clone(),
+        };
+        if !same_repository(&named, released) {
             return Ok(Vec::new()); // another image's values
         }
     }
     let mut targets = Vec::new();
-    let tag_value = at(tag).ok_or_else(|| missing(tag))?;
-    if let Some(value) = &new.tag {
+    let tag_scalar = at(keys.tag).ok_or_else(|| missing(keys.tag))?;
+    if let Some(value) = tag_value(Some(tag_scalar), new) {
         targets.push(Target {
-            scalar: tag_value,
-            new: value.clone(),
+            scalar: tag_scalar,
+            new: value,
+            holds: Holds::Tag,
         });
     }
-    if let Some(path) = digest {
+    if let Some(path) = keys.digest {
         let scalar = at(path).ok_or_else(|| missing(path))?;
         if let Some(value) = &new.digest {
             targets.push(Target {
                 scalar,
                 new: value.clone(),
+                holds: Holds::Digest,
             });
         }
     }
     Ok(targets)
 }
 
-/// Whether `value` names the same registry and repository as `target`, whatever its tag.
+/// The new value of a tag field: the new tag, or `tag@digest` where the field held a tag
+/// pinned to a digest (`1.2.3@sha256:…`, as Helm values and kustomize `newTag` allow).
+fn tag_value(old: Option<&Scalar>, new: &Reference) -> Option<String> {
+    let tag = new.tag.clone()?;
+    let pinned = old.is_some_and(|s| s.value.contains("@sha256:"));
+    match (&new.digest, pinned) {
+        (Some(digest), true) => Some(format!("{tag}@{digest}")),
+        _ => Some(tag),
+    }
+}
+
+/// Whether `value` names the same repository as `target`, whatever its tag, Docker Hub's
+/// spellings included (`redis` is `docker.io/library/redis`).
 fn same_repository(value: &str, target: &Reference) -> bool {
-    Reference::parse(value)
-        .is_ok_and(|r| r.registry == target.registry && r.repository == target.repository)
+    Reference::parse(value).is_ok_and(|r| r.canonical_name() == target.canonical_name())
 }
 
 /// Whether line `line` (1-based) carries `# tagpilot: MARKER` after its value.
@@ -187,4 +314,22 @@ fn line_has_marker(text: &str, line: usize, marker: &str) -> bool {
                 .is_some_and(|m| m.trim() == marker)
         })
     })
+}
+
+/// Every image a file names, with its line, whatever repository: `image:` values,
+/// kustomization `images:` names, and `repository:` values (as Helm charts write them). For
+/// the error that says what a file names when it names no image of the release.
+pub(super) fn named_images(found: &[Located]) -> Vec<(usize, String)> {
+    found
+        .iter()
+        .filter_map(|v| {
+            let Node::Scalar(s) = &v.node else {
+                return None;
+            };
+            let in_images = matches!(&v.path[..], [Step::Key(k), Step::Index(_), Step::Key(f)] if k == "images" && (f == "name" || f == "newName"));
+            let named = matches!(v.key(), Some("image" | "repository")) || in_images;
+            (named && !s.value.is_empty() && Reference::parse(&s.value).is_ok())
+                .then(|| (s.line, s.value.clone()))
+        })
+        .collect()
 }

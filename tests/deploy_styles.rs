@@ -1,0 +1,242 @@
+//! `tagpilot deploy` on deployment files as teams write them, in real deployment repositories:
+//! Helm values (tags alone, pinned tags, the registry apart), kustomizations found by file
+//! name, and the guard that an older release never overwrites a newer one in any of them,
+//! also with eight releases racing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const REPO: &str = "registry.example.org/lhcb/dirac";
+const DIGEST: &str = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+
+fn image(version: &str) -> String {
+    format!("{REPO}:{version}@{DIGEST}")
+}
+
+/// A style of deployment file: where it lives, what it holds at first, and the spec's
+/// `files` entry for it.
+struct Style {
+    name: &'static str,
+    path: &'static str,
+    content: &'static str,
+    entry: &'static str,
+}
+
+const HELM: Style = Style {
+    name: "Helm values",
+    path: "charts/dirac/values.yaml",
+    content: "image:\n  repository: registry.example.org/lhcb/dirac\n  tag: VERSION\n  pullPolicy: IfNotPresent\n",
+    entry: "{ file: charts/dirac/values.yaml, kind: helm, tag: image.tag, repository: image.repository }",
+};
+
+const HELM_APART: Style = Style {
+    name: "Helm values with the registry apart",
+    path: "values.yaml",
+    content: "image:\n  registry: registry.example.org\n  repository: lhcb/dirac\n  tag: \"VERSION\"\n",
+    entry: "{ file: values.yaml, kind: helm, tag: image.tag, registry: image.registry, repository: image.repository }",
+};
+
+const KUSTOMIZATION: Style = Style {
+    name: "a kustomization without kind:",
+    path: "overlays/prod/kustomization.yaml",
+    content: "resources:\n- ../../base\nimages:\n- name: registry.example.org/lhcb/dirac\n  newTag: VERSION\n",
+    entry: "{ file: overlays/prod/kustomization.yaml }",
+};
+
+const KUSTOMIZATION_PINNED: Style = Style {
+    name: "a kustomization with a pinned newTag",
+    path: "kustomization.yml",
+    content: "images:\n- name: registry.example.org/lhcb/dirac\n  newTag: VERSION@sha256:1111111111111111111111111111111111111111111111111111111111111111\n",
+    entry: "{ file: kustomization.yml }",
+};
+
+const COMPOSE_DEFAULT: Style = Style {
+    name: "a Compose image with a variable and a default",
+    path: "docker-compose.yml",
+    content: "services:\n  filecatalog:\n    image: ${DIRAC_IMAGE:-registry.example.org/lhcb/dirac:VERSION}\n",
+    entry: "{ file: docker-compose.yml }",
+};
+
+/// The DIRAC sample with release tags `v8r3p1`..`v8r3p8`, a deployment repository holding
+/// the style's file at `version`, and a spec for it.
+fn setup(style: &Style, version: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    for n in 1..=8 {
+        sh(Command::new("git")
+            .current_dir(&repo)
+            .args(["tag", &format!("v8r3p{n}")]));
+    }
+    let content = style.content.replace("VERSION", version);
+    let bare = bare_repository(work.path(), &[(style.path, &content)]);
+    let spec = work.path().join("deploy.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: DIRAC\ndeploy:\n  - environment: staging\n    repo: file://{}\n    files:\n      - {}\n",
+            bare.display(),
+            style.entry
+        ),
+    )
+    .unwrap();
+    (work, repo, bare, spec)
+}
+
+fn deploy(repo: &Path, spec: &Path, tag: &str, version: &str) -> Command {
+    let mut cmd = tagpilot(repo);
+    cmd.args([
+        "deploy", "--output", "json", "--env", "staging", "--tag", tag,
+    ])
+    .args(["--image", &image(version), "--pipeline"])
+    .arg(spec);
+    cmd
+}
+
+fn on_main(bare: &Path, path: &str) -> String {
+    sh(Command::new("git")
+        .current_dir(bare)
+        .args(["show", &format!("main:{path}")]))
+}
+
+fn result(run: &Run) -> Value {
+    serde_json::from_str::<Value>(&run.stdout).unwrap()["result"].clone()
+}
+
+#[test]
+fn each_style_gets_exactly_the_new_version() {
+    for (style, expected) in [
+        (&HELM, "image:\n  repository: registry.example.org/lhcb/dirac\n  tag: 8.3.1\n  pullPolicy: IfNotPresent\n".to_string()),
+        (&HELM_APART, "image:\n  registry: registry.example.org\n  repository: lhcb/dirac\n  tag: \"8.3.1\"\n".to_string()),
+        // Pinned: the digest goes into a `digest:` of its own, as `kustomize edit set image` does.
+        (&KUSTOMIZATION, format!("resources:\n- ../../base\nimages:\n- name: registry.example.org/lhcb/dirac\n  newTag: 8.3.1\n  digest: {DIGEST}\n")),
+        (&KUSTOMIZATION_PINNED, format!("images:\n- name: registry.example.org/lhcb/dirac\n  newTag: 8.3.1@{DIGEST}\n")),
+        (&COMPOSE_DEFAULT, format!("services:\n  filecatalog:\n    image: ${{DIRAC_IMAGE:-{}}}\n", image("8.3.1"))),
+    ] {
+        let (_work, repo, bare, spec) = setup(style, "8.2.40");
+        let done = run(&mut deploy(&repo, &spec, "v8r3p1", "8.3.1")).ok();
+        assert_eq!(result(&done)["status"], "committed", "{}", style.name);
+        assert_eq!(on_main(&bare, style.path), expected, "{}", style.name);
+    }
+}
+
+#[test]
+fn an_older_release_never_overwrites_a_newer_one_in_any_style() {
+    for style in [
+        &HELM,
+        &HELM_APART,
+        &KUSTOMIZATION,
+        &KUSTOMIZATION_PINNED,
+        &COMPOSE_DEFAULT,
+    ] {
+        // The file already names 8.4.0 (a bare version, not an image reference).
+        let (_work, repo, bare, spec) = setup(style, "8.4.0");
+        let before = on_main(&bare, style.path);
+        let older = run(&mut deploy(&repo, &spec, "v8r3p1", "8.3.1")).ok();
+        assert_eq!(
+            result(&older)["status"],
+            "superseded",
+            "{}: {}",
+            style.name,
+            older.stdout
+        );
+        assert_eq!(result(&older)["by"], "8.4.0", "{}", style.name);
+        assert_eq!(
+            on_main(&bare, style.path),
+            before,
+            "{}: changed",
+            style.name
+        );
+    }
+}
+
+#[test]
+fn eight_releases_racing_in_helm_values_and_kustomizations() {
+    for style in [&HELM, &KUSTOMIZATION] {
+        let (_work, repo, bare, spec) = setup(style, "8.2.40");
+        let children: Vec<_> = (1..=8)
+            .map(|n| {
+                deploy(&repo, &spec, &format!("v8r3p{n}"), &format!("8.3.{n}"))
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut committed = Vec::new();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success(),
+                "{}: a racing deploy failed: {stderr}",
+                style.name
+            );
+            let result = serde_json::from_slice::<Value>(&out.stdout).unwrap()["result"].clone();
+            match result["status"].as_str().unwrap() {
+                "committed" => committed.push(result["commit"].as_str().unwrap().to_string()),
+                "superseded" => {}
+                other => panic!("{}: unexpected {other}: {result}", style.name),
+            }
+        }
+        let history = sh(Command::new("git")
+            .current_dir(&bare)
+            .args(["rev-list", "main"]));
+        assert!(!committed.is_empty(), "{}", style.name);
+        for commit in &committed {
+            assert!(
+                history.contains(commit.as_str()),
+                "{}: lost {commit}",
+                style.name
+            );
+        }
+        assert_eq!(
+            sh(Command::new("git")
+                .current_dir(&bare)
+                .args(["rev-list", "--merges", "main"])),
+            "",
+            "{}: linear history",
+            style.name
+        );
+        let file = on_main(&bare, style.path);
+        assert!(
+            file.contains("8.3.8"),
+            "{}: the highest wins:\n{file}",
+            style.name
+        );
+        for n in 1..=7 {
+            assert!(
+                !file.contains(&format!("8.3.{n}")),
+                "{}:\n{file}",
+                style.name
+            );
+        }
+    }
+}
+
+#[test]
+fn a_file_naming_other_images_says_which_and_how_to_select_ours() {
+    let style = Style {
+        name: "a Deployment of other images",
+        path: "k8s/app.yaml",
+        content: "spec:\n  containers:\n    - name: web\n      image: nginx:1.27\n    - name: dirac\n      image: registry.example.org/lhcb/dirac-legacy:VERSION\n",
+        entry: "{ file: k8s/app.yaml }",
+    };
+    let (_work, repo, _bare, spec) = setup(&style, "8.2.40");
+    let refused = run(&mut deploy(&repo, &spec, "v8r3p1", "8.3.1")).fails_with(
+        2,
+        "k8s/app.yaml names no image of registry.example.org/lhcb/dirac",
+    );
+    assert!(
+        refused.stderr.contains(
+            "it names nginx:1.27 (line 4), registry.example.org/lhcb/dirac-legacy:8.2.40 (line 6)"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("hint: "), "{}", refused.stderr);
+}

@@ -240,3 +240,145 @@ fn a_file_naming_other_images_says_which_and_how_to_select_ours() {
     );
     assert!(refused.stderr.contains("hint: "), "{}", refused.stderr);
 }
+
+/// Commits `path` with `content` in the deployment repository `bare` as `author`, by hand.
+fn hand_edit(work: &Path, bare: &Path, path: &str, content: &str, author: &str) {
+    let clone = work.join(format!("hand-{}", author.replace(' ', "-")));
+    sh(Command::new("git")
+        .args(["clone", "-q"])
+        .arg(bare)
+        .arg(&clone));
+    std::fs::write(clone.join(path), content).unwrap();
+    let git = |args: &[&str]| {
+        sh(Command::new("git")
+            .current_dir(&clone)
+            .args([
+                "-c",
+                &format!("user.name={author}"),
+                "-c",
+                "user.email=ops@example.org",
+            ])
+            .args(args))
+    };
+    git(&["commit", "-qam", "bump by hand"]);
+    git(&["push", "-q", "origin", "HEAD:main"]);
+}
+
+#[test]
+fn an_adopted_repository_keeps_what_ran_before_tagpilot_and_hand_edits() {
+    if !common::registry::available() {
+        return;
+    }
+    let registry = common::registry::Registry::start(false);
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    // The image that ran before tagpilot, really in the registry.
+    let spec = work.path().join("image.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: DIRAC\nimage: {{ repository: {}/lhcb/dirac, install_path: /opt/dirac }}\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    let pushed = run(tagpilot(&repo)
+        .args([
+            "image",
+            "--output",
+            "json",
+            "--tag",
+            "v8r2p43",
+            "--pipeline",
+        ])
+        .arg(&spec)
+        .arg("--out")
+        .arg(work.path().join("out")))
+    .ok();
+    let before = pinned_from_record(&serde_json::from_str(&pushed.stdout).unwrap());
+    let bare = bare_repository(
+        work.path(),
+        &[("k8s/app.yaml", &format!("spec:\n  image: {before}\n"))],
+    );
+    let deploy_spec = work.path().join("deploy.yaml");
+    std::fs::write(
+        &deploy_spec,
+        format!(
+            "{}deploy:\n  - environment: staging\n    repo: file://{}\n    files: [{{ file: k8s/app.yaml }}]\n",
+            std::fs::read_to_string(&spec).unwrap(),
+            bare.display()
+        ),
+    )
+    .unwrap();
+    let repository = format!("{}/lhcb/dirac", registry.host());
+    let release = format!("{repository}:8.2.44@{DIGEST}");
+    run(tagpilot(&repo)
+        .args([
+            "deploy",
+            "--env",
+            "staging",
+            "--tag",
+            "v8r2p44",
+            "--image",
+            &release,
+            "--pipeline",
+        ])
+        .arg(&deploy_spec))
+    .ok();
+    let history = |spec: &Path| -> Vec<Value> {
+        let out = run(tagpilot(&repo)
+            .args([
+                "history",
+                "--env",
+                "staging",
+                "--output",
+                "json",
+                "--pipeline",
+            ])
+            .arg(spec))
+        .ok();
+        serde_json::from_str(&out.stdout).unwrap()
+    };
+    let entries = history(&deploy_spec);
+    let origins: Vec<&str> = entries
+        .iter()
+        .map(|e| e["origin"].as_str().unwrap())
+        .collect();
+    assert_eq!(origins, ["tagpilot", "before_tagpilot"], "{entries:?}");
+    assert_eq!(entries[1]["image"], before.as_str());
+    assert_eq!(entries[1]["version"], "8.2.43");
+    assert_eq!(entries[1]["author"], "t <t@e>");
+
+    // Rollback goes back to what ran before tagpilot, exactly as to any deploy.
+    let back = run(tagpilot(&repo)
+        .args([
+            "rollback",
+            "--env",
+            "staging",
+            "--output",
+            "json",
+            "--pipeline",
+        ])
+        .arg(&deploy_spec))
+    .ok();
+    let back: Value = serde_json::from_str(&back.stdout).unwrap();
+    assert_eq!(back["result"]["status"], "committed", "{back}");
+    assert_eq!(
+        on_main(&bare, "k8s/app.yaml"),
+        format!("spec:\n  image: {before}\n")
+    );
+
+    // A hand edit after tagpilot's commits is a deploy too, with its author.
+    let hand = format!("{repository}:8.2.45");
+    hand_edit(
+        work.path(),
+        &bare,
+        "k8s/app.yaml",
+        &format!("spec:\n  image: {hand}\n"),
+        "Jane Ops",
+    );
+    let entries = history(&deploy_spec);
+    assert_eq!(entries[0]["origin"], "hand_edit", "{entries:?}");
+    assert_eq!(entries[0]["image"], hand.as_str());
+    assert_eq!(entries[0]["author"], "Jane Ops <ops@example.org>");
+}

@@ -213,7 +213,10 @@ fn release_fail_roll_back_and_release_again() {
         .iter()
         .map(|e| e["version"].as_str().unwrap())
         .collect();
-    assert_eq!(versions, ["2.0.0", "3.0.0", "2.0.0", "1.0.0"]);
+    // The stack file's first commit named 0.0.0: the state before tagpilot is a deploy too.
+    assert_eq!(versions, ["2.0.0", "3.0.0", "2.0.0", "1.0.0", "0.0.0"]);
+    assert_eq!(history[4]["origin"], "before_tagpilot");
+    assert_eq!(history[3]["origin"], "tagpilot");
     assert_eq!(history[0]["rollback_of"], v3.as_str());
     assert_eq!(history[1]["image"], v3.as_str());
     assert_eq!(
@@ -228,13 +231,18 @@ fn release_fail_roll_back_and_release_again() {
         human.stdout
     );
     assert!(human.stdout.contains("rollback of"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("\tbefore tagpilot"),
+        "{}",
+        human.stdout
+    );
 
     // Bad rollbacks: a version never deployed, and an image the registry lost. Nothing changes.
     let commits = w.commit_count();
     let never = run(&mut w.tagpilot(&["rollback", "--env", "staging", "--to", "9.9.9"]))
         .fails_with(2, "version 9.9.9 was never deployed to staging");
     assert!(
-        never.stderr.contains("2.0.0, 3.0.0, 1.0.0"),
+        never.stderr.contains("2.0.0, 3.0.0, 1.0.0, 0.0.0"),
         "{}",
         never.stderr
     );
@@ -307,7 +315,7 @@ fn release_fail_roll_back_and_release_again() {
     let history = w.history();
     assert_eq!(history[0]["version"], "4.0.0");
     assert_eq!(history[1]["version"], "1.0.0");
-    assert_eq!(history.len(), 6);
+    assert_eq!(history.len(), 7);
     assert!(w.gitlab.release("v4.0.0").is_some());
     for tag in ["v1.0.0", "v2.0.0", "v3.0.0", "v4.0.0"] {
         let release = w.gitlab.release(tag).unwrap();

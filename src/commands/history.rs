@@ -3,13 +3,19 @@
 use crate::cli::{Cli, HistoryArgs, Output};
 use crate::env::Env;
 use crate::error::Result;
-use crate::gitops::history;
+use crate::gitops::history::{self, Origin};
+use crate::image::push_repository_name;
 use crate::ui::print_stdout;
 
 pub fn run(cli: &Cli, args: &HistoryArgs, env: &Env) -> Result<()> {
     let project = args.project.open(env)?;
     let spec = project.environment(&args.env)?;
-    let entries = history::read(spec, env)?;
+    let repository = project
+        .spec
+        .image
+        .as_ref()
+        .and_then(|image| push_repository_name(image, env));
+    let entries = history::read(spec, repository.as_deref(), env)?;
     match cli.output {
         Output::Json => print_stdout(&format!(
             "{}\n",
@@ -30,10 +36,11 @@ pub fn run(cli: &Cli, args: &HistoryArgs, env: &Env) -> Result<()> {
                     entry.digest.as_deref().unwrap_or(&entry.image),
                     entry.pipeline.as_deref().unwrap_or("-"),
                     &entry.commit[..12.min(entry.commit.len())],
-                    match (&entry.rollback_of, &entry.reason) {
-                        (Some(of), Some(reason)) => format!("\trollback of {of}: {reason}"),
-                        (Some(of), None) => format!("\trollback of {of}"),
-                        _ => String::new(),
+                    match (&entry.rollback_of, &entry.reason, entry.origin) {
+                        (Some(of), Some(reason), _) => format!("\trollback of {of}: {reason}"),
+                        (Some(of), None, _) => format!("\trollback of {of}"),
+                        (None, _, Origin::Tagpilot) => String::new(),
+                        (None, _, origin) => format!("\t{origin}"),
                     }
                 ));
             }

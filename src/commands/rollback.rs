@@ -9,6 +9,7 @@ use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::gitops::deploy::{version_in, Release, Revert};
 use crate::gitops::history::{self, Entry};
+use crate::image::push_repository_name;
 use crate::image::registry_digest;
 use crate::mode::Mode;
 use crate::oci::reference::Reference;
@@ -22,10 +23,15 @@ use crate::version::{Scheme, Version};
 pub fn run(cli: &Cli, args: &RollbackArgs, env: &Env, ui: &Ui) -> Result<()> {
     let project = args.project.open(env)?;
     let spec = project.environment(&args.env)?;
+    let repository = project
+        .spec
+        .image
+        .as_ref()
+        .and_then(|image| push_repository_name(image, env));
     let entries = ui.section(
         "history",
         &format!("Reading the deploy history of {}", args.env),
-        || history::read(spec, env),
+        || history::read(spec, repository.as_deref(), env),
     )?;
     let chosen = history::rollback_target(&entries, args.to.as_deref(), &args.env)
         .map_err(|why| Error::input(format!("{why}; nothing was changed")))?;

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::mode::Mode;
 use crate::net::basic_authorization;
 use crate::oci::reference::Reference;
-use crate::spec::deploy::{DeployKind, DeploySpec, WriteAs};
+use crate::spec::deploy::{DeployFile, DeployKind, DeploySpec, WriteAs};
 use crate::target::{release_placeholder, Target};
 use crate::ui::Ui;
 use crate::version::Version;
@@ -192,10 +192,7 @@ struct EditedFile {
 fn edit_files(checkout: &Checkout, spec: &DeploySpec, wanted: &Wanted) -> Result<Edits> {
     let mut edited = Vec::new();
     for file in &spec.files {
-        let relative = match &spec.path {
-            Some(folder) => format!("{}/{}", folder.value.trim_end_matches('/'), file.file.value),
-            None => file.file.value.clone(),
-        };
+        let (relative, kind) = file_in(spec, file);
         let path = inside_clone(checkout.path(), &relative, spec)?;
         let old = std::fs::read_to_string(path).map_err(|_| {
             Error::input(format!(
@@ -203,18 +200,6 @@ fn edit_files(checkout: &Checkout, spec: &DeploySpec, wanted: &Wanted) -> Result
                 spec.repo, spec.branch
             ))
         })?;
-        let kind = match file.kind {
-            // Kustomize finds its file by name, and most have no `kind:` line.
-            DeployKind::Auto if is_kustomization_file(&relative) => FileKind::Kustomization,
-            DeployKind::Auto => FileKind::Auto,
-            DeployKind::Kustomization => FileKind::Kustomization,
-            DeployKind::Helm => FileKind::Helm {
-                tag: file.tag.as_ref().map_or("image.tag", |t| t.as_str()),
-                repository: file.repository.as_ref().map(|t| t.as_str()),
-                registry: file.registry.as_ref().map(|t| t.as_str()),
-                digest: file.digest.as_ref().map(|t| t.as_str()),
-            },
-        };
         let rewrite_spec = Rewrite {
             repository: wanted.repository,
             new: wanted.written,
@@ -245,6 +230,27 @@ fn edit_files(checkout: &Checkout, spec: &DeploySpec, wanted: &Wanted) -> Result
         }
     }
     Ok(Edits::Files(edited))
+}
+
+/// A deploy file's path in the repository (under `deploy.path`) and how it names the image.
+pub(super) fn file_in<'s>(spec: &DeploySpec, file: &'s DeployFile) -> (String, FileKind<'s>) {
+    let relative = match &spec.path {
+        Some(folder) => format!("{}/{}", folder.value.trim_end_matches('/'), file.file.value),
+        None => file.file.value.clone(),
+    };
+    let kind = match file.kind {
+        // Kustomize finds its file by name, and most have no `kind:` line.
+        DeployKind::Auto if is_kustomization_file(&relative) => FileKind::Kustomization,
+        DeployKind::Auto => FileKind::Auto,
+        DeployKind::Kustomization => FileKind::Kustomization,
+        DeployKind::Helm => FileKind::Helm {
+            tag: file.tag.as_ref().map_or("image.tag", |t| t.as_str()),
+            repository: file.repository.as_ref().map(|t| t.as_str()),
+            registry: file.registry.as_ref().map(|t| t.as_str()),
+            digest: file.digest.as_ref().map(|t| t.as_str()),
+        },
+    };
+    (relative, kind)
 }
 
 /// A file that names no image of the release: what it does name, and which spec key selects

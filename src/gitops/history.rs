@@ -1,7 +1,9 @@
 //! What an environment ran, read back from the deployment repository: every commit tagpilot
 //! made carries trailers (`Tagpilot-Environment`, `Tagpilot-Release`, `Tagpilot-Image`, ...),
-//! so the branch's log is the deploy history, for every orchestrator alike. Commits without
-//! them (hand edits) are not deploys tagpilot can vouch for and are left out.
+//! so the branch's log is the deploy history, for every orchestrator alike. A repository
+//! adopted from before tagpilot, and hand edits in between, count too: a commit without the
+//! trailers whose files name another image of the release (read with the same rules as an
+//! edit) is a deploy of that image, marked as not made by tagpilot.
 
 use serde::Serialize;
 
@@ -11,7 +13,8 @@ use crate::oci::reference::Reference;
 use crate::spec::deploy::DeploySpec;
 use crate::version::{Scheme, Version};
 
-use super::deploy::access;
+use super::deploy::{access, file_in};
+use super::edit::recorded_image;
 use super::repo::Checkout;
 
 /// One recorded deploy of an environment.
@@ -32,7 +35,22 @@ pub struct Entry {
     /// Set on a rollback commit: the image that ran before it.
     pub rollback_of: Option<String>,
     pub reason: Option<String>,
+    /// Who made the commit that recorded it.
+    pub origin: Origin,
 }
+
+/// Whether tagpilot made a deploy's commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Tagpilot,
+    /// What the files named before tagpilot's first commit.
+    BeforeTagpilot,
+    /// A commit by hand (or another tool) between tagpilot's.
+    HandEdit,
+}
+
+crate::ui::display_as_words!(Origin);
 
 impl Entry {
     pub fn is_rollback(&self) -> bool {
@@ -44,14 +62,100 @@ impl Entry {
 /// separator between commits.
 const LOG_FORMAT: &str = "%H%x1f%aI%x1f%an <%ae>%x1f%(trailers:only,unfold)%x1e";
 
-/// The environment's deploys, newest first.
-pub fn read(spec: &DeploySpec, env: &Env) -> Result<Vec<Entry>> {
+/// Commits read back at most: enough for years of releases, bounded for a huge repository.
+const MOST_COMMITS: usize = 500;
+
+/// The environment's deploys, newest first. With `repository` (the released image's), the
+/// state before tagpilot and hand edits count as deploys too.
+pub fn read(spec: &DeploySpec, repository: Option<&str>, env: &Env) -> Result<Vec<Entry>> {
     let access = access(spec, env)?;
     let checkout = Checkout::clone_history(&spec.repo.value, &spec.branch.value, &access)?;
-    Ok(parse_log(
-        &checkout.log(LOG_FORMAT)?,
+    let log = checkout.log(LOG_FORMAT)?;
+    let Some(repository) = repository else {
+        return Ok(parse_log(&log, &spec.environment.value));
+    };
+    let image_at = |commit: &str| {
+        spec.files.iter().find_map(|file| {
+            let (relative, kind) = file_in(spec, file);
+            let text = checkout.show(commit, &relative)?;
+            let marker = file.marker.as_ref().map(|m| m.as_str());
+            recorded_image(&text, repository, kind, marker)
+        })
+    };
+    Ok(with_untagged_deploys(
+        &log,
         &spec.environment.value,
+        image_at,
     ))
+}
+
+/// The log's tagpilot deploys of `environment`, and, between them, the commits without
+/// trailers whose files (`image_at`) name an image other than the one recorded before.
+fn with_untagged_deploys(
+    log: &str,
+    environment: &str,
+    image_at: impl Fn(&str) -> Option<String>,
+) -> Vec<Entry> {
+    let records: Vec<&str> = log
+        .split('\u{1e}')
+        .map(|r| r.trim_start_matches('\n'))
+        .filter(|r| !r.is_empty())
+        .take(MOST_COMMITS)
+        .collect();
+    let mut entries = Vec::new();
+    let mut running: Option<String> = None;
+    let mut seen_tagpilot = false;
+    // Oldest first, so each commit is compared with what ran before it.
+    for record in records.iter().rev() {
+        match parse_commit(record) {
+            Some((env, entry)) if env == environment => {
+                seen_tagpilot = true;
+                running = Some(entry.image.clone());
+                entries.push(entry);
+            }
+            // Another environment's deploy in a shared repository: not this one's business.
+            Some(_) => {}
+            None => {
+                let Some(image) = untagged_image(record, &image_at) else {
+                    continue;
+                };
+                if running.as_deref() == Some(image.image.as_str()) {
+                    continue;
+                }
+                running = Some(image.image.clone());
+                entries.push(Entry {
+                    origin: if seen_tagpilot {
+                        Origin::HandEdit
+                    } else {
+                        Origin::BeforeTagpilot
+                    },
+                    ..image
+                });
+            }
+        }
+    }
+    entries.reverse();
+    entries
+}
+
+/// A commit without trailers as an entry, when its files name an image of the release.
+fn untagged_image(record: &str, image_at: &impl Fn(&str) -> Option<String>) -> Option<Entry> {
+    let mut fields = record.split('\u{1f}');
+    let (commit, time, author) = (fields.next()?, fields.next()?, fields.next()?);
+    let image = image_at(commit)?;
+    Some(Entry {
+        commit: commit.to_string(),
+        time: time.to_string(),
+        author: author.to_string(),
+        version: super::deploy::version_in(&image).map(|v| v.to_string()),
+        digest: Reference::parse(&image).ok().and_then(|r| r.digest),
+        image,
+        pipeline: None,
+        job: None,
+        rollback_of: None,
+        reason: None,
+        origin: Origin::HandEdit,
+    })
 }
 
 /// The deploy `tagpilot rollback` returns to: with `to`, the newest deploy of that version;
@@ -154,6 +258,7 @@ fn parse_commit(record: &str) -> Option<(String, Entry)> {
             job: trailer("Tagpilot-Job"),
             rollback_of: trailer("Tagpilot-Rollback-Of"),
             reason: trailer("Tagpilot-Reason"),
+            origin: Origin::Tagpilot,
         },
     ))
 }
@@ -218,7 +323,59 @@ mod tests {
             job: None,
             rollback_of: rollback_of.map(str::to_string),
             reason: None,
+            origin: Origin::Tagpilot,
         }
+    }
+
+    #[test]
+    fn the_state_before_tagpilot_and_hand_edits_are_deploys_too() {
+        // Oldest last: a seed naming 1.0.0, a hand edit to 1.1.0, a README change (same image),
+        // tagpilot's 2.0.0, a hand edit to 2.0.1.
+        let log = [
+            record("c4", ""),
+            record(
+                "c3",
+                "Tagpilot-Release: app 2.0.0\nTagpilot-Image: r.example.org/app:2.0.0\nTagpilot-Environment: staging\n",
+            ),
+            record("c2", ""),
+            record("c1", ""),
+            record("c0", ""),
+        ]
+        .concat();
+        let images = |commit: &str| {
+            let image = match commit {
+                "c0" => "r.example.org/app:1.0.0",
+                "c1" | "c2" => "r.example.org/app:1.1.0",
+                "c3" => "r.example.org/app:2.0.0",
+                _ => "r.example.org/app:2.0.1",
+            };
+            Some(image.to_string())
+        };
+        let entries = with_untagged_deploys(&log, "staging", images);
+        let seen: Vec<(&str, Origin, Option<&str>)> = entries
+            .iter()
+            .map(|e| (e.commit.as_str(), e.origin, e.version.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("c4", Origin::HandEdit, Some("2.0.1")),
+                ("c3", Origin::Tagpilot, Some("2.0.0")),
+                ("c1", Origin::BeforeTagpilot, Some("1.1.0")),
+                ("c0", Origin::BeforeTagpilot, Some("1.0.0")),
+            ]
+        );
+        // Rolling back from the hand edit goes to tagpilot's 2.0.0; from there, to 1.1.0.
+        assert_eq!(
+            rollback_target(&entries, None, "staging").unwrap().commit,
+            "c3"
+        );
+        assert_eq!(
+            rollback_target(&entries[1..], None, "staging")
+                .unwrap()
+                .commit,
+            "c1"
+        );
     }
 
     #[test]

@@ -86,6 +86,13 @@ impl Checkout {
         self.dir.path()
     }
 
+    /// The text of `path` at `commit`, or `None` when it is not there.
+    pub fn show(&self, commit: &str, path: &str) -> Option<String> {
+        let spec = format!("{commit}:{path}");
+        let output = self.git(&["show", &spec], "read a file's history").ok()?;
+        String::from_utf8(output.stdout).ok()
+    }
+
     /// Moves the work tree to the newest tip of the branch, dropping local changes.
     pub fn refresh(&self) -> Result<()> {
         self.git(

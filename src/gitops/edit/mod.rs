@@ -251,6 +251,40 @@ pub(super) fn compose_default(value: &str) -> (&str, &str, &str) {
     (&value[..start], &value[start..value.len() - 1], "}")
 }
 
+/// The reference of `repository` that `text` records, as deploys read it back: the whole
+/// reference, or `repository:tag[@digest]` from tag and digest fields. The same rules as an
+/// edit find it; `None` when the file names none.
+pub fn recorded_image(
+    text: &str,
+    repository: &str,
+    kind: FileKind,
+    marker: Option<&str>,
+) -> Option<String> {
+    // Any new value will do: only what is there is read.
+    let probe = format!("{repository}:0@sha256:{}", "0".repeat(64));
+    let rewrite_spec = Rewrite {
+        repository,
+        new: &probe,
+        marker,
+        kind,
+    };
+    let found = rewrite(text, &rewrite_spec).ok()?.changes;
+    if let Some(whole) = found.iter().find(|c| c.holds == Holds::Reference) {
+        return Some(compose_default(&whole.old).1.to_string());
+    }
+    let tag = found
+        .iter()
+        .find(|c| c.holds == Holds::Tag && !c.old.is_empty())?;
+    let digest = found
+        .iter()
+        .find(|c| c.holds == Holds::Digest && !c.old.is_empty())
+        .filter(|_| !tag.old.contains('@'));
+    Some(match digest {
+        Some(digest) => format!("{repository}:{}@{}", tag.old, digest.old),
+        None => format!("{repository}:{}", tag.old),
+    })
+}
+
 /// The images `text` names (any repository), with their lines; empty when it does not parse.
 pub fn images_in(text: &str) -> Vec<(usize, String)> {
     values(text)

@@ -62,6 +62,13 @@ const COMPOSE_DEFAULT: Style = Style {
     entry: "{ file: docker-compose.yml }",
 };
 
+const SHORTHAND: Style = Style {
+    name: "a files: entry written as a path alone",
+    path: "k8s/app.yaml",
+    content: "spec:\n  image: registry.example.org/lhcb/dirac:VERSION\n",
+    entry: "k8s/app.yaml",
+};
+
 /// The DIRAC sample with release tags `v8r3p1`..`v8r3p8`, a deployment repository holding
 /// the style's file at `version`, and a spec for it.
 fn setup(style: &Style, version: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
@@ -115,6 +122,7 @@ fn each_style_gets_exactly_the_new_version() {
         // Pinned: the digest goes into a `digest:` of its own, as `kustomize edit set image` does.
         (&KUSTOMIZATION, format!("resources:\n- ../../base\nimages:\n- name: registry.example.org/lhcb/dirac\n  newTag: 8.3.1\n  digest: {DIGEST}\n")),
         (&KUSTOMIZATION_PINNED, format!("images:\n- name: registry.example.org/lhcb/dirac\n  newTag: 8.3.1@{DIGEST}\n")),
+        (&SHORTHAND, format!("spec:\n  image: {}\n", image("8.3.1"))),
         (&COMPOSE_DEFAULT, format!("services:\n  filecatalog:\n    image: ${{DIRAC_IMAGE:-{}}}\n", image("8.3.1"))),
     ] {
         let (_work, repo, bare, spec) = setup(style, "8.2.40");
@@ -381,4 +389,26 @@ fn an_adopted_repository_keeps_what_ran_before_tagpilot_and_hand_edits() {
     assert_eq!(entries[0]["origin"], "hand_edit", "{entries:?}");
     assert_eq!(entries[0]["image"], hand.as_str());
     assert_eq!(entries[0]["author"], "Jane Ops <ops@example.org>");
+}
+
+#[test]
+fn a_full_files_entry_with_a_typo_is_still_named_with_its_line() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = Repo::new();
+    repo.write("app.py", "print(1)\n").commit("app");
+    let spec = work.path().join("deploy.yaml");
+    std::fs::write(
+        &spec,
+        "name: app\ndeploy:\n  - environment: staging\n    repo: file:///srv/deploy.git\n    files:\n      - k8s/app.yaml\n      - { fiel: values.yaml }\n",
+    )
+    .unwrap();
+    let refused = run(tagpilot(repo.path())
+        .args(["validate", "--pipeline"])
+        .arg(&spec))
+    .fails_with(2, "unknown field `fiel`");
+    assert!(
+        refused.stderr.contains("deploy.yaml:7:"),
+        "{}",
+        refused.stderr
+    );
 }

@@ -23,7 +23,9 @@ pub struct DeploySpec {
     /// Folder in the repository that `files` are relative to.
     #[serde(default)]
     pub path: Option<Text>,
-    /// The files that name the image.
+    /// The files that name the image: `{ file: PATH, ... }`, or just `PATH`.
+    #[serde(deserialize_with = "files_or_paths")]
+    #[schemars(with = "Vec<FileOrPath>")]
     pub files: Vec<DeployFile>,
     /// Names of environment variables holding the login (never the secrets themselves).
     #[serde(default)]
@@ -229,4 +231,62 @@ impl DeploySpec {
 /// A relative path that stays inside the repository as written (no `..`, not absolute).
 fn inside_repository(path: &str) -> bool {
     !path.starts_with('/') && !path.split('/').any(|c| c == "..")
+}
+
+/// A `files:` item as written: a path alone, or the full entry (whose errors stay precise:
+/// an unknown key is named, not "no variant matched").
+struct FileOrPath(DeployFile);
+
+impl<'de> Deserialize<'de> for FileOrPath {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Item;
+        impl<'de> serde::de::Visitor<'de> for Item {
+            type Value = FileOrPath;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a file path, or a mapping with `file:`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, path: &str) -> Result<FileOrPath, E> {
+                Ok(FileOrPath(DeployFile {
+                    file: Text::unplaced(path),
+                    kind: DeployKind::default(),
+                    tag: None,
+                    registry: None,
+                    repository: None,
+                    digest: None,
+                    marker: None,
+                }))
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                map: M,
+            ) -> Result<FileOrPath, M::Error> {
+                let entry =
+                    DeployFile::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(FileOrPath(entry))
+            }
+        }
+        deserializer.deserialize_any(Item)
+    }
+}
+
+impl JsonSchema for FileOrPath {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DeployFileOrPath".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let entry = generator.subschema_for::<DeployFile>();
+        schemars::json_schema!({ "anyOf": [{ "type": "string" }, entry] })
+    }
+}
+
+/// `files: [a.yaml, { file: b.yaml, kind: helm, ... }]`: a path alone means `{ file: PATH }`.
+fn files_or_paths<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<DeployFile>, D::Error> {
+    let items = Vec::<FileOrPath>::deserialize(deserializer)?;
+    Ok(items.into_iter().map(|item| item.0).collect())
 }

@@ -186,7 +186,14 @@ pub fn rewrite(text: &str, rewrite: &Rewrite) -> Result<Edited, EditError> {
         if scalar.anchored {
             return Err(ambiguous(line, "the image value carries an anchor (&name), so changing it would change its aliases too"));
         }
+        // `tag:` with nothing after it (charts default it to appVersion): the parser places the
+        // empty value at the colon; the new one goes after it and a space.
+        let (start, end) = match text[scalar.start..].starts_with(':') {
+            true if scalar.start == scalar.end => (scalar.start + 1, scalar.start + 1),
+            _ => (scalar.start, scalar.end),
+        };
         let written = match scalar.style {
+            ScalarStyle::Plain if start != scalar.start => format!(" {new}"),
             ScalarStyle::Plain => new.clone(),
             ScalarStyle::SingleQuoted => format!("'{new}'"),
             ScalarStyle::DoubleQuoted => format!("\"{new}\""),
@@ -198,7 +205,7 @@ pub fn rewrite(text: &str, rewrite: &Rewrite) -> Result<Edited, EditError> {
             }
         };
         if scalar.value != new {
-            replacements.push((scalar.start, scalar.end, written));
+            replacements.push((start, end, written));
         }
         changes.push(Change {
             line,

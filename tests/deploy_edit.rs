@@ -46,7 +46,7 @@ fn every_fixture_case() {
             &Rewrite {
                 repository: settings["released"].as_str().unwrap_or(REPOSITORY),
                 new: settings["new"].as_str().unwrap_or(NEW),
-                marker: Some("dirac"),
+                marker: Some(settings["marker"].as_str().unwrap_or("dirac")),
                 kind,
             },
         );

@@ -6,22 +6,35 @@ use crate::oci::reference::Reference;
 use super::locate::{Located, Node, Scalar, Step};
 use super::{ambiguous, compose_default, EditError, Holds, Insert, Rewrite, Target};
 
-/// `image:` values of the released repository, and values on marked lines.
+/// `image:` values of the released repository, and values on marked lines. When the file has
+/// lines with the spec's marker (tagpilot's `# tagpilot: NAME`, or Flux's
+/// `# {"$imagepolicy": "NS:NAME"}` and its `:tag`, `:digest` and `:name` forms), only the
+/// marked values change: a marker picks one of several references, the canary of a pair.
 pub(super) fn image_targets<'v>(
     text: &str,
     found: &'v [Located],
     rewrite: &Rewrite,
     released: &Reference,
 ) -> Result<Vec<Target<'v>>, EditError> {
+    let line_of = |located: &Located| match &located.node {
+        Node::Scalar(scalar) => scalar.line,
+        Node::Alias { line, .. } => *line,
+    };
+    let mark_of = |located: &Located| {
+        rewrite
+            .marker
+            .and_then(|marker| mark_on(text, line_of(located), marker))
+    };
+    let only_marked = found.iter().any(|v| mark_of(v).is_some());
+    let new = Reference::parse(rewrite.new).ok();
     let mut targets = Vec::new();
     for located in found {
-        let line = match &located.node {
-            Node::Scalar(scalar) => scalar.line,
-            Node::Alias { line, .. } => *line,
-        };
-        let marked = rewrite
-            .marker
-            .is_some_and(|marker| line_has_marker(text, line, marker));
+        let line = line_of(located);
+        let mark = mark_of(located);
+        if only_marked && mark.is_none() {
+            continue;
+        }
+        let marked = mark.is_some();
         if located.key() != Some("image") && !marked && !is_pod_image_id(found, located) {
             continue;
         }
@@ -41,6 +54,32 @@ pub(super) fn image_targets<'v>(
                 }
             }
             Node::Scalar(scalar) => {
+                match (mark, &new) {
+                    // Flux's `:tag` and `:digest` markers: the value is that part alone.
+                    (Some(Mark::Tag), Some(new)) => {
+                        if let Some(value) = tag_value(Some(scalar), new) {
+                            targets.push(Target {
+                                scalar,
+                                new: value,
+                                holds: Holds::Tag,
+                            });
+                        }
+                        continue;
+                    }
+                    (Some(Mark::Digest), Some(new)) => {
+                        if let Some(value) = &new.digest {
+                            targets.push(Target {
+                                scalar,
+                                new: value.clone(),
+                                holds: Holds::Digest,
+                            });
+                        }
+                        continue;
+                    }
+                    // `:name` is the repository, which a release does not change.
+                    (Some(Mark::Name), _) => continue,
+                    _ => {}
+                }
                 // In Compose, `${VAR:-repo:tag}`: the default is what gets edited.
                 let (before, reference, after) = compose_default(&scalar.value);
                 // A templated value is never skipped as "not ours": it may render to ours.
@@ -50,14 +89,13 @@ pub(super) fn image_targets<'v>(
                 {
                     // Written as the file spells the repository (`alpine`, not
                     // `docker.io/library/alpine`), so the diff shows only the version.
-                    let respelled = match Reference::parse(rewrite.new) {
-                        Ok(r) if same_repository(reference, released) => r.spelled_as(reference),
+                    let respelled = match &new {
+                        Some(r) if same_repository(reference, released) => r.spelled_as(reference),
                         _ => rewrite.new.to_string(),
                     };
-                    let new = format!("{before}{respelled}{after}");
                     targets.push(Target {
                         scalar,
-                        new,
+                        new: format!("{before}{respelled}{after}"),
                         holds: Holds::Reference,
                     });
                 }
@@ -304,16 +342,35 @@ fn same_repository(value: &str, target: &Reference) -> bool {
     Reference::parse(value).is_ok_and(|r| r.canonical_name() == target.canonical_name())
 }
 
-/// Whether line `line` (1-based) carries `# tagpilot: MARKER` after its value.
-fn line_has_marker(text: &str, line: usize, marker: &str) -> bool {
-    text.lines().nth(line.saturating_sub(1)).is_some_and(|l| {
-        l.split_once('#').is_some_and(|(_, comment)| {
-            comment
-                .trim()
-                .strip_prefix("tagpilot:")
-                .is_some_and(|m| m.trim() == marker)
-        })
-    })
+/// What a marker on a line says its value is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mark {
+    /// A whole reference (`# tagpilot: NAME`, Flux's plain `$imagepolicy`).
+    Whole,
+    Tag,
+    Digest,
+    /// The repository alone (Flux's `:name`).
+    Name,
+}
+
+/// The mark line `line` (1-based) carries for `marker`, after its value: `# tagpilot: MARKER`,
+/// or Flux's `# {"$imagepolicy": "MARKER"}` (`MARKER:tag`, `:digest`, `:name`).
+fn mark_on(text: &str, line: usize, marker: &str) -> Option<Mark> {
+    let line = text.lines().nth(line.saturating_sub(1))?;
+    let (_, comment) = line.split_once('#')?;
+    let comment = comment.trim();
+    if let Some(name) = comment.strip_prefix("tagpilot:") {
+        return (name.trim() == marker).then_some(Mark::Whole);
+    }
+    let policy: serde_json::Value = serde_json::from_str(comment).ok()?;
+    let policy = policy.get("$imagepolicy")?.as_str()?;
+    match policy.strip_prefix(marker)? {
+        "" => Some(Mark::Whole),
+        ":tag" => Some(Mark::Tag),
+        ":digest" => Some(Mark::Digest),
+        ":name" => Some(Mark::Name),
+        _ => None,
+    }
 }
 
 /// Every image a file names, with its line, whatever repository: `image:` values,

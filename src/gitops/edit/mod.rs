@@ -183,8 +183,9 @@ pub fn rewrite(text: &str, rewrite: &Rewrite) -> Result<Edited, EditError> {
                 "the image is templated (`{{ … }}`); tagpilot will not guess what it renders to",
             ));
         }
-        if scalar.anchored {
-            return Err(ambiguous(line, "the image value carries an anchor (&name), so changing it would change its aliases too"));
+        // An anchored value is only a target when its aliases were all checked to be images.
+        if scalar.anchored && !shared_anchor(&found, scalar) {
+            return Err(ambiguous(line, "the image value carries an anchor (&name) that is also used for something other than an image, so changing it would change that too"));
         }
         // `tag:` with nothing after it (charts default it to appVersion): the parser places the
         // empty value at the colon; the new one goes after it and a space.
@@ -289,6 +290,17 @@ pub fn recorded_image(
     Some(match digest {
         Some(digest) => format!("{repository}:{}@{}", tag.old, digest.old),
         None => format!("{repository}:{}", tag.old),
+    })
+}
+
+/// Whether every alias of the anchored `scalar` is an image value (see `shared_image`).
+fn shared_anchor(found: &[Located], scalar: &Scalar) -> bool {
+    found.iter().all(|v| match &v.node {
+        Node::Alias {
+            target: Some((_, line)),
+            ..
+        } if *line == scalar.line => v.key() == Some("image"),
+        _ => true,
     })
 }
 

@@ -45,12 +45,32 @@ pub(super) fn image_targets<'v>(
                 let ours = aliased
                     .as_ref()
                     .is_some_and(|(value, _)| same_repository(value, released));
-                if marked || ours {
-                    let defined = aliased.as_ref().map_or(0, |(_, line)| *line);
-                    return Err(ambiguous(
-                        line,
-                        &format!("the image is an alias (*name) of the value on line {defined}; changing it would change every use"),
-                    ));
+                if !(marked || ours) {
+                    continue;
+                }
+                let defined = aliased.as_ref().map_or(0, |(_, line)| *line);
+                // `x-image: &img repo:tag` used as `image: *img`: the anchor's value is edited
+                // when every use of it is an image; else changing it would change other things.
+                match shared_image(found, defined) {
+                    Some(anchor) if ours => {
+                        if !targets.iter().any(|t: &Target| t.scalar.start == anchor.start) {
+                            let respelled = new
+                                .as_ref()
+                                .map(|r| r.spelled_as(&anchor.value))
+                                .unwrap_or_else(|| rewrite.new.to_string());
+                            targets.push(Target {
+                                scalar: anchor,
+                                new: respelled,
+                                holds: Holds::Reference,
+                            });
+                        }
+                    }
+                    _ => {
+                        return Err(ambiguous(
+                            line,
+                            &format!("the image is an alias (*name) of the value on line {defined}, which is also used for something other than an image; changing it would change every use"),
+                        ))
+                    }
                 }
             }
             Node::Scalar(scalar) => {
@@ -103,6 +123,23 @@ pub(super) fn image_targets<'v>(
         }
     }
     Ok(targets)
+}
+
+/// The anchored scalar defined on line `defined`, when every alias of it sits under an
+/// `image` key (and it is itself a value of one, or of a key of its own like `x-image`).
+fn shared_image(found: &[Located], defined: usize) -> Option<&Scalar> {
+    let anchor = found.iter().find_map(|v| match &v.node {
+        Node::Scalar(s) if s.anchored && s.line == defined => Some(s),
+        _ => None,
+    })?;
+    let all_images = found.iter().all(|v| match &v.node {
+        Node::Alias {
+            target: Some((_, line)),
+            ..
+        } if *line == defined => v.key() == Some("image"),
+        _ => true,
+    });
+    all_images.then_some(anchor)
 }
 
 /// A Marathon pod container's `image: { kind: DOCKER, id: REFERENCE }`: the `id` is the

@@ -15,11 +15,12 @@ use crate::mode::Mode;
 use crate::net::basic_authorization;
 use crate::oci::reference::Reference;
 use crate::spec::deploy::{DeployFile, DeployKind, DeploySpec, WriteAs};
-use crate::target::{release_placeholder, Target};
+use crate::target::Target;
 use crate::ui::Ui;
 use crate::version::Version;
 
 use super::edit::{rewrite, FileKind, Rewrite};
+use super::message;
 use super::repo::{Access, Checkout, Pushed};
 
 /// Pushes tried before giving up when others keep pushing first.
@@ -136,12 +137,12 @@ pub fn deploy(spec: &DeploySpec, release: &Release, ui: &Ui) -> Result<Deployed>
             write(&checkout.path().join(&file.relative), &file.new)?;
         }
         let files: Vec<String> = edited.iter().map(|f| f.relative.clone()).collect();
-        let (name, email) = author(spec, release.env);
+        let (name, email) = message::author(spec, release.env);
         let commit = checkout.commit(
             &files,
             &match &release.revert {
-                Some(revert) => revert_message(spec, release, &written, revert),
-                None => message(spec, release, &written)?,
+                Some(revert) => message::revert_message(spec, release, &written, revert),
+                None => message::message(spec, release, &written)?,
             },
             (&name, &email),
         )?;
@@ -321,93 +322,6 @@ pub fn access(spec: &DeploySpec, env: &Env) -> Result<Access> {
         access.source = Some(key.value.clone());
     }
     Ok(access)
-}
-
-fn author(spec: &DeploySpec, env: &Env) -> (String, String) {
-    match &spec.author {
-        Some(author) => (author.name.value.clone(), author.email.value.clone()),
-        None => (
-            env.get("GITLAB_USER_NAME")
-                .unwrap_or("tagpilot")
-                .to_string(),
-            env.get("GITLAB_USER_EMAIL")
-                .unwrap_or("tagpilot@localhost")
-                .to_string(),
-        ),
-    }
-}
-
-/// The commit message from the spec's template, with the trailers `tagpilot history` and
-/// `rollback` read back.
-fn message(spec: &DeploySpec, release: &Release, image: &str) -> Result<String> {
-    let subject =
-        crate::template::render(spec.message.as_str(), &|placeholder| match placeholder {
-            "environment" => Some(spec.environment.value.clone()),
-            "image" => Some(image.to_string()),
-            other => release_placeholder(release.name, release.version, release.tag, other),
-        })
-        .map_err(|why| Error::input(format!("deploy message: {why}")))?;
-    if subject.trim().is_empty() {
-        // The trailers would become the subject, and history and rollback would not see them.
-        return Err(Error::input(format!(
-            "the deploy message of {} renders empty",
-            spec.environment
-        )));
-    }
-    let text = format!(
-        "{}\n\nTagpilot-Release: {} {}\nTagpilot-Image: {image}\nTagpilot-Environment: {}\n",
-        subject.trim_end(),
-        release.name,
-        release.version,
-        spec.environment
-    );
-    Ok(with_ci_trailers(text, release.env))
-}
-
-/// The message of a commit that records an older image again: after a rolled-back rollout
-/// (what failed and why) or a `tagpilot rollback` (who asked). `Tagpilot-Release` names the
-/// restored version when its tag tells it.
-fn revert_message(spec: &DeploySpec, release: &Release, image: &str, revert: &Revert) -> String {
-    let why = match &revert.by {
-        Some(who) => format!(
-            "{who} rolled back from {} with `tagpilot rollback`.",
-            revert.of
-        ),
-        None => format!(
-            "The rollout of {} {} ({}) did not succeed and was rolled back.",
-            release.name, release.version, revert.of
-        ),
-    };
-    let mut text = format!(
-        "Roll back {} in {} to {image}\n\n{why}\n\n",
-        release.name, spec.environment
-    );
-    if let Some(version) = version_in(image) {
-        text.push_str(&format!("Tagpilot-Release: {} {version}\n", release.name));
-    }
-    let reason: String = revert
-        .reason
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    text.push_str(&format!(
-        "Tagpilot-Image: {image}\nTagpilot-Environment: {}\nTagpilot-Rollback-Of: {}\nTagpilot-Reason: {reason}\n",
-        spec.environment, revert.of
-    ));
-    with_ci_trailers(text, release.env)
-}
-
-/// Adds the pipeline and job links of the CI run that made the commit.
-fn with_ci_trailers(mut text: String, env: &Env) -> String {
-    for (trailer, variable) in [
-        ("Tagpilot-Pipeline", "CI_PIPELINE_URL"),
-        ("Tagpilot-Job", "CI_JOB_URL"),
-    ] {
-        if let Some(url) = env.get(variable) {
-            text.push_str(&format!("{trailer}: {url}\n"));
-        }
-    }
-    text
 }
 
 /// A unified diff of a single-line-per-value edit (line counts never change).

@@ -4,4 +4,5 @@
 pub mod deploy;
 pub mod edit;
 pub mod history;
+mod message;
 pub mod repo;

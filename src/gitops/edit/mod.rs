@@ -175,44 +175,16 @@ pub fn rewrite(text: &str, rewrite: &Rewrite) -> Result<Edited, EditError> {
     }
     let mut replacements: Vec<(usize, usize, String)> = Vec::new();
     let mut changes = Vec::new();
-    for Target { scalar, new, holds } in targets {
-        let line = scalar.line;
-        if scalar.value.contains("{{") {
-            return Err(ambiguous(
-                line,
-                "the image is templated (`{{ … }}`); tagpilot will not guess what it renders to",
-            ));
-        }
-        // An anchored value is only a target when its aliases were all checked to be images.
-        if scalar.anchored && !shared_anchor(&found, scalar) {
-            return Err(ambiguous(line, "the image value carries an anchor (&name) that is also used for something other than an image, so changing it would change that too"));
-        }
-        // `tag:` with nothing after it (charts default it to appVersion): the parser places the
-        // empty value at the colon; the new one goes after it and a space.
-        let (start, end) = match text[scalar.start..].starts_with(':') {
-            true if scalar.start == scalar.end => (scalar.start + 1, scalar.start + 1),
-            _ => (scalar.start, scalar.end),
-        };
-        let written = match scalar.style {
-            ScalarStyle::Plain if start != scalar.start => format!(" {new}"),
-            ScalarStyle::Plain => new.clone(),
-            ScalarStyle::SingleQuoted => format!("'{new}'"),
-            ScalarStyle::DoubleQuoted => format!("\"{new}\""),
-            _ => {
-                return Err(ambiguous(
-                    line,
-                    "the image is a block scalar (| or >); write it on one line",
-                ))
-            }
-        };
-        if scalar.value != new {
-            replacements.push((start, end, written));
+    for target in &targets {
+        let scalar = target.scalar;
+        if scalar.value != target.new {
+            replacements.push(replacement(text, &found, target)?);
         }
         changes.push(Change {
-            line,
+            line: scalar.line,
             old: scalar.value.clone(),
-            new,
-            holds,
+            new: target.new.clone(),
+            holds: target.holds,
         });
     }
     for insert in &inserts {
@@ -291,6 +263,47 @@ pub fn recorded_image(
         Some(digest) => format!("{repository}:{}@{}", tag.old, digest.old),
         None => format!("{repository}:{}", tag.old),
     })
+}
+
+/// The bytes that replace a target's value: the new value in the value's own quoting.
+/// Refuses what cannot be changed safely: a templated value, an anchor also used for
+/// something other than an image, a block scalar.
+fn replacement(
+    text: &str,
+    found: &[Located],
+    target: &Target,
+) -> Result<(usize, usize, String), EditError> {
+    let (scalar, new) = (target.scalar, &target.new);
+    let line = scalar.line;
+    if scalar.value.contains("{{") {
+        return Err(ambiguous(
+            line,
+            "the image is templated (`{{ … }}`); tagpilot will not guess what it renders to",
+        ));
+    }
+    // An anchored value is only a target when its aliases were all checked to be images.
+    if scalar.anchored && !shared_anchor(found, scalar) {
+        return Err(ambiguous(line, "the image value carries an anchor (&name) that is also used for something other than an image, so changing it would change that too"));
+    }
+    // `tag:` with nothing after it (charts default it to appVersion): the parser places the
+    // empty value at the colon; the new one goes after it and a space.
+    let (start, end) = match text[scalar.start..].starts_with(':') {
+        true if scalar.start == scalar.end => (scalar.start + 1, scalar.start + 1),
+        _ => (scalar.start, scalar.end),
+    };
+    let written = match scalar.style {
+        ScalarStyle::Plain if start != scalar.start => format!(" {new}"),
+        ScalarStyle::Plain => new.clone(),
+        ScalarStyle::SingleQuoted => format!("'{new}'"),
+        ScalarStyle::DoubleQuoted => format!("\"{new}\""),
+        _ => {
+            return Err(ambiguous(
+                line,
+                "the image is a block scalar (| or >); write it on one line",
+            ))
+        }
+    };
+    Ok((start, end, written))
 }
 
 /// Whether every alias of the anchored `scalar` is an image value (see `shared_image`).

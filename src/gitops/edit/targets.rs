@@ -16,10 +16,6 @@ pub(super) fn image_targets<'v>(
     rewrite: &Rewrite,
     released: &Reference,
 ) -> Result<Vec<Target<'v>>, EditError> {
-    let line_of = |located: &Located| match &located.node {
-        Node::Scalar(scalar) => scalar.line,
-        Node::Alias { line, .. } => *line,
-    };
     let mark_of = |located: &Located| {
         rewrite
             .marker
@@ -27,102 +23,134 @@ pub(super) fn image_targets<'v>(
     };
     let only_marked = found.iter().any(|v| mark_of(v).is_some());
     let new = Reference::parse(rewrite.new).ok();
+    let wanted = Wanted {
+        released,
+        new: new.as_ref(),
+        written: rewrite.new,
+    };
     let mut targets = Vec::new();
     for located in found {
-        let line = line_of(located);
         let mark = mark_of(located);
         if only_marked && mark.is_none() {
             continue;
         }
-        let marked = mark.is_some();
-        if located.key() != Some("image") && !marked && !is_pod_image_id(found, located) {
+        if located.key() != Some("image") && mark.is_none() && !is_pod_image_id(found, located) {
             continue;
         }
-        match &located.node {
-            Node::Alias {
-                target: aliased, ..
-            } => {
-                let ours = aliased
-                    .as_ref()
-                    .is_some_and(|(value, _)| same_repository(value, released));
-                if !(marked || ours) {
-                    continue;
-                }
-                let defined = aliased.as_ref().map_or(0, |(_, line)| *line);
-                // `x-image: &img repo:tag` used as `image: *img`: the anchor's value is edited
-                // when every use of it is an image; else changing it would change other things.
-                match shared_image(found, defined) {
-                    Some(anchor) if ours => {
-                        if !targets.iter().any(|t: &Target| t.scalar.start == anchor.start) {
-                            let respelled = new
-                                .as_ref()
-                                .map(|r| r.spelled_as(&anchor.value))
-                                .unwrap_or_else(|| rewrite.new.to_string());
-                            targets.push(Target {
-                                scalar: anchor,
-                                new: respelled,
-                                holds: Holds::Reference,
-                            });
-                        }
-                    }
-                    _ => {
-                        return Err(ambiguous(
-                            line,
-                            &format!("the image is an alias (*name) of the value on line {defined}, which is also used for something other than an image; changing it would change every use"),
-                        ))
-                    }
-                }
+        let target = match &located.node {
+            Node::Alias { target, .. } => {
+                alias_target(found, line_of(located), target, mark, &wanted)?
             }
-            Node::Scalar(scalar) => {
-                match (mark, &new) {
-                    // Flux's `:tag` and `:digest` markers: the value is that part alone.
-                    (Some(Mark::Tag), Some(new)) => {
-                        if let Some(value) = tag_value(Some(scalar), new) {
-                            targets.push(Target {
-                                scalar,
-                                new: value,
-                                holds: Holds::Tag,
-                            });
-                        }
-                        continue;
-                    }
-                    (Some(Mark::Digest), Some(new)) => {
-                        if let Some(value) = &new.digest {
-                            targets.push(Target {
-                                scalar,
-                                new: value.clone(),
-                                holds: Holds::Digest,
-                            });
-                        }
-                        continue;
-                    }
-                    // `:name` is the repository, which a release does not change.
-                    (Some(Mark::Name), _) => continue,
-                    _ => {}
-                }
-                // In Compose, `${VAR:-repo:tag}`: the default is what gets edited.
-                let (before, reference, after) = compose_default(&scalar.value);
-                // A templated value is never skipped as "not ours": it may render to ours.
-                if marked
-                    || same_repository(reference, released)
-                    || (scalar.value.contains("{{") && scalar.value.contains(&released.repository))
-                {
-                    // Written as the file spells the repository (`alpine`, not
-                    // `docker.io/library/alpine`), so the diff shows only the version.
-                    let respelled = match &new {
-                        Some(r) if same_repository(reference, released) => r.spelled_as(reference),
-                        _ => rewrite.new.to_string(),
-                    };
-                    targets.push(Target {
-                        scalar,
-                        new: format!("{before}{respelled}{after}"),
-                        holds: Holds::Reference,
-                    });
-                }
+            Node::Scalar(scalar) => scalar_target(scalar, mark, &wanted),
+        };
+        if let Some(target) = target {
+            if !targets
+                .iter()
+                .any(|t: &Target| t.scalar.start == target.scalar.start)
+            {
+                targets.push(target);
             }
         }
     }
     Ok(targets)
+}
+
+/// What the edit writes, for the targets to derive their new values from.
+struct Wanted<'a> {
+    released: &'a Reference,
+    /// The new reference, parsed (it always parses: it is the release's own).
+    new: Option<&'a Reference>,
+    /// The new reference as given.
+    written: &'a str,
+}
+
+fn line_of(located: &Located) -> usize {
+    match &located.node {
+        Node::Scalar(scalar) => scalar.line,
+        Node::Alias { line, .. } => *line,
+    }
+}
+
+/// An image value that is an alias (`image: *img`). The anchor's value is the target when
+/// every use of it is an image (`x-image: &img repo:tag`); else changing it would change
+/// other things, and the edit is refused.
+fn alias_target<'v>(
+    found: &'v [Located],
+    line: usize,
+    aliased: &Option<(String, usize)>,
+    mark: Option<Mark>,
+    wanted: &Wanted,
+) -> Result<Option<Target<'v>>, EditError> {
+    let ours = aliased
+        .as_ref()
+        .is_some_and(|(value, _)| same_repository(value, wanted.released));
+    if mark.is_none() && !ours {
+        return Ok(None);
+    }
+    let defined = aliased.as_ref().map_or(0, |(_, line)| *line);
+    match shared_image(found, defined) {
+        Some(anchor) if ours => Ok(Some(Target {
+            scalar: anchor,
+            new: wanted
+                .new
+                .map(|r| r.spelled_as(&anchor.value))
+                .unwrap_or_else(|| wanted.written.to_string()),
+            holds: Holds::Reference,
+        })),
+        _ => Err(ambiguous(
+            line,
+            &format!("the image is an alias (*name) of the value on line {defined}, which is also used for something other than an image; changing it would change every use"),
+        )),
+    }
+}
+
+/// An image value written out: a reference of the release (or marked), a Compose
+/// `${VAR:-default}` whose default is one, or a Flux-marked tag or digest.
+fn scalar_target<'v>(
+    scalar: &'v Scalar,
+    mark: Option<Mark>,
+    wanted: &Wanted,
+) -> Option<Target<'v>> {
+    match (mark, wanted.new) {
+        // Flux's `:tag` and `:digest` markers: the value is that part alone.
+        (Some(Mark::Tag), Some(new)) => {
+            return tag_value(Some(scalar), new).map(|value| Target {
+                scalar,
+                new: value,
+                holds: Holds::Tag,
+            })
+        }
+        (Some(Mark::Digest), Some(new)) => {
+            return new.digest.clone().map(|value| Target {
+                scalar,
+                new: value,
+                holds: Holds::Digest,
+            })
+        }
+        // `:name` is the repository, which a release does not change.
+        (Some(Mark::Name), _) => return None,
+        _ => {}
+    }
+    // In Compose, `${VAR:-repo:tag}`: the default is what gets edited.
+    let (before, reference, after) = compose_default(&scalar.value);
+    let ours = same_repository(reference, wanted.released);
+    // A templated value is never skipped as "not ours": it may render to ours.
+    let templated =
+        scalar.value.contains("{{") && scalar.value.contains(&wanted.released.repository);
+    if mark.is_none() && !ours && !templated {
+        return None;
+    }
+    // Written as the file spells the repository (`alpine`, not `docker.io/library/alpine`),
+    // so the diff shows only the version.
+    let respelled = match wanted.new {
+        Some(r) if ours => r.spelled_as(reference),
+        _ => wanted.written.to_string(),
+    };
+    Some(Target {
+        scalar,
+        new: format!("{before}{respelled}{after}"),
+        holds: Holds::Reference,
+    })
 }
 
 /// The anchored scalar defined on line `defined`, when every alias of it sits under an

@@ -179,6 +179,25 @@ fn a_release_made_by_hand_is_completed_not_duplicated() {
 }
 
 #[test]
+fn a_release_another_job_created_a_moment_before_is_reconciled() {
+    let repo = project();
+    let gitlab = FakeGitLab::start("group/app", TOKEN);
+    gitlab.state.lock().unwrap().another_job_creates_first = true;
+    let done = run(&mut release(&repo, &gitlab, &[])).ok();
+    let record: Value = serde_json::from_str(&done.stdout).unwrap();
+    assert_eq!(stage(&record, "publish")["status"], "done", "{record}");
+    assert_eq!(record["published"]["release"], "updated");
+    let published = gitlab.release("v1.1.0").unwrap();
+    assert!(
+        published.description.contains("- Fix the greeting"),
+        "{}",
+        published.description
+    );
+    assert_eq!(published.links.len(), 2);
+    assert_eq!(gitlab.state.lock().unwrap().releases.len(), 1);
+}
+
+#[test]
 fn a_dry_run_reads_gitlab_and_writes_nothing() {
     let repo = project();
     let gitlab = FakeGitLab::start("group/app", TOKEN);

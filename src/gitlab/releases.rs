@@ -52,7 +52,7 @@ pub fn ensure(
 ) -> Result<(ReleaseStatus, Option<String>)> {
     let path = format!("{}/releases/{}", project.prefix, percent_encode(wanted.tag));
     let what = format!("read the release of {}", wanted.tag);
-    let reply = project.api.get(&path, &what)?;
+    let mut reply = project.api.get(&path, &what)?;
     if reply.status == 404 {
         if mode.rehearsing() {
             return Ok((ReleaseStatus::WouldCreate, None));
@@ -64,13 +64,20 @@ pub fn ensure(
             "description": wanted.notes,
             "assets": { "links": wanted.links },
         });
-        let created = project.api.send_ok(
+        let create = format!("create the release of {}", wanted.tag);
+        let created = project.api.send(
             "POST",
             &format!("{}/releases", project.prefix),
             Some(("application/json", &body)),
-            &format!("create the release of {}", wanted.tag),
+            &create,
         )?;
-        return Ok((ReleaseStatus::Created, web_url(&created.json())));
+        if created.status != 409 {
+            project.api.expect(&created, &create)?;
+            return Ok((ReleaseStatus::Created, web_url(&created.json())));
+        }
+        // Another job created it since we looked ("Release already exists"): reconcile it,
+        // as a release made by hand.
+        reply = project.api.get(&path, &what)?;
     }
     project.api.expect(&reply, &what)?;
     let release = reply.json();

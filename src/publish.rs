@@ -79,6 +79,10 @@ pub fn publish(inputs: &Inputs, gitlab: &GitLab, ui: &Ui) -> Result<Published> {
         });
     }
     for link in &inputs.spec.links {
+        // GitLab wants a release's link URLs unique: one the release already links is left out.
+        if links.iter().any(|l| l.url == link.url.value) {
+            continue;
+        }
         links.push(Link {
             name: link.name.value.clone(),
             url: link.url.value.clone(),
@@ -213,7 +217,7 @@ fn upload_tarball(
             name: file.name.to_string(),
             url: package.file_url(gitlab, file.name),
             link_type: "package".to_string(),
-            direct_asset_path: Some(format!("/{}", file.name)),
+            direct_asset_path: Some(asset_path(file.name)),
         });
     }
     Ok((files, links))
@@ -231,4 +235,21 @@ fn project_url(env: &Env) -> Option<String> {
     env.lookup("CI_PROJECT_URL")
         .filter(|u| u.starts_with("http"))
         .map(|u| u.trim_end_matches('/').to_string())
+}
+
+/// The permanent link path of a release file: GitLab takes `[-.\w/]+` ending in a letter or
+/// digit, so `app-1.2.0+build.7.tar.gz` is linked as `/app-1.2.0-build.7.tar.gz`.
+fn asset_path(file: &str) -> String {
+    let safe: String = file
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = safe.trim_end_matches(|c: char| !c.is_alphanumeric());
+    format!("/{trimmed}")
 }

@@ -142,6 +142,32 @@ fn other_bytes_under_a_released_version_are_refused_unless_forced() {
 }
 
 #[test]
+fn package_settings_that_force_cannot_override_are_named() {
+    let repo = project();
+    let gitlab = FakeGitLab::start("group/app", TOKEN);
+    run(&mut release(&repo, &gitlab, &[])).ok();
+    {
+        let mut state = gitlab.state.lock().unwrap();
+        state.packages[0].files[0].sha256 = "0".repeat(64);
+        state.reject_duplicates = true;
+    }
+    let refused =
+        run(&mut release(&repo, &gitlab, &["--force"])).fails_with(2, "rejects duplicate files");
+    assert!(
+        refused.stderr.contains("--force cannot replace"),
+        "{}",
+        refused.stderr
+    );
+    {
+        let mut state = gitlab.state.lock().unwrap();
+        state.reject_duplicates = false;
+        state.protected_packages = true;
+    }
+    run(&mut release(&repo, &gitlab, &["--force"])).fails_with(2, "protects this package");
+    assert_eq!(gitlab.files("app", "1.1.0", "app-1.1.0.tar.gz").len(), 1);
+}
+
+#[test]
 fn an_upload_whose_reply_was_lost_is_not_uploaded_twice() {
     let repo = project();
     let gitlab = FakeGitLab::start("group/app", TOKEN);
@@ -195,6 +221,26 @@ fn a_release_another_job_created_a_moment_before_is_reconciled() {
     );
     assert_eq!(published.links.len(), 2);
     assert_eq!(gitlab.state.lock().unwrap().releases.len(), 1);
+}
+
+#[test]
+fn build_metadata_in_the_version_still_makes_valid_release_links() {
+    let repo = project();
+    repo.tag("v1.2.0+build.7");
+    let gitlab = FakeGitLab::start("group/app", TOKEN);
+    let done = run(&mut release_of("v1.2.0+build.7", &repo, &gitlab, &[])).ok();
+    let record: Value = serde_json::from_str(&done.stdout).unwrap();
+    assert_eq!(record["tarball"]["file"], "app-1.2.0+build.7.tar.gz");
+    let published = gitlab.release("v1.2.0+build.7").unwrap();
+    let link = published
+        .links
+        .iter()
+        .find(|l| l.name == "app-1.2.0+build.7.tar.gz")
+        .unwrap();
+    assert_eq!(
+        link.direct_asset_path.as_deref(),
+        Some("/app-1.2.0-build.7.tar.gz")
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::mode::Mode;
-use crate::net::api::Payload;
+use crate::net::api::{Payload, Reply};
 
 use super::api::Project;
 use crate::net::percent_encode;
@@ -116,6 +116,7 @@ fn check_then_upload(
         file.content,
         &what,
     )?;
+    refused_by_settings(&reply, package, file)?;
     project.api.expect(&reply, &what)?;
     // GitLab reports the stored file's digest: a difference means the bytes changed on the way.
     if let Some(sha256) = reply.json().get("file_sha256").and_then(Value::as_str) {
@@ -127,6 +128,26 @@ fn check_then_upload(
         }
     }
     Ok(status)
+}
+
+/// The project's package settings that no flag overrides: "Reject duplicates" (400
+/// `Duplicate package is not allowed`) and protected packages (403 `Package protected`).
+fn refused_by_settings(reply: &Reply, package: &Package, file: &PackageFile) -> Result<()> {
+    let reason = reply.reason();
+    let setting = match reply.status {
+        400 if reason.contains("Duplicate package") => {
+            "rejects duplicate files (Settings > Packages and registries > Duplicate packages)"
+        }
+        403 if reason.to_lowercase().contains("protected") => {
+            "protects this package (Settings > Packages and registries > Protected packages)"
+        }
+        _ => return Ok(()),
+    };
+    Err(Error::input(format!(
+        "GitLab refused {} of package {} {}: the project {setting}; --force cannot replace a file there",
+        file.name, package.name, package.version
+    ))
+    .with_hint("Release a new version, or change the project's package settings"))
 }
 
 /// The SHA-256 of every stored file named `file` in the package version, oldest first.

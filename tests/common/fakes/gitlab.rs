@@ -60,6 +60,10 @@ pub struct State {
     /// The next release creation finds that another job created the release a moment before
     /// (with other notes and no links), and is answered 409 "Release already exists".
     pub another_job_creates_first: bool,
+    /// The project's package settings: "Reject duplicates" (a second file of the same name
+    /// in a version is refused, 400) and protected packages (no upload at all, 403).
+    pub reject_duplicates: bool,
+    pub protected_packages: bool,
     next_id: u64,
 }
 
@@ -202,6 +206,9 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
             };
             for link in body["assets"]["links"].as_array().into_iter().flatten() {
                 let link = new_link(state, link);
+                if let Some(refusal) = link_refusal(&release.links, &link) {
+                    return refusal;
+                }
                 release.links.push(link);
             }
             state.writes += 1;
@@ -235,6 +242,9 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
                     400,
                     json!({ "message": { "name": ["has already been taken"] } }),
                 );
+            }
+            if let Some(refusal) = link_refusal(&release.links, &link) {
+                return refusal;
             }
             let reply = link_json(&link);
             release.links.push(link);
@@ -284,6 +294,21 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
             }
         }
         ("PUT", ["packages", "generic", name, version, file]) => {
+            if state.protected_packages {
+                return (
+                    403,
+                    json!({ "message": "403 Forbidden - Package protected." }),
+                );
+            }
+            let duplicate = state.packages.iter().any(|p| {
+                p.name == *name && p.version == *version && p.files.iter().any(|f| f.name == *file)
+            });
+            if duplicate && state.reject_duplicates {
+                return (
+                    400,
+                    json!({ "message": "Duplicate package is not allowed" }),
+                );
+            }
             let stored = PackageFile {
                 id: state.id(),
                 name: file.to_string(),
@@ -349,6 +374,28 @@ fn paginated(request: &Request, status: u16, body: Value) -> (u16, Value, Vec<(S
         Value::Array(shown),
         vec![("X-Next-Page".to_string(), next)],
     )
+}
+
+/// GitLab's own rules for a release link (`Releases::Link` validations): its URL is unique in
+/// the release, and `filepath` is `[-.\w/]+` ending in a letter or digit (so no `+`).
+fn link_refusal(links: &[Link], link: &Link) -> Option<(u16, Value)> {
+    if links.iter().any(|l| l.url == link.url) {
+        return Some((
+            400,
+            json!({ "message": { "links.url": ["has already been taken"] } }),
+        ));
+    }
+    let path = link.direct_asset_path.as_deref()?;
+    let allowed = path
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '_' | '/'));
+    let ends_well = path.chars().last().is_some_and(char::is_alphanumeric);
+    (!allowed || !ends_well).then(|| {
+        (
+            400,
+            json!({ "message": { "links.filepath": ["is in an invalid format"] } }),
+        )
+    })
 }
 
 fn new_link(state: &mut State, body: &Value) -> Link {

@@ -113,6 +113,67 @@ fn kubernetes_waits_out_the_stale_status_and_retries_a_conflict() {
 }
 
 #[test]
+fn a_partitioned_statefulset_is_done_when_the_pods_above_the_partition_are() {
+    // A canary: partition 2 of 3 updates only db-2; `currentRevision` never moves.
+    let fake = FakeKubernetes::start(&[]);
+    fake.add("statefulsets", "db", &image("0.9.0"));
+    fake.strategy("db", 2, false);
+    let setup = Setup::new(
+        "kind: kubernetes\ncontext: team/deploy:prod-agent\nservices: [{ name: db, kind: statefulset }]\ntimeout: 20s\n",
+    );
+    let kubeconfig = fake.kubeconfig(setup.work.path());
+    let started = Instant::now();
+    let done = run(setup.deploy().env("KUBECONFIG", &kubeconfig)).ok();
+    assert_eq!(
+        json(&done)["rollout"]["outcome"],
+        "succeeded",
+        "{}",
+        done.stderr
+    );
+    assert!(done.stderr.contains("partitioned at 2"), "{}", done.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "it did not wait out the timeout"
+    );
+    assert_eq!(fake.image("db"), image("1.0.0"), "not rolled back");
+}
+
+#[test]
+fn an_on_delete_workload_is_reported_at_once_not_rolled_back() {
+    for (resource, kind) in [("statefulsets", "statefulset"), ("daemonsets", "daemonset")] {
+        let fake = FakeKubernetes::start(&[]);
+        fake.add(resource, "db", &image("0.9.0"));
+        fake.strategy("db", 0, true);
+        let setup = Setup::new(&format!(
+            "kind: kubernetes\ncontext: team/deploy:prod-agent\nservices: [{{ name: db, kind: {kind} }}]\ntimeout: 20s\n"
+        ));
+        let kubeconfig = fake.kubeconfig(setup.work.path());
+        let started = Instant::now();
+        let done = run(setup.deploy().env("KUBECONFIG", &kubeconfig)).ok();
+        let rollout = &json(&done)["rollout"];
+        assert_eq!(rollout["outcome"], "not_watched", "{kind}: {}", done.stderr);
+        assert_eq!(rollout["services"][0]["state"], "not_watched");
+        assert!(
+            rollout["services"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("updateStrategy OnDelete"),
+            "{rollout}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{kind}: waited out the timeout"
+        );
+        assert_eq!(
+            fake.image("db"),
+            image("1.0.0"),
+            "{kind}: the template keeps the release"
+        );
+        assert!(setup.recorded().contains(&image("1.0.0")), "{kind}");
+    }
+}
+
+#[test]
 fn kubernetes_statefulsets_and_daemonsets_finish_as_their_status_says() {
     let fake = FakeKubernetes::start(&[]);
     fake.add("statefulsets", "db", &image("0.9.0"));

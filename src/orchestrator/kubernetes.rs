@@ -187,6 +187,16 @@ struct Progress {
     done: bool,
     failed: Option<String>,
     note: Option<String>,
+    /// Why the workload will not roll the change out by itself (`OnDelete`).
+    not_watchable: Option<String>,
+}
+
+/// A StatefulSet's or DaemonSet's `updateStrategy: OnDelete`: pods take a new template only
+/// when someone deletes them, and `kubectl rollout status` says there is nothing to watch.
+fn on_delete(spec: &Value, kind: &str) -> Option<String> {
+    (spec["updateStrategy"]["type"] == "OnDelete").then(|| {
+        format!("the {kind} has updateStrategy OnDelete: its pods take the new image only when they are deleted")
+    })
 }
 
 fn progress(kind: WorkloadKind, workload: &Value) -> Progress {
@@ -220,6 +230,7 @@ fn progress(kind: WorkloadKind, workload: &Value) -> Progress {
                     )
                 }),
                 note: (total > updated).then(|| format!("{} old replica(s) left", total - updated)),
+                not_watchable: None,
             }
         }
         WorkloadKind::StatefulSet => {
@@ -227,16 +238,30 @@ fn progress(kind: WorkloadKind, workload: &Value) -> Progress {
             let updated = count(&status["updatedReplicas"]);
             let ready = count(&status["readyReplicas"]);
             let revisions_match = status["currentRevision"] == status["updateRevision"];
+            // A partitioned rollout (a canary) updates only the pods at or above the
+            // partition, and `currentRevision` never moves: kubectl counts it done when those
+            // are updated and every pod is ready.
+            let partition = count(&spec["updateStrategy"]["rollingUpdate"]["partition"]);
+            let done = match partition {
+                0 => updated >= desired && ready >= desired && revisions_match,
+                p => updated >= desired.saturating_sub(p) && ready >= desired,
+            };
             Progress {
                 replicas: Replicas {
-                    desired,
+                    desired: desired.saturating_sub(partition),
                     updated,
                     ready: ready.min(updated),
                 },
-                done: updated >= desired && ready >= desired && revisions_match,
+                done,
                 failed: None,
-                note: (!revisions_match && updated >= desired)
-                    .then(|| "waiting for the new revision to become current".to_string()),
+                note: match partition {
+                    0 => (!revisions_match && updated >= desired)
+                        .then(|| "waiting for the new revision to become current".to_string()),
+                    p => Some(format!(
+                        "partitioned at {p}: pods below it keep the old image"
+                    )),
+                },
+                not_watchable: on_delete(spec, "StatefulSet"),
             }
         }
         WorkloadKind::DaemonSet => {
@@ -252,6 +277,7 @@ fn progress(kind: WorkloadKind, workload: &Value) -> Progress {
                 done: updated >= desired && available >= desired,
                 failed: None,
                 note: None,
+                not_watchable: on_delete(spec, "DaemonSet"),
             }
         }
     }
@@ -294,6 +320,8 @@ impl Engine for Kubernetes {
             < ours
         {
             Phase::Pending
+        } else if let Some(reason) = progress.not_watchable {
+            Phase::NotWatchable(reason)
         } else if let Some(reason) = progress.failed {
             Phase::Failed(reason)
         } else if progress.done {

@@ -75,6 +75,9 @@ pub enum Phase {
     RolledBack(String),
     /// Someone else changed the object since: it now runs this image.
     Superseded(String),
+    /// The engine took the change but will not roll it out by itself (a StatefulSet or
+    /// DaemonSet with `updateStrategy: OnDelete`): there is nothing to watch, for this reason.
+    NotWatchable(String),
 }
 
 pub struct Observation {

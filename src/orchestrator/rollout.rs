@@ -41,6 +41,8 @@ pub enum State {
     NotStarted,
     /// Paused where it stood (`on_failure: pause`).
     Paused,
+    /// Submitted, but the engine rolls it out only as pods are deleted (`OnDelete`).
+    NotWatched,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -70,6 +72,8 @@ pub struct Rollout {
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Succeeded,
+    /// Every change was submitted; some the engine will not roll out by itself.
+    NotWatched,
     AlreadyRunning,
     WouldSubmit,
     Superseded,
@@ -163,6 +167,16 @@ pub fn roll_out(
                 record.state = State::Succeeded;
                 rollout.services.push(record);
                 updated.push((index, submitted));
+                continue;
+            }
+            End::NotWatchable(reason) => {
+                ui.info(&format!(
+                    "{}: submitted, not watched: {reason}",
+                    object.name
+                ));
+                record.state = State::NotWatched;
+                record.reason = Some(reason);
+                rollout.services.push(record);
                 continue;
             }
             End::Superseded(by) => {
@@ -270,7 +284,9 @@ fn after_failure(
         End::TimedOut(reason) => (true, false, reason),
         End::EngineRollingBack(reason) => (false, true, reason),
         End::Failed(reason) => (false, false, reason),
-        End::Succeeded | End::Superseded(_) => unreachable!("only failures come here"),
+        End::Succeeded | End::Superseded(_) | End::NotWatchable(_) => {
+            unreachable!("only failures come here")
+        }
     };
     record.state = if timed_out {
         State::TimedOut
@@ -337,6 +353,7 @@ fn overall(rollout: &Rollout) -> Outcome {
     match rollout.outcome {
         Outcome::Succeeded if all(State::AlreadyRunning) => Outcome::AlreadyRunning,
         Outcome::Succeeded if any(State::WouldSubmit) => Outcome::WouldSubmit,
+        Outcome::Succeeded if any(State::NotWatched) => Outcome::NotWatched,
         other => other,
     }
 }

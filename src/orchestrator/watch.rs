@@ -19,6 +19,7 @@ pub(super) enum End {
     TimedOut(String),
     EngineRollingBack(String),
     Superseded(String),
+    NotWatchable(String),
 }
 
 /// Watches one change until it settles or the deadline passes, one line per change of state,
@@ -41,6 +42,7 @@ pub(super) fn watch(
                 return Ok(End::EngineRollingBack(reason))
             }
             Phase::Superseded(by) => return Ok(End::Superseded(by)),
+            Phase::NotWatchable(reason) => return Ok(End::NotWatchable(reason)),
             Phase::Pending | Phase::Progressing => {}
         }
         if let Some(signal) = stop::requested() {
@@ -93,6 +95,13 @@ pub(super) fn settle_rollback(
                 ));
                 return Ok(false);
             }
+            Phase::NotWatchable(reason) => {
+                ui.info(&format!(
+                    "{}: the rollback is not watched: {reason}",
+                    object.name
+                ));
+                return Ok(false);
+            }
             Phase::Pending | Phase::Progressing | Phase::RollingBack(_) => {}
         }
         if Instant::now() >= deadline {
@@ -124,6 +133,7 @@ impl Shown {
             Phase::RollingBack(reason) => format!("rolling back: {reason}"),
             Phase::RolledBack(reason) => format!("rolled back: {reason}"),
             Phase::Superseded(by) => format!("superseded by {by}"),
+            Phase::NotWatchable(reason) => format!("not watched: {reason}"),
         };
         let mut line = format!("{name}: {state}");
         if let Some(replicas) = seen.replicas {

@@ -5,6 +5,11 @@
 //! replica), and for a bad image pods stuck in `ImagePullBackOff`; a Deployment's progress
 //! deadline then sets `Progressing=False, reason ProgressDeadlineExceeded` (the other kinds
 //! have none). Bearer-token auth.
+//!
+//! StatefulSets follow the controller's `updateStrategy` (kubernetes/pkg/controller/statefulset):
+//! with `rollingUpdate.partition: P` only the pods with ordinal >= P are updated and
+//! `currentRevision` never becomes `updateRevision`; with `OnDelete` (DaemonSets too) no pod
+//! changes until it is deleted, so `updatedReplicas` stays 0.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +31,10 @@ pub struct Deployment {
     pub resource_version: u64,
     pub changed: Instant,
     pub paused: bool,
+    /// StatefulSet `updateStrategy.rollingUpdate.partition`.
+    pub partition: u64,
+    /// `updateStrategy.type: OnDelete`.
+    pub on_delete: bool,
 }
 
 impl Deployment {
@@ -41,6 +50,8 @@ impl Deployment {
             resource_version: 100,
             changed: Instant::now() - Duration::from_secs(3600),
             paused: false,
+            partition: 0,
+            on_delete: false,
         }
     }
 }
@@ -111,6 +122,14 @@ impl FakeKubernetes {
             .insert(name.to_string(), Deployment::settled(resource, image));
     }
 
+    /// Sets a workload's update strategy: a partition, or `OnDelete`.
+    pub fn strategy(&self, name: &str, partition: u64, on_delete: bool) {
+        let mut state = self.state.lock().unwrap();
+        let d = state.deployments.get_mut(name).unwrap();
+        d.partition = partition;
+        d.on_delete = on_delete;
+    }
+
     pub fn image(&self, name: &str) -> String {
         self.state.lock().unwrap().deployments[name].image.clone()
     }
@@ -165,21 +184,34 @@ fn deployment_json(name: &str, d: &Deployment, state: &State) -> Value {
             } else {
                 ((elapsed - state.stale_for).as_millis() / state.step.as_millis().max(1)) as u64
             };
-            let current = if stale || steps > d.replicas + 3 {
+            // Only the pods at or above the partition take the new revision (none, OnDelete).
+            let updatable = if d.on_delete {
+                0
+            } else {
+                d.replicas - d.partition.min(d.replicas)
+            };
+            let whole = updatable == d.replicas;
+            let current = if stale || (whole && steps > d.replicas + 3) {
                 revision(observed)
             } else {
                 revision(d.generation - 1)
             };
-            let ready = if stale || steps >= d.replicas {
+            let ready = if stale || steps >= updatable {
                 d.replicas
             } else {
                 d.replicas - 1
+            };
+            let updated = if stale {
+                updated
+            } else {
+                updated.min(updatable)
             };
             json!({ "observedGeneration": observed, "replicas": d.replicas, "updatedReplicas": updated,
                     "readyReplicas": ready,
                     "currentRevision": current, "updateRevision": revision(observed) })
         }
         "daemonsets" => {
+            let updated = if d.on_delete && !stale { 0 } else { updated };
             json!({ "observedGeneration": observed, "desiredNumberScheduled": d.replicas,
                     "updatedNumberScheduled": updated,
                     "numberAvailable": if bad { d.replicas - 1 } else { available } })
@@ -193,6 +225,11 @@ fn deployment_json(name: &str, d: &Deployment, state: &State) -> Value {
                       "resourceVersion": d.resource_version.to_string() },
         "spec": {
             "replicas": d.replicas, "paused": d.paused,
+            "updateStrategy": if d.on_delete {
+                json!({ "type": "OnDelete" })
+            } else {
+                json!({ "type": "RollingUpdate", "rollingUpdate": { "partition": d.partition } })
+            },
             "selector": { "matchLabels": { "app": name } },
             "template": { "metadata": { "labels": { "app": name } }, "spec": { "containers": [
                 { "name": "log-shipper", "image": "registry.example.org/tools/shipper:2" },

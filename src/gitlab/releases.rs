@@ -57,23 +57,8 @@ pub fn ensure(
         if mode.rehearsing() {
             return Ok((ReleaseStatus::WouldCreate, None));
         }
-        project.require_token()?;
-        let body = json!({
-            "tag_name": wanted.tag,
-            "name": wanted.name,
-            "description": wanted.notes,
-            "assets": { "links": wanted.links },
-        });
-        let create = format!("create the release of {}", wanted.tag);
-        let created = project.api.send(
-            "POST",
-            &format!("{}/releases", project.prefix),
-            Some(("application/json", &body)),
-            &create,
-        )?;
-        if created.status != 409 {
-            project.api.expect(&created, &create)?;
-            return Ok((ReleaseStatus::Created, web_url(&created.json())));
+        if let Some(created) = create(project, wanted)? {
+            return Ok((ReleaseStatus::Created, created));
         }
         // Another job created it since we looked ("Release already exists"): reconcile it,
         // as a release made by hand.
@@ -129,6 +114,30 @@ pub fn ensure(
         )?;
     }
     Ok((ReleaseStatus::Updated, url))
+}
+
+/// Creates the release; `Ok(None)` when another job created it since we looked (GitLab's
+/// 409 "Release already exists"), for the caller to reconcile. `Some` holds its web address.
+fn create(project: &Project, wanted: &WantedRelease) -> Result<Option<Option<String>>> {
+    project.require_token()?;
+    let body = json!({
+        "tag_name": wanted.tag,
+        "name": wanted.name,
+        "description": wanted.notes,
+        "assets": { "links": wanted.links },
+    });
+    let what = format!("create the release of {}", wanted.tag);
+    let created = project.api.send(
+        "POST",
+        &format!("{}/releases", project.prefix),
+        Some(("application/json", &body)),
+        &what,
+    )?;
+    if created.status == 409 {
+        return Ok(None);
+    }
+    project.api.expect(&created, &what)?;
+    Ok(Some(web_url(&created.json())))
 }
 
 fn web_url(release: &Value) -> Option<String> {

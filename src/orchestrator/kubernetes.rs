@@ -200,86 +200,98 @@ fn on_delete(spec: &Value, kind: &str) -> Option<String> {
 }
 
 fn progress(kind: WorkloadKind, workload: &Value) -> Progress {
-    let spec = &workload["spec"];
-    let status = &workload["status"];
-    let count = |value: &Value| value.as_u64().unwrap_or(0);
+    let (spec, status) = (&workload["spec"], &workload["status"]);
     match kind {
-        WorkloadKind::Deployment => {
-            let desired = spec["replicas"].as_u64().unwrap_or(1);
-            let (total, updated) = (
-                count(&status["replicas"]),
-                count(&status["updatedReplicas"]),
-            );
-            let available = count(&status["availableReplicas"]);
-            let stalled = status["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded");
-            Progress {
-                replicas: Replicas {
-                    desired,
-                    updated,
-                    ready: available.min(updated),
-                },
-                done: updated >= desired && total == updated && available >= updated,
-                failed: stalled.map(|c| {
-                    format!(
-                        "ProgressDeadlineExceeded: {}",
-                        c["message"].as_str().unwrap_or("")
-                    )
-                }),
-                note: (total > updated).then(|| format!("{} old replica(s) left", total - updated)),
-                not_watchable: None,
-            }
-        }
-        WorkloadKind::StatefulSet => {
-            let desired = spec["replicas"].as_u64().unwrap_or(1);
-            let updated = count(&status["updatedReplicas"]);
-            let ready = count(&status["readyReplicas"]);
-            let revisions_match = status["currentRevision"] == status["updateRevision"];
-            // A partitioned rollout (a canary) updates only the pods at or above the
-            // partition, and `currentRevision` never moves: kubectl counts it done when those
-            // are updated and every pod is ready.
-            let partition = count(&spec["updateStrategy"]["rollingUpdate"]["partition"]);
-            let done = match partition {
-                0 => updated >= desired && ready >= desired && revisions_match,
-                p => updated >= desired.saturating_sub(p) && ready >= desired,
-            };
-            Progress {
-                replicas: Replicas {
-                    desired: desired.saturating_sub(partition),
-                    updated,
-                    ready: ready.min(updated),
-                },
-                done,
-                failed: None,
-                note: match partition {
-                    0 => (!revisions_match && updated >= desired)
-                        .then(|| "waiting for the new revision to become current".to_string()),
-                    p => Some(format!(
-                        "partitioned at {p}: pods below it keep the old image"
-                    )),
-                },
-                not_watchable: on_delete(spec, "StatefulSet"),
-            }
-        }
-        WorkloadKind::DaemonSet => {
-            let desired = count(&status["desiredNumberScheduled"]);
-            let updated = count(&status["updatedNumberScheduled"]);
-            let available = count(&status["numberAvailable"]);
-            Progress {
-                replicas: Replicas {
-                    desired,
-                    updated,
-                    ready: available.min(updated),
-                },
-                done: updated >= desired && available >= desired,
-                failed: None,
-                note: None,
-                not_watchable: on_delete(spec, "DaemonSet"),
-            }
-        }
+        WorkloadKind::Deployment => deployment_progress(spec, status),
+        WorkloadKind::StatefulSet => statefulset_progress(spec, status),
+        WorkloadKind::DaemonSet => daemonset_progress(spec, status),
+    }
+}
+
+fn count(value: &Value) -> u64 {
+    value.as_u64().unwrap_or(0)
+}
+
+/// Every replica updated and available, none old left; `ProgressDeadlineExceeded` fails it.
+fn deployment_progress(spec: &Value, status: &Value) -> Progress {
+    let desired = spec["replicas"].as_u64().unwrap_or(1);
+    let (total, updated) = (
+        count(&status["replicas"]),
+        count(&status["updatedReplicas"]),
+    );
+    let available = count(&status["availableReplicas"]);
+    let stalled = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded");
+    Progress {
+        replicas: Replicas {
+            desired,
+            updated,
+            ready: available.min(updated),
+        },
+        done: updated >= desired && total == updated && available >= updated,
+        failed: stalled.map(|c| {
+            format!(
+                "ProgressDeadlineExceeded: {}",
+                c["message"].as_str().unwrap_or("")
+            )
+        }),
+        note: (total > updated).then(|| format!("{} old replica(s) left", total - updated)),
+        not_watchable: None,
+    }
+}
+
+/// Every replica updated and ready and the update revision current, or with a partition (a
+/// canary) the pods at or above it updated and every pod ready.
+fn statefulset_progress(spec: &Value, status: &Value) -> Progress {
+    let desired = spec["replicas"].as_u64().unwrap_or(1);
+    let updated = count(&status["updatedReplicas"]);
+    let ready = count(&status["readyReplicas"]);
+    let revisions_match = status["currentRevision"] == status["updateRevision"];
+    // A partitioned rollout (a canary) updates only the pods at or above the
+    // partition, and `currentRevision` never moves: kubectl counts it done when those
+    // are updated and every pod is ready.
+    let partition = count(&spec["updateStrategy"]["rollingUpdate"]["partition"]);
+    let done = match partition {
+        0 => updated >= desired && ready >= desired && revisions_match,
+        p => updated >= desired.saturating_sub(p) && ready >= desired,
+    };
+    Progress {
+        replicas: Replicas {
+            desired: desired.saturating_sub(partition),
+            updated,
+            ready: ready.min(updated),
+        },
+        done,
+        failed: None,
+        note: match partition {
+            0 => (!revisions_match && updated >= desired)
+                .then(|| "waiting for the new revision to become current".to_string()),
+            p => Some(format!(
+                "partitioned at {p}: pods below it keep the old image"
+            )),
+        },
+        not_watchable: on_delete(spec, "StatefulSet"),
+    }
+}
+
+/// Every scheduled pod updated and available.
+fn daemonset_progress(spec: &Value, status: &Value) -> Progress {
+    let desired = count(&status["desiredNumberScheduled"]);
+    let updated = count(&status["updatedNumberScheduled"]);
+    let available = count(&status["numberAvailable"]);
+    Progress {
+        replicas: Replicas {
+            desired,
+            updated,
+            ready: available.min(updated),
+        },
+        done: updated >= desired && available >= desired,
+        failed: None,
+        note: None,
+        not_watchable: on_delete(spec, "DaemonSet"),
     }
 }
 

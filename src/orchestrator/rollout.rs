@@ -169,25 +169,12 @@ pub fn roll_out(
                 updated.push((index, submitted));
                 continue;
             }
-            End::NotWatchable(reason) => {
-                ui.info(&format!(
-                    "{}: submitted, not watched: {reason}",
-                    object.name
-                ));
-                record.state = State::NotWatched;
-                record.reason = Some(reason);
+            End::NotWatchable(_) | End::Superseded(_) => {
+                let go_on = settled_elsewhere(end, &object.name, &mut record, &mut rollout, ui);
                 rollout.services.push(record);
-                continue;
-            }
-            End::Superseded(by) => {
-                ui.info(&format!(
-                    "{}: superseded: it now runs {by}; leaving it to that change",
-                    object.name
-                ));
-                record.state = State::Superseded;
-                record.reason = Some(format!("superseded by {by}"));
-                rollout.outcome = Outcome::Superseded;
-                rollout.services.push(record);
+                if go_on {
+                    continue;
+                }
                 break;
             }
             End::Failed(_) | End::TimedOut(_) | End::EngineRollingBack(_) => {
@@ -217,6 +204,35 @@ pub fn roll_out(
     }
     rollout.outcome = overall(&rollout);
     Ok(rollout)
+}
+
+/// A change whose end is not tagpilot's to watch: `OnDelete` (submitted; the next service
+/// follows) or superseded by someone else's change (the rest stop). Says which.
+fn settled_elsewhere(
+    end: End,
+    name: &str,
+    record: &mut ServiceRollout,
+    rollout: &mut Rollout,
+    ui: &Ui,
+) -> bool {
+    match end {
+        End::NotWatchable(reason) => {
+            ui.info(&format!("{name}: submitted, not watched: {reason}"));
+            record.state = State::NotWatched;
+            record.reason = Some(reason);
+            true
+        }
+        End::Superseded(by) => {
+            ui.info(&format!(
+                "{name}: superseded: it now runs {by}; leaving it to that change"
+            ));
+            record.state = State::Superseded;
+            record.reason = Some(format!("superseded by {by}"));
+            rollout.outcome = Outcome::Superseded;
+            false
+        }
+        _ => unreachable!("only ends settled elsewhere come here"),
+    }
 }
 
 /// A service that gets no change: it already runs the image, or this is a rehearsal (which

@@ -339,6 +339,24 @@ fn nomad_auto_revert_is_a_failure_that_ends_rolled_back() {
 }
 
 #[test]
+fn nomad_on_failure_pause_of_a_failed_deployment_is_a_failed_rollout() {
+    let fake = FakeNomad::start("shop", &image("0.9.0"));
+    fake.state.lock().unwrap().bad_images = vec![image("1.0.0")];
+    let setup = Setup::new(
+        "kind: nomad\nendpoint: ${NOMAD}\nservices: [shop]\non_failure: pause\ncredentials: { token: SHOP_NOMAD_TOKEN }\n",
+    );
+    let failed = run(setup
+        .deploy()
+        .env("NOMAD", fake.server.url())
+        .env("SHOP_NOMAD_TOKEN", "nomad-secret"));
+    assert_eq!(failed.code, 3, "{}", failed.stderr);
+    let result = json(&failed);
+    assert_eq!(result["rollout"]["outcome"], "failed", "{result}");
+    assert_eq!(result["rollout"]["services"][0]["state"], "failed");
+    assert!(failed.stderr.contains("cannot pause"), "{}", failed.stderr);
+}
+
+#[test]
 fn nomad_deployment_cancelled_by_a_newer_version_is_superseded() {
     let fake = FakeNomad::start("shop", &image("0.9.0"));
     fake.state.lock().unwrap().step = ms(3000);

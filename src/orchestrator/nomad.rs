@@ -318,12 +318,18 @@ impl Engine for Nomad {
         let id = deployment["ID"].as_str().unwrap_or_default();
         let what = format!("pause deployment {id} of `{}`", object.name);
         let body = json!({ "DeploymentID": id, "Pause": true });
-        self.api.send_ok(
+        let reply = self.api.send(
             "POST",
             &format!("/v1/deployment/pause/{id}{}", self.query),
             Some(("application/json", &body)),
             &what,
         )?;
+        // A failed or cancelled deployment has ended: there is nothing left to pause, and the
+        // rollout ends as failed with the deployment's own reason.
+        if reply.status == 500 && reply.reason().contains("terminal deployment") {
+            return Ok(false);
+        }
+        self.api.expect(&reply, &what)?;
         Ok(true)
     }
 }

@@ -2,7 +2,9 @@
 //! stale), one deployment per job version that turns `successful` after a step per
 //! allocation, or for a bad image `failed` (with `auto_revert`, Nomad registers the previous
 //! version again and says "rolling back to job version N"). A newer registration cancels the
-//! running deployment ("Cancelled due to newer version of job"). ACL token in `X-Nomad-Token`.
+//! running deployment ("Cancelled due to newer version of job"). A deployment that ended
+//! (failed, cancelled, successful) cannot be paused: 500 "can't pause terminal deployment",
+//! as Nomad's deployment watcher answers. ACL token in `X-Nomad-Token`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -244,6 +246,10 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
         ("POST", p) if p.starts_with("/v1/deployment/pause/") => {
             let id = p.trim_start_matches("/v1/deployment/pause/");
             match state.deployments.iter_mut().find(|d| d.id == id) {
+                // Nomad's deploymentwatcher refuses to pause a deployment that has ended.
+                Some(d) if d.status.as_ref().is_some_and(|(s, _)| *s != "paused") => {
+                    (500, json!("can't pause terminal deployment"))
+                }
                 Some(d) => {
                     d.status = Some(("paused", "Deployment is paused".into()));
                     (200, json!({ "EvalID": "e3" }))

@@ -288,8 +288,9 @@ fn marathon_waits_for_a_lock_then_for_health() {
 fn marathon_deployment_that_never_finishes_times_out_and_rolls_back() {
     let fake = FakeMarathon::start(&[("/shop/web", &image("0.9.0"))]);
     fake.state.lock().unwrap().bad_images = vec![image("1.0.0")];
+    // The app id written without its leading `/`: the launch queue's `/shop/web` is still it.
     let setup =
-        Setup::new("kind: marathon\nendpoint: ${MARATHON}\nservices: [/shop/web]\ntimeout: 2s\n");
+        Setup::new("kind: marathon\nendpoint: ${MARATHON}\nservices: [shop/web]\ntimeout: 2s\n");
     let timed_out = run(setup.deploy().env("MARATHON", fake.server.url()));
     assert_eq!(timed_out.code, 4, "{}", timed_out.stderr);
     for shown in [
@@ -354,6 +355,44 @@ fn nomad_on_failure_pause_of_a_failed_deployment_is_a_failed_rollout() {
     assert_eq!(result["rollout"]["outcome"], "failed", "{result}");
     assert_eq!(result["rollout"]["services"][0]["state"], "failed");
     assert!(failed.stderr.contains("cannot pause"), "{}", failed.stderr);
+}
+
+#[test]
+fn a_403_says_what_it_means_on_each_engine() {
+    // Nomad never answers 401: an unknown token is a 403 "Permission denied".
+    let fake = FakeNomad::start("shop", &image("0.9.0"));
+    let setup = Setup::new(
+        "kind: nomad\nendpoint: ${NOMAD}\nservices: [shop]\ncredentials: { token: SHOP_NOMAD_TOKEN }\n",
+    );
+    let refused = run(setup
+        .deploy()
+        .env("NOMAD", fake.server.url())
+        .env("SHOP_NOMAD_TOKEN", "not-the-token"));
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused
+            .stderr
+            .contains("403 for a missing or unknown ACL token"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("not-the-token"));
+    // Marathon answers 403 when it already runs as many deployments as it allows.
+    let fake = FakeMarathon::start(&[("/shop/web", &image("0.9.0"))]);
+    fake.state.lock().unwrap().max_running_deployments = Some(0);
+    let setup = Setup::new("kind: marathon\nendpoint: ${MARATHON}\nservices: [/shop/web]\n");
+    let refused = run(setup.deploy().env("MARATHON", fake.server.url()));
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("Max number of running deployments"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("--max_running_deployments"),
+        "{}",
+        refused.stderr
+    );
 }
 
 #[test]

@@ -33,6 +33,7 @@ pub fn connect(env: &Env) -> Result<Option<Project>> {
     let hints = Hints {
         credential: "Set GITLAB_TOKEN to a token with the api scope, or run in a GitLab CI job (CI_JOB_TOKEN)",
         tls: "GitLab sets CI_SERVER_TLS_CA_FILE for a private CA; set it to the CA's PEM file",
+        forbidden: "The token works but may not do this: it needs the api scope (GITLAB_TOKEN) or a role that may release",
     };
     let mut api = Api::http(
         "GitLab",

@@ -42,11 +42,14 @@ pub struct Api {
 pub struct Hints {
     pub credential: &'static str,
     pub tls: &'static str,
+    /// What a 403 means on this API (Nomad answers it for a missing or unknown token too).
+    pub forbidden: &'static str,
 }
 
 const ORCHESTRATOR_HINTS: Hints = Hints {
     credential: "Check the variable named in orchestrator.credentials",
     tls: "For a private CA set orchestrator.ca_file; for a plain-HTTP endpoint use http://",
+    forbidden: "The credential works but may not change this object",
 };
 
 enum Transport {
@@ -248,7 +251,7 @@ impl Api {
             401 => Error::failed(format!("{lead}: not authenticated ({reason})"))
                 .with_hint(self.hints.credential),
             403 => Error::failed(format!("{lead}: permission denied ({reason})"))
-                .with_hint("The credential works but may not change this object"),
+                .with_hint(self.hints.forbidden),
             404 => Error::input(format!("{lead}: not found ({reason})")),
             300..=399 => Error::failed(format!(
                 "{lead}: a redirect to {}, which tagpilot does not follow, so the credential stays with {}",

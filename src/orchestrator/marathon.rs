@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::net::api::Hints;
 use crate::net::{self, Tls};
 use crate::spec::orchestrator::{OnFailure, OrchestratorSpec};
 
@@ -39,7 +40,11 @@ impl Marathon {
             roots: super::ca_roots(spec)?,
             ..Default::default()
         };
-        let mut api = crate::orchestrator::api("Marathon", &url, tls, spec);
+        let mut api = crate::orchestrator::api("Marathon", &url, tls, spec).with_hints(Hints {
+            credential: "Check the variables named in orchestrator.credentials",
+            tls: "For a private CA set orchestrator.ca_file",
+            forbidden: "Marathon answers 403 when the login may not change this app, and also when it already runs as many deployments as --max_running_deployments allows: wait for them, then re-run",
+        });
         let c = &spec.credentials;
         if let Some(token) = &c.token {
             api = api.with_credential(
@@ -222,7 +227,9 @@ impl Engine for Marathon {
         }
         let queue = self.api.get_json("/v2/queue", "read the launch queue")?;
         for entry in queue["queue"].as_array().into_iter().flatten() {
-            if entry["app"]["id"].as_str() != Some(object.name.as_str()) {
+            // Marathon's ids always start with `/`; the spec may leave it out (`shop/web`).
+            let id = format!("/{}", app_path(&object.name));
+            if entry["app"]["id"].as_str() != Some(id.as_str()) {
                 continue;
             }
             let mut line = format!(

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::net::api::Hints;
 use crate::net::Tls;
 use crate::spec::orchestrator::{OnFailure, OrchestratorSpec};
 
@@ -37,7 +38,12 @@ impl Nomad {
             roots: super::ca_roots(spec)?,
             ..Default::default()
         };
-        let mut api = crate::orchestrator::api("Nomad", &address, tls, spec);
+        // Nomad never answers 401: a missing or unknown ACL token is a 403 too.
+        let mut api = crate::orchestrator::api("Nomad", &address, tls, spec).with_hints(Hints {
+            credential: "Check NOMAD_TOKEN or the variable in orchestrator.credentials.token",
+            tls: "For a private CA set orchestrator.ca_file",
+            forbidden: "Nomad answers 403 for a missing or unknown ACL token as well as for one whose policy lacks submit-job on this namespace: check NOMAD_TOKEN (or credentials.token) and its policy",
+        });
         let token = match &spec.credentials.token {
             Some(variable) => Some(super::credential(variable, "Nomad", env)?),
             None => env.lookup("NOMAD_TOKEN"),

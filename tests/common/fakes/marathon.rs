@@ -35,6 +35,8 @@ pub struct State {
     pub step: Duration,
     pub counter: u64,
     pub locked_answers: u32,
+    /// Marathon's `--max_running_deployments`: past it a change is refused with 403.
+    pub max_running_deployments: Option<usize>,
 }
 
 pub struct FakeMarathon {
@@ -63,6 +65,7 @@ impl FakeMarathon {
             step: super::ms(250),
             counter: 0,
             locked_answers: 0,
+            max_running_deployments: None,
         }));
         let shared = Arc::clone(&state);
         let server = Server::start(move |request| {
@@ -164,6 +167,16 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
                     .filter(|d| d.app == id)
                     .map(|d| json!({ "id": d.id }))
                     .collect();
+                if state
+                    .max_running_deployments
+                    .is_some_and(|max| state.deployments.len() >= max)
+                {
+                    let max = state.max_running_deployments.unwrap_or(0);
+                    return (
+                        403,
+                        json!({ "message": format!("Max number of running deployments is exceeded (max: {max})") }),
+                    );
+                }
                 if !holders.is_empty() {
                     state.locked_answers += 1;
                     return (

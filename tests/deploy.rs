@@ -181,46 +181,14 @@ fn eight_releases_racing_for_one_branch() {
             .current_dir(&repo)
             .args(["tag", &format!("v8r3p{n}")]));
     }
-    let children: Vec<_> = versions
+    let commands = versions
         .iter()
         .enumerate()
         .map(|(i, version)| {
             deploy_command(&repo, &spec, "staging", &format!("v8r3p{}", i + 1), version)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
         })
         .collect();
-    let mut committed = Vec::new();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "a racing deploy failed: {stderr}");
-        let result = serde_json::from_slice::<Value>(&out.stdout).unwrap()["result"].clone();
-        match result["status"].as_str().unwrap() {
-            "committed" => committed.push(result["commit"].as_str().unwrap().to_string()),
-            "superseded" => {}
-            other => panic!("unexpected {other}: {result}"),
-        }
-    }
-    assert!(!committed.is_empty());
-    let history = sh(Command::new("git")
-        .current_dir(&bare)
-        .args(["rev-list", "main"]));
-    for commit in &committed {
-        assert!(
-            history.contains(commit.as_str()),
-            "a landed commit was lost: {commit}"
-        );
-    }
-    assert_eq!(
-        sh(Command::new("git")
-            .current_dir(&bare)
-            .args(["rev-list", "--merges", "main"])),
-        "",
-        "linear history"
-    );
+    race_deploys("eight releases", commands, &bare);
     assert!(
         file_on_main(&bare).contains(&image("8.3.8")),
         "the highest version wins:\n{}",

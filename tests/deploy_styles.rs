@@ -166,50 +166,10 @@ fn an_older_release_never_overwrites_a_newer_one_in_any_style() {
 fn eight_releases_racing_in_helm_values_and_kustomizations() {
     for style in [&HELM, &KUSTOMIZATION] {
         let (_work, repo, bare, spec) = setup(style, "8.2.40");
-        let children: Vec<_> = (1..=8)
-            .map(|n| {
-                deploy(&repo, &spec, &format!("v8r3p{n}"), &format!("8.3.{n}"))
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
+        let commands = (1..=8)
+            .map(|n| deploy(&repo, &spec, &format!("v8r3p{n}"), &format!("8.3.{n}")))
             .collect();
-        let mut committed = Vec::new();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                out.status.success(),
-                "{}: a racing deploy failed: {stderr}",
-                style.name
-            );
-            let result = serde_json::from_slice::<Value>(&out.stdout).unwrap()["result"].clone();
-            match result["status"].as_str().unwrap() {
-                "committed" => committed.push(result["commit"].as_str().unwrap().to_string()),
-                "superseded" => {}
-                other => panic!("{}: unexpected {other}: {result}", style.name),
-            }
-        }
-        let history = sh(Command::new("git")
-            .current_dir(&bare)
-            .args(["rev-list", "main"]));
-        assert!(!committed.is_empty(), "{}", style.name);
-        for commit in &committed {
-            assert!(
-                history.contains(commit.as_str()),
-                "{}: lost {commit}",
-                style.name
-            );
-        }
-        assert_eq!(
-            sh(Command::new("git")
-                .current_dir(&bare)
-                .args(["rev-list", "--merges", "main"])),
-            "",
-            "{}: linear history",
-            style.name
-        );
+        race_deploys(style.name, commands, &bare);
         let file = on_main(&bare, style.path);
         assert!(
             file.contains("8.3.8"),

@@ -74,7 +74,14 @@ pub fn read(spec: &DeploySpec, repository: Option<&str>, env: &Env) -> Result<Ve
     let Some(repository) = repository else {
         return Ok(parse_log(&log, &spec.environment.value));
     };
+    // Only a commit that changed the environment's files can have changed what they name:
+    // one `git log` finds those, so the files are read at those commits only.
+    let files: Vec<String> = spec.files.iter().map(|f| file_in(spec, f).0).collect();
+    let touching = checkout.commits_touching(&files)?;
     let image_at = |commit: &str| {
+        if !touching.iter().any(|c| c == commit) {
+            return None;
+        }
         spec.files.iter().find_map(|file| {
             let (relative, kind) = file_in(spec, file);
             let text = checkout.show(commit, &relative)?;

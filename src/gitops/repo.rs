@@ -86,6 +86,17 @@ impl Checkout {
         self.dir.path()
     }
 
+    /// The commits (full ids) that changed any of `paths`.
+    pub fn commits_touching(&self, paths: &[String]) -> Result<Vec<String>> {
+        let mut args = vec!["log", "--format=%H", "HEAD", "--"];
+        args.extend(paths.iter().map(String::as_str));
+        let output = self.git(&args, "read the deployment files' history")?;
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect())
+    }
+
     /// The text of `path` at `commit`, or `None` when it is not there.
     pub fn show(&self, commit: &str, path: &str) -> Option<String> {
         let spec = format!("{commit}:{path}");

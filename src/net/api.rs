@@ -104,13 +104,7 @@ impl Api {
             // Messages show the address without a login in it.
             endpoint: net::split_login(base).0,
             transport: Transport::Http {
-                agent: net::agent(
-                    tls,
-                    Duration::from_secs(60),
-                    net::Redirects::Refuse {
-                        deadline: REQUEST_DEADLINE,
-                    },
-                ),
+                agent: net::agent(tls, Duration::from_secs(60), net::Redirects::Refuse),
                 base: base.trim_end_matches('/').to_string(),
             },
             credential: None,

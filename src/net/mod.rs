@@ -31,8 +31,8 @@ pub enum Redirects {
     Follow,
     /// API clients send credentials in headers of their own (`PRIVATE-TOKEN`,
     /// `X-Nomad-Token`, `X-Registry-Auth`) that a redirect would carry anywhere: a redirect
-    /// is an answer, reported, never followed. A whole request must end within `deadline`.
-    Refuse { deadline: Duration },
+    /// is an answer, reported, never followed. (Their requests carry their own deadline.)
+    Refuse,
 }
 
 /// An agent that reports HTTP errors as responses (callers read the body for the reason).
@@ -41,14 +41,13 @@ pub fn agent(tls: Tls, receive_timeout: Duration, redirects: Redirects) -> Agent
         Some(certificates) => RootCerts::Specific(Arc::new(certificates)),
         None => RootCerts::PlatformVerifier,
     };
-    let (max_redirects, deadline) = match redirects {
-        Redirects::Follow => (10, None),
-        Redirects::Refuse { deadline } => (0, Some(deadline)),
+    let max_redirects = match redirects {
+        Redirects::Follow => 10,
+        Redirects::Refuse => 0,
     };
     Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(max_redirects)
-        .timeout_global(deadline)
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(receive_timeout))
         .tls_config(

@@ -26,10 +26,6 @@ impl Problems {
         Outcome::new(Status::Failed, err.summary())
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.found.is_empty()
-    }
-
     /// `Ok` when nothing was found; else one error (exit 2) listing every problem.
     pub fn into_result(self, run: &str) -> Result<()> {
         if self.found.is_empty() {

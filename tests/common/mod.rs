@@ -405,3 +405,49 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Runs the `deploy --output json` commands at once, as racing CI jobs, and checks what the
+/// GitOps guarantee promises: every one ends well (committed, or superseded by a newer one),
+/// every landed commit is on `main` of `bare`, and the history stays linear. `what` names the
+/// case in failures.
+pub fn race_deploys(what: &str, commands: Vec<Command>, bare: &Path) {
+    let children: Vec<_> = commands
+        .into_iter()
+        .map(|mut cmd| {
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut committed = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{what}: a racing deploy failed: {stderr}"
+        );
+        let result =
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["result"].clone();
+        match result["status"].as_str().unwrap() {
+            "committed" => committed.push(result["commit"].as_str().unwrap().to_string()),
+            "superseded" => {}
+            other => panic!("{what}: unexpected {other}: {result}"),
+        }
+    }
+    assert!(!committed.is_empty(), "{what}");
+    let git = |args: &[&str]| sh(Command::new("git").current_dir(bare).args(args));
+    let history = git(&["rev-list", "main"]);
+    for commit in &committed {
+        assert!(
+            history.contains(commit.as_str()),
+            "{what}: a landed commit was lost: {commit}"
+        );
+    }
+    assert_eq!(
+        git(&["rev-list", "--merges", "main"]),
+        "",
+        "{what}: linear history"
+    );
+}

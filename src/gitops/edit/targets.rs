@@ -16,12 +16,15 @@ pub(super) fn image_targets<'v>(
     rewrite: &Rewrite,
     released: &Reference,
 ) -> Result<Vec<Target<'v>>, EditError> {
-    let mark_of = |located: &Located| {
-        rewrite
-            .marker
-            .and_then(|marker| mark_on(text, line_of(located), marker))
-    };
-    let only_marked = found.iter().any(|v| mark_of(v).is_some());
+    let marks: Vec<Option<Mark>> = found
+        .iter()
+        .map(|located| {
+            rewrite
+                .marker
+                .and_then(|marker| mark_on(text, line_of(located), marker))
+        })
+        .collect();
+    let only_marked = marks.iter().any(Option::is_some);
     let new = Reference::parse(rewrite.new).ok();
     let wanted = Wanted {
         released,
@@ -29,8 +32,7 @@ pub(super) fn image_targets<'v>(
         written: rewrite.new,
     };
     let mut targets = Vec::new();
-    for located in found {
-        let mark = mark_of(located);
+    for (located, &mark) in found.iter().zip(&marks) {
         if only_marked && mark.is_none() {
             continue;
         }

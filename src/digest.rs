@@ -48,8 +48,23 @@ impl<W: Write> Write for HashingWriter<W> {
 
 /// Hex SHA-256 of a file, read in blocks.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
+    file_digest::<Sha256>(path)
+}
+
+/// Hex MD5 of a file: only to compare with what an older GitLab lists for a stored file,
+/// which has no SHA-256 to compare.
+pub fn md5_file(path: &Path) -> io::Result<String> {
+    file_digest::<md5::Md5>(path)
+}
+
+/// Hex MD5 of bytes in memory (see `md5_file`).
+pub fn md5_hex(bytes: &[u8]) -> String {
+    hex(&md5::Md5::digest(bytes))
+}
+
+fn file_digest<D: Digest>(path: &Path) -> io::Result<String> {
     let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = D::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = file.read(&mut buf)?;

@@ -168,6 +168,67 @@ fn package_settings_that_force_cannot_override_are_named() {
 }
 
 #[test]
+fn an_older_gitlab_that_refuses_the_job_token_is_named_and_not_retried() {
+    let repo = project();
+    let gitlab = FakeGitLab::start("group/app", TOKEN);
+    // 15.10 takes a job token on the packages listing, but not yet on package files.
+    gitlab.state.lock().unwrap().version = (15, 10);
+    let refused = run(&mut release(&repo, &gitlab, &[])).fails_with(2, "refused CI_JOB_TOKEN");
+    assert!(
+        refused.stderr.contains(
+            "older than 16.0, the first to accept a job token on its package files listing API"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("GITLAB_TOKEN"),
+        "{}",
+        refused.stderr
+    );
+    // The first file found no package to compare with and went up; the second needed the
+    // files listing, which this GitLab refuses, so it did not.
+    assert_eq!(gitlab.files("app", "1.1.0", "app-1.1.0.tar.gz").len(), 1);
+    assert!(gitlab.files("app", "1.1.0", "SHA256SUMS").is_empty());
+
+    // With a project access token it goes through.
+    let mut with_token = release(&repo, &gitlab, &[]);
+    with_token.env("GITLAB_TOKEN", TOKEN);
+    run(&mut with_token).ok();
+    assert_eq!(gitlab.files("app", "1.1.0", "app-1.1.0.tar.gz").len(), 1);
+}
+
+#[test]
+fn without_a_listed_sha256_a_rerun_compares_size_and_md5() {
+    let repo = project();
+    let gitlab = FakeGitLab::start("group/app", TOKEN);
+    gitlab.state.lock().unwrap().lists_sha256 = false;
+    run(&mut release(&repo, &gitlab, &[])).ok();
+    let again = run(&mut release(&repo, &gitlab, &[])).ok();
+    let record: Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(record["published"]["files"][0]["status"], "already_there");
+    assert_eq!(
+        gitlab.files("app", "1.1.0", "app-1.1.0.tar.gz").len(),
+        1,
+        "no duplicate"
+    );
+
+    // Other bytes stored: told by their MD5.
+    gitlab.state.lock().unwrap().packages[0].files[0].md5 = "0".repeat(32);
+    let writes = gitlab.writes();
+    run(&mut release(&repo, &gitlab, &[]))
+        .fails_with(2, &format!("other bytes (md5 {}", "0".repeat(32)));
+    assert_eq!(gitlab.writes(), writes);
+
+    // Neither SHA-256 nor MD5 listed (FIPS mode): it says it cannot tell, and uploads nothing.
+    gitlab.state.lock().unwrap().lists_md5 = false;
+    let unknown = run(&mut release(&repo, &gitlab, &[]))
+        .fails_with(2, "cannot tell whether it holds these bytes");
+    assert!(unknown.stderr.contains("--force"), "{}", unknown.stderr);
+    assert_eq!(gitlab.writes(), writes);
+}
+
+#[test]
 fn an_upload_whose_reply_was_lost_is_not_uploaded_twice() {
     let repo = project();
     let gitlab = FakeGitLab::start("group/app", TOKEN);
@@ -298,8 +359,14 @@ fn unprotected_refs_and_deploy_freezes_stop_a_release_before_it_starts() {
 fn a_refused_token_is_reported_without_printing_it() {
     let repo = project();
     let gitlab = FakeGitLab::start("group/app", "another-token");
-    let refused = run(&mut release(&repo, &gitlab, &[])).fails_with(1, "GitLab at");
+    // A refused login is exit 2, named by its variable, and not retried.
+    let refused = run(&mut release(&repo, &gitlab, &[])).fails_with(2, "GitLab at");
     assert!(refused.stderr.contains("401"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("it refused CI_JOB_TOKEN"),
+        "{}",
+        refused.stderr
+    );
     assert!(
         refused.stderr.contains("GITLAB_TOKEN"),
         "{}",

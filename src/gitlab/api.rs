@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::net::api::{Api, Hints};
+use crate::net::api::{Api, Hints, Reply};
 use crate::net::{self, percent_encode, Tls};
 
 pub struct Project {
@@ -17,6 +17,31 @@ pub struct Project {
     pub base: String,
     /// Whether a token was found (a dry run reads without one where it can).
     pub has_token: bool,
+    /// The token is the job's own `CI_JOB_TOKEN`, which older GitLab refuses on some APIs.
+    pub job_token: bool,
+}
+
+/// The APIs a CI job token is accepted on only from some GitLab version on.
+#[derive(Clone, Copy, Debug)]
+pub enum JobTokenApi {
+    Releases,
+    ReleaseLinks,
+    Packages,
+    PackageFiles,
+    GenericUpload,
+}
+
+impl JobTokenApi {
+    /// The API's name and the first GitLab version that accepts a job token there.
+    fn name_and_since(self) -> (&'static str, &'static str) {
+        match self {
+            JobTokenApi::Releases => ("Releases", "14.5"),
+            JobTokenApi::ReleaseLinks => ("Release links", "15.1"),
+            JobTokenApi::Packages => ("packages listing", "15.3"),
+            JobTokenApi::PackageFiles => ("package files listing", "16.0"),
+            JobTokenApi::GenericUpload => ("generic packages", "13.5"),
+        }
+    }
 }
 
 /// The project named by the CI variables, or `None` outside GitLab CI.
@@ -50,6 +75,7 @@ pub fn connect(env: &Env) -> Result<Option<Project>> {
         _ => None,
     };
     let has_token = token.is_some();
+    let job_token = matches!(token, Some(("JOB-TOKEN", _)));
     if let Some((header, token)) = token {
         api = api.with_credential(header, token);
     }
@@ -58,6 +84,7 @@ pub fn connect(env: &Env) -> Result<Option<Project>> {
         prefix: format!("/projects/{}", percent_encode(&id)),
         base,
         has_token,
+        job_token,
     }))
 }
 
@@ -65,8 +92,58 @@ pub fn connect(env: &Env) -> Result<Option<Project>> {
 const MAX_PAGES: u32 = 100;
 
 impl Project {
+    /// Checks a reply from `api`. A refused login is an input error (exit 2, not retried)
+    /// naming the token's variable; a job token refused there may also mean a GitLab older
+    /// than the version that accepts one on that API, and that is said too.
+    pub fn expect(&self, reply: &Reply, what: &str, api: JobTokenApi) -> Result<()> {
+        let refused = reply.status == 401 || (self.job_token && reply.status == 403);
+        if !refused {
+            return self.api.expect(reply, what);
+        }
+        let lead = format!(
+            "GitLab at {} answered {} to {what} ({})",
+            self.api.endpoint,
+            reply.status,
+            reply.reason()
+        );
+        let (name, since) = api.name_and_since();
+        Err(match (self.has_token, self.job_token) {
+            (_, true) => Error::input(format!(
+                "{lead}: it refused CI_JOB_TOKEN, which is not valid here, or this GitLab is older than {since}, the first to accept a job token on its {name} API"
+            ))
+            .with_hint("Set GITLAB_TOKEN (a masked CI/CD variable) to a project access token with the api scope: tagpilot then uses it instead of CI_JOB_TOKEN"),
+            (true, false) => Error::input(format!(
+                "{lead}: it refused GITLAB_TOKEN, which is wrong, expired or revoked"
+            ))
+            .with_hint("Set GITLAB_TOKEN to a valid token with the api scope"),
+            (false, _) => Error::input(format!("{lead}: no token was sent"))
+                .with_hint("Set GITLAB_TOKEN to a token with the api scope, or run in a GitLab CI job (CI_JOB_TOKEN)"),
+        })
+    }
+
+    /// Sends a request to `api` and checks the reply (see `expect`).
+    pub fn send_ok(
+        &self,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+        what: &str,
+        api: JobTokenApi,
+    ) -> Result<Reply> {
+        let reply = self
+            .api
+            .send(method, path, Some(("application/json", body)), what)?;
+        self.expect(&reply, what, api)?;
+        Ok(reply)
+    }
+
     /// Every item of a paginated listing, following GitLab's `X-Next-Page`.
-    pub fn all_pages(&self, path: &str, what: &str) -> Result<Vec<serde_json::Value>> {
+    pub fn all_pages(
+        &self,
+        path: &str,
+        what: &str,
+        api: JobTokenApi,
+    ) -> Result<Vec<serde_json::Value>> {
         let separator = if path.contains('?') { '&' } else { '?' };
         let mut items = Vec::new();
         let mut page = 1;
@@ -79,7 +156,7 @@ impl Project {
             let reply = self
                 .api
                 .get(&format!("{path}{separator}per_page=100&page={page}"), what)?;
-            self.api.expect(&reply, what)?;
+            self.expect(&reply, what, api)?;
             if let serde_json::Value::Array(listed) = reply.json() {
                 items.extend(listed);
             }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::error::Result;
 use crate::mode::Mode;
 
-use super::api::Project;
+use super::api::{JobTokenApi, Project};
 use crate::net::percent_encode;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -64,7 +64,7 @@ pub fn ensure(
         // as a release made by hand.
         reply = project.api.get(&path, &what)?;
     }
-    project.api.expect(&reply, &what)?;
+    project.expect(&reply, &what, JobTokenApi::Releases)?;
     let release = reply.json();
     let url = web_url(&release);
     let text_differs = release["name"] != wanted.name || release["description"] != wanted.notes;
@@ -93,11 +93,12 @@ pub fn ensure(
     project.require_token()?;
     if text_differs {
         let body = json!({ "name": wanted.name, "description": wanted.notes });
-        project.api.send_ok(
+        project.send_ok(
             "PUT",
             &path,
-            Some(("application/json", &body)),
+            &body,
             &format!("update the release of {}", wanted.tag),
+            JobTokenApi::Releases,
         )?;
     }
     for (link, id) in link_changes {
@@ -106,11 +107,12 @@ pub fn ensure(
             Some(id) => ("PUT", format!("{path}/assets/links/{id}")),
             None => ("POST", format!("{path}/assets/links")),
         };
-        project.api.send_ok(
+        project.send_ok(
             method,
             &link_path,
-            Some(("application/json", &body)),
+            &body,
             &format!("link {} to the release", link.name),
+            JobTokenApi::ReleaseLinks,
         )?;
     }
     Ok((ReleaseStatus::Updated, url))
@@ -136,7 +138,7 @@ fn create(project: &Project, wanted: &WantedRelease) -> Result<Option<Option<Str
     if created.status == 409 {
         return Ok(None);
     }
-    project.api.expect(&created, &what)?;
+    project.expect(&created, &what, JobTokenApi::Releases)?;
     Ok(Some(web_url(&created.json())))
 }
 

@@ -4,6 +4,12 @@
 //! the name is already there; the packages and package-files listings with `file_sha256`).
 //! Every request needs the job token (`JOB-TOKEN`) or a `PRIVATE-TOKEN`; anything else is 401.
 //! It is a fake: it models only what tagpilot reads and writes.
+//!
+//! It can play an older GitLab (`version`): as GitLab's docs on the CI job token and each API
+//! say, a job token is accepted on the Releases API from 14.5, on Release links from 15.1, on
+//! the packages listing from 15.3 and on package files listings from 16.0; before that it is
+//! answered 401. Older `PackageFile` entities have no `file_sha256`, and FIPS mode leaves
+//! out `file_md5` (`lists_sha256`, `lists_md5`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,6 +41,7 @@ pub struct PackageFile {
     pub id: u64,
     pub name: String,
     pub sha256: String,
+    pub md5: String,
     pub size: usize,
 }
 
@@ -46,9 +53,12 @@ pub struct Package {
     pub files: Vec<PackageFile>,
 }
 
-#[derive(Default)]
 pub struct State {
     pub project: String,
+    /// The GitLab version it plays, `(major, minor)`.
+    pub version: (u32, u32),
+    pub lists_sha256: bool,
+    pub lists_md5: bool,
     pub token: String,
     pub releases: Vec<Release>,
     pub packages: Vec<Package>,
@@ -112,8 +122,17 @@ impl FakeGitLab {
         let state = Arc::new(Mutex::new(State {
             project: project.to_string(),
             token: token.to_string(),
+            version: (17, 6),
+            lists_sha256: true,
+            lists_md5: true,
+            releases: Vec::new(),
+            packages: Vec::new(),
+            writes: 0,
+            drop_next_upload_reply: false,
+            another_job_creates_first: false,
+            reject_duplicates: false,
+            protected_packages: false,
             next_id: 100,
-            ..State::default()
         }));
         let shared = Arc::clone(&state);
         let gate = Arc::new(Gate::default());
@@ -165,10 +184,20 @@ impl State {
     }
 }
 
+/// The first GitLab version that accepts a job token on the API of `parts`, if not all do.
+fn job_token_since(parts: &[&str]) -> Option<(u32, u32)> {
+    match parts {
+        ["releases", _, "assets", ..] => Some((15, 1)),
+        ["releases", ..] => Some((14, 5)),
+        ["packages", _, "package_files"] => Some((16, 0)),
+        ["packages"] => Some((15, 3)),
+        _ => None,
+    }
+}
+
 fn handle(state: &mut State, request: &Request) -> (u16, Value) {
-    let token = request
-        .header("JOB-TOKEN")
-        .or_else(|| request.header("PRIVATE-TOKEN"));
+    let job_token = request.header("JOB-TOKEN");
+    let token = job_token.or_else(|| request.header("PRIVATE-TOKEN"));
     if token != Some(state.token.as_str()) {
         return (401, json!({ "message": "401 Unauthorized" }));
     }
@@ -178,6 +207,9 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
     };
     let parts: Vec<String> = rest.split('/').map(decode).collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    if job_token.is_some() && job_token_since(&parts).is_some_and(|since| state.version < since) {
+        return (401, json!({ "message": "401 Unauthorized" }));
+    }
     let method = request.method.as_str();
     match (method, parts.as_slice()) {
         ("GET", ["releases", tag]) => match state.releases.iter().find(|r| r.tag == *tag) {
@@ -286,7 +318,7 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
                         package
                             .files
                             .iter()
-                            .map(|f| file_json(package.id, f))
+                            .map(|f| file_json(state, package.id, f))
                             .collect(),
                     ),
                 ),
@@ -313,6 +345,13 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
                 id: state.id(),
                 name: file.to_string(),
                 sha256: sha256_hex(&request.body),
+                md5: {
+                    use md5::Digest;
+                    md5::Md5::digest(&request.body)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect()
+                },
                 size: request.body.len(),
             };
             let package_index = match state
@@ -332,8 +371,9 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
                     state.packages.len() - 1
                 }
             };
+            let package = &state.packages[package_index];
+            let reply = file_json(state, package.id, &stored);
             let package = &mut state.packages[package_index];
-            let reply = file_json(package.id, &stored);
             package.files.push(stored);
             state.writes += 1;
             if std::mem::take(&mut state.drop_next_upload_reply) {
@@ -428,14 +468,20 @@ fn link_json(link: &Link) -> Value {
     })
 }
 
-fn file_json(package_id: u64, file: &PackageFile) -> Value {
-    json!({
+fn file_json(state: &State, package_id: u64, file: &PackageFile) -> Value {
+    let mut entity = json!({
         "id": file.id,
         "package_id": package_id,
         "file_name": file.name,
         "size": file.size,
-        "file_sha256": file.sha256,
-    })
+    });
+    if state.lists_sha256 {
+        entity["file_sha256"] = json!(file.sha256);
+    }
+    if state.lists_md5 {
+        entity["file_md5"] = json!(file.md5);
+    }
+    entity
 }
 
 fn not_found(what: &str) -> (u16, Value) {

@@ -7,73 +7,15 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::fakes::kubernetes::FakeKubernetes;
 use common::fakes::marathon::FakeMarathon;
 use common::fakes::nomad::FakeNomad;
 use common::fakes::{image, ms};
+use common::rollout::{json, Setup};
 use common::*;
 use serde_json::Value;
-
-struct Setup {
-    work: tempfile::TempDir,
-    repo: Repo,
-    bare: PathBuf,
-}
-
-impl Setup {
-    /// A source repository tagged v1.0.0 whose spec deploys `staging` to a bare deployment
-    /// repository that names 0.9.0, rolling out with this `orchestrator:` block.
-    fn new(orchestrator: &str) -> Setup {
-        let work = tempfile::tempdir().unwrap();
-        let file = format!("# staging\napp:\n  image: {}\n", image("0.9.0"));
-        let bare = bare_repository(work.path(), &[("app.yaml", &file)]);
-        let repo = Repo::new();
-        repo.write(
-            "tagpilot.yaml",
-            format!(
-                "name: app\ndeploy:\n  - environment: staging\n    repo: file://{}\n    files: [{{ file: app.yaml }}]\n    author: {{ name: Bot, email: bot@example.org }}\n    orchestrator:\n{}",
-                bare.display(),
-                indent(orchestrator)
-            ),
-        )
-        .commit("app")
-        .tag("v1.0.0");
-        Setup { work, repo, bare }
-    }
-
-    fn deploy(&self) -> Command {
-        let mut cmd = tagpilot(self.repo.path());
-        cmd.args([
-            "deploy", "--output", "json", "--env", "staging", "--tag", "v1.0.0",
-        ])
-        .args(["--image", &image("1.0.0")]);
-        cmd
-    }
-
-    fn recorded(&self) -> String {
-        sh(Command::new("git")
-            .current_dir(&self.bare)
-            .args(["show", "main:app.yaml"]))
-    }
-
-    fn log(&self) -> String {
-        sh(Command::new("git")
-            .current_dir(&self.bare)
-            .args(["log", "--format=%s", "main"]))
-    }
-}
-
-fn indent(block: &str) -> String {
-    block.lines().map(|l| format!("      {l}\n")).collect()
-}
-
-fn json(run: &Run) -> Value {
-    serde_json::from_str(&run.stdout).unwrap_or(Value::Null)
-}
 
 #[test]
 fn kubernetes_waits_out_the_stale_status_and_retries_a_conflict() {

@@ -179,6 +179,56 @@ fn rollouts_on_a_real_swarm() {
     assert_eq!(rollout["services"][0]["state"], "rolled_back", "{rollout}");
     assert_eq!(rollout["rolled_back"][0], "web");
 
+    // Swarm pauses a failing update by itself (its default failure action). A re-run with
+    // that image finds the spec already naming it, and reports the update paused with
+    // Swarm's reason (exit 3): not "already running".
+    let v3 = pinned_from_record(&record);
+    sh(stage.docker.command().args([
+        "service",
+        "update",
+        "--detach",
+        "--quiet",
+        "--update-failure-action",
+        "pause",
+        "--update-monitor",
+        "3s",
+        "--image",
+        &v3,
+        "web",
+    ]));
+    wait_for(
+        || update_state(&stage) == "paused",
+        "Swarm pausing the update",
+    );
+    let rerun = run(tagpilot(stage.app.path())
+        .args([
+            "deploy", "--output", "json", "--env", "staging", "--tag", "v3.0.0",
+        ])
+        .args(["--image", &v3])
+        .env("DOCKER_HOST", stage.docker.host()));
+    assert_eq!(rerun.code, 3, "{}", rerun.stderr);
+    let service = &serde_json::from_str::<Value>(&rerun.stdout).unwrap()["rollout"]["services"][0];
+    assert_eq!(service["state"], "paused", "{service}");
+    assert_eq!(service["resumed"], true, "{service}");
+    assert!(
+        service["reason"]
+            .as_str()
+            .unwrap()
+            .contains("update paused"),
+        "{service}"
+    );
+    sh(stage
+        .docker
+        .command()
+        .args(["service", "rollback", "--detach", "--quiet", "web"]));
+    wait_for(
+        || {
+            update_state(&stage) == "rollback_completed"
+                && stage.running_images() == vec![v2.clone(), v2.clone()]
+        },
+        "the hand rollback to v2",
+    );
+
     // v4 on a service whose update waits 30 s between tasks, with a 5 s timeout: exit 4 and
     // tagpilot rolls it back itself (`?rollback=previous`).
     let v4_run = run(tagpilot(stage.app.path()).args([
@@ -203,7 +253,12 @@ fn rollouts_on_a_real_swarm() {
         timed_out.stderr
     );
     wait_for(|| stage.service_image() == v2, "rolled back to v2");
-    assert!(stage.deployed_file().contains(&format!("image: {v2}\n")));
+    assert!(
+        stage.deployed_file().contains(&format!("image: {v2}\n")),
+        "{}\n{}",
+        stage.deployed_file(),
+        timed_out.stderr
+    );
 
     // A second writer changes the service while tagpilot watches its own update: superseded.
     let watching = stage
@@ -230,6 +285,19 @@ fn rollouts_on_a_real_swarm() {
 
     private_registry(&stage, &v1);
     drop(stage.registry);
+}
+
+/// The service's `UpdateStatus.State` (empty before any update).
+fn update_state(stage: &Stage) -> String {
+    sh(stage.docker.command().args([
+        "service",
+        "inspect",
+        "web",
+        "--format",
+        "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+    ]))
+    .trim()
+    .to_string()
 }
 
 fn service_version(stage: &Stage) -> String {

@@ -10,6 +10,17 @@
 //! replica is updated and ready and `currentRevision == updateRevision`; a DaemonSet when
 //! every scheduled pod is updated and available. Pod waiting reasons and warning events say
 //! why a rollout is stuck.
+//!
+//! What never ends by itself is said at once instead of being waited out: a paused
+//! Deployment (`spec.paused`, Progressing `DeploymentPaused`); pods the ReplicaSet cannot
+//! create (its `ReplicaFailure` condition, copied to the Deployment: a quota, PodSecurity),
+//! once it has stood for a grace period in which a surge's quota shortfall clears; and a
+//! StatefulSet pod that is broken on another revision than the update revision, which the
+//! `OrderedReady` controller waits for forever instead of replacing it
+//! (kubernetes/kubernetes#67250, typically after reverting a bad template).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -25,9 +36,27 @@ use crate::net::api::Api;
 
 const CAS_ATTEMPTS: u32 = 5;
 
+/// How long pods that cannot be created are given before that is the rollout's end (at most;
+/// a quarter of a shorter rollout timeout).
+const FAILED_CREATE_GRACE: Duration = Duration::from_secs(30);
+
+/// Container waiting reasons a pod does not leave by itself.
+const BROKEN: [&str; 6] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
 pub struct Kubernetes {
     api: Api,
     namespace: String,
+    /// How long a `ReplicaFailure` may stand before the rollout fails on it.
+    failed_create_grace: Duration,
+    /// When each workload's `ReplicaFailure` was first seen by this run.
+    failing_since: BTreeMap<String, Instant>,
 }
 
 impl Kubernetes {
@@ -48,7 +77,16 @@ impl Kubernetes {
             .map(|n| n.value.clone())
             .or(namespace)
             .unwrap_or_else(|| "default".to_string());
-        Ok(Kubernetes { api, namespace })
+        let failed_create_grace = spec
+            .timeout()
+            .map(|t| (t / 4).min(FAILED_CREATE_GRACE))
+            .unwrap_or(FAILED_CREATE_GRACE);
+        Ok(Kubernetes {
+            api,
+            namespace,
+            failed_create_grace,
+            failing_since: BTreeMap::new(),
+        })
     }
 
     /// `namespace/name` or `name` in the default namespace.
@@ -127,6 +165,56 @@ impl Kubernetes {
     }
 }
 
+impl Kubernetes {
+    /// Pods the controller cannot create, once that has stood for the grace period.
+    fn cannot_create(&mut self, object: &Object, failure: Option<String>) -> Option<String> {
+        let Some(why) = failure else {
+            self.failing_since.remove(&object.name);
+            return None;
+        };
+        let since = *self
+            .failing_since
+            .entry(object.name.clone())
+            .or_insert_with(Instant::now);
+        (since.elapsed() >= self.failed_create_grace)
+            .then(|| format!("pods cannot be created ({why})"))
+    }
+
+    /// A StatefulSet pod broken on another revision than the update revision: with
+    /// `OrderedReady` the controller waits for it to become ready before it replaces
+    /// anything, so it never is (kubernetes/kubernetes#67250). Says what the operator must do.
+    fn stuck_pod(&self, object: &Object, workload: &Value) -> Result<Option<String>> {
+        if object.kind != WorkloadKind::StatefulSet
+            || workload["spec"]["podManagementPolicy"] == "Parallel"
+        {
+            return Ok(None);
+        }
+        let update_revision = workload["status"]["updateRevision"].as_str().unwrap_or("");
+        let (namespace, _) = self.place(object);
+        for pod in self.pods(object, workload)? {
+            let revision = pod["metadata"]["labels"]["controller-revision-hash"]
+                .as_str()
+                .unwrap_or(update_revision);
+            if revision == update_revision {
+                continue;
+            }
+            let broken = pod["status"]["containerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["state"]["waiting"]["reason"].as_str())
+                .find(|reason| BROKEN.contains(reason));
+            if let Some(reason) = broken {
+                let name = pod["metadata"]["name"].as_str().unwrap_or("?");
+                return Ok(Some(format!(
+                    "pod {name} is stuck in {reason} on revision {revision}, and a StatefulSet with podManagementPolicy OrderedReady does not replace a broken pod when its template changes (kubernetes/kubernetes#67250): delete it (`kubectl delete pod -n {namespace} {name}`) and the controller recreates it from the current template"
+                )));
+            }
+        }
+        Ok(None)
+    }
+}
+
 fn generation(submitted: &Submitted) -> u64 {
     submitted
         .mark
@@ -189,6 +277,10 @@ struct Progress {
     note: Option<String>,
     /// Why the workload will not roll the change out by itself (`OnDelete`).
     not_watchable: Option<String>,
+    /// A Deployment paused by `spec.paused`.
+    paused: bool,
+    /// Why pods cannot be created (`ReplicaFailure`), as the controller says it.
+    replica_failure: Option<String>,
 }
 
 /// A StatefulSet's or DaemonSet's `updateStrategy: OnDelete`: pods take a new template only
@@ -220,11 +312,31 @@ fn deployment_progress(spec: &Value, status: &Value) -> Progress {
         count(&status["updatedReplicas"]),
     );
     let available = count(&status["availableReplicas"]);
-    let stalled = status["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded");
+    let condition = |kind: &str| {
+        status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == kind)
+            .cloned()
+    };
+    let progressing = condition("Progressing");
+    let stalled = progressing
+        .as_ref()
+        .filter(|c| c["reason"] == "ProgressDeadlineExceeded");
+    let paused = spec["paused"] == true
+        || progressing
+            .as_ref()
+            .is_some_and(|c| c["reason"] == "DeploymentPaused");
+    let replica_failure = condition("ReplicaFailure")
+        .filter(|c| c["status"] == "True")
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c["reason"].as_str().unwrap_or("ReplicaFailure"),
+                c["message"].as_str().unwrap_or("")
+            )
+        });
     Progress {
         replicas: Replicas {
             desired,
@@ -238,8 +350,13 @@ fn deployment_progress(spec: &Value, status: &Value) -> Progress {
                 c["message"].as_str().unwrap_or("")
             )
         }),
-        note: (total > updated).then(|| format!("{} old replica(s) left", total - updated)),
+        note: match &replica_failure {
+            Some(why) => Some(format!("pods cannot be created: {why}")),
+            None => (total > updated).then(|| format!("{} old replica(s) left", total - updated)),
+        },
         not_watchable: None,
+        paused,
+        replica_failure,
     }
 }
 
@@ -274,6 +391,8 @@ fn statefulset_progress(spec: &Value, status: &Value) -> Progress {
             )),
         },
         not_watchable: on_delete(spec, "StatefulSet"),
+        paused: false,
+        replica_failure: None,
     }
 }
 
@@ -292,6 +411,8 @@ fn daemonset_progress(spec: &Value, status: &Value) -> Progress {
         failed: None,
         note: None,
         not_watchable: on_delete(spec, "DaemonSet"),
+        paused: false,
+        replica_failure: None,
     }
 }
 
@@ -324,13 +445,12 @@ impl Engine for Kubernetes {
         let current_generation = workload["metadata"]["generation"].as_u64().unwrap_or(0);
         let image = image_in(&workload, object)?;
         let progress = progress(object.kind, &workload);
+        let observed = workload["status"]["observedGeneration"]
+            .as_u64()
+            .unwrap_or(0);
         let phase = if current_generation > ours && !same_image(&image, &submitted.image) {
             Phase::Superseded(image)
-        } else if workload["status"]["observedGeneration"]
-            .as_u64()
-            .unwrap_or(0)
-            < ours
-        {
+        } else if observed < ours {
             Phase::Pending
         } else if let Some(reason) = progress.not_watchable {
             Phase::NotWatchable(reason)
@@ -338,6 +458,15 @@ impl Engine for Kubernetes {
             Phase::Failed(reason)
         } else if progress.done {
             Phase::Succeeded
+        } else if progress.paused {
+            let (namespace, name) = self.place(object);
+            Phase::Paused(format!(
+                "the Deployment is paused (spec.paused): `kubectl rollout resume deployment/{name} -n {namespace}` lets it go on, and a re-run watches it"
+            ))
+        } else if let Some(why) = self.cannot_create(object, progress.replica_failure) {
+            Phase::Failed(why)
+        } else if let Some(why) = self.stuck_pod(object, &workload)? {
+            Phase::Failed(why)
         } else {
             Phase::Progressing
         };
@@ -345,6 +474,17 @@ impl Engine for Kubernetes {
             phase,
             replicas: Some(progress.replicas),
             note: progress.note,
+        })
+    }
+
+    fn current(&mut self, _object: &Object, live: &Live) -> Result<Submitted> {
+        Ok(Submitted {
+            image: live.image.clone(),
+            mark: format!(
+                "generation {}",
+                live.raw["metadata"]["generation"].as_u64().unwrap_or(0)
+            ),
+            version: None,
         })
     }
 
@@ -388,9 +528,19 @@ impl Engine for Kubernetes {
             &format!("/api/v1/namespaces/{namespace}/events?fieldSelector=type%3DWarning"),
             "list warning events",
         )?;
+        let (_, workload_name) = self.place(object);
+        // A ReplicaSet's (or the workload's own) FailedCreate events say why pods never came.
+        let about_workload = |kind: &str, about: &str| match kind {
+            "ReplicaSet" => about
+                .strip_prefix(workload_name)
+                .is_some_and(|rest| rest.starts_with('-')),
+            "Deployment" | "StatefulSet" | "DaemonSet" => about == workload_name,
+            _ => false,
+        };
         for event in events["items"].as_array().into_iter().flatten() {
             let about = event["involvedObject"]["name"].as_str().unwrap_or("");
-            if ours.iter().any(|p| p == about) {
+            let kind = event["involvedObject"]["kind"].as_str().unwrap_or("");
+            if ours.iter().any(|p| p == about) || about_workload(kind, about) {
                 lines.push(format!(
                     "event on {about}: {}: {}",
                     event["reason"].as_str().unwrap_or("?"),
@@ -407,10 +557,14 @@ impl Engine for Kubernetes {
         &mut self,
         object: &Object,
         _submitted: &Submitted,
-        before: &Live,
-    ) -> Result<Submitted> {
+        before: Option<&Live>,
+    ) -> Result<Option<Submitted>> {
+        // The API keeps no "previous image" to go back to without knowing it.
+        let Some(before) = before else {
+            return Ok(None);
+        };
         let deployment = self.workload(object)?;
-        self.put_image(object, deployment, &before.image)
+        self.put_image(object, deployment, &before.image).map(Some)
     }
 
     fn pause(&mut self, object: &Object, _submitted: &Submitted) -> Result<bool> {

@@ -1,10 +1,14 @@
 //! Marathon apps through its REST API. `PUT /v2/apps/{id}` answers a `deploymentId` and the
 //! app `version` it creates, or 409 while another deployment holds the app (we wait, never
 //! `force`). Marathon never fails a deployment by itself: it retries with backoff, so the
-//! timeout is ours. Done is: our deployment gone from `/v2/deployments`, the app's `version`
-//! ours, and every instance running (healthy, when the app has health checks). Reasons come
-//! from `lastTaskFailure` and `/v2/queue`. Rollback deletes our deployment (Marathon then
-//! deploys the previous version), or puts the previous app version back once it is gone.
+//! timeout is ours. Done is: our deployment gone from `/v2/deployments`, the app's config
+//! ours, and every instance of it running (healthy, when the app has health checks; an app
+//! without any is ready when running). The app's `version` also moves on a scale or restart,
+//! so "ours" is `versionInfo.lastConfigChangeAt`. During a deployment `tasksRunning` and
+//! `tasksHealthy` count old and new tasks together, so the counts come from the app's tasks
+//! (`embed=app.tasks`), each launched with the config version it runs. Reasons come from
+//! `lastTaskFailure` and `/v2/queue`. Rollback deletes our deployment (Marathon then deploys
+//! the previous version), or puts the previous app version back once it is gone.
 
 use std::time::{Duration, Instant};
 
@@ -65,10 +69,20 @@ impl Marathon {
 
     fn app(&self, id: &str) -> Result<Value> {
         let answer = self.api.get_object(
-            &format!("/v2/apps/{}", app_path(id)),
+            &format!("/v2/apps/{}?embed=app.tasks", app_path(id)),
             &format!("app `{id}`"),
         )?;
         Ok(answer["app"].clone())
+    }
+
+    /// The deployment that holds the app now, if any.
+    fn deployment_of(&self, id: &str) -> Result<Option<Value>> {
+        let id = format!("/{}", app_path(id));
+        Ok(self.deployments()?.into_iter().find(|d| {
+            d["affectedApps"]
+                .as_array()
+                .is_some_and(|apps| apps.iter().any(|a| a.as_str() == Some(id.as_str())))
+        }))
     }
 
     fn deployments(&self) -> Result<Vec<Value>> {
@@ -135,6 +149,43 @@ fn deployment_id(submitted: &Submitted) -> &str {
     submitted.mark.trim_start_matches("deployment ")
 }
 
+/// The version of the app's config: `versionInfo.lastConfigChangeAt`, which a scale or a
+/// restart leaves alone (`version` moves with them).
+fn config_version(app: &Value) -> Option<&str> {
+    app["versionInfo"]["lastConfigChangeAt"]
+        .as_str()
+        .or(app["version"].as_str())
+}
+
+/// Instances of the config `version`: launched (at or after it), and ready (running, and
+/// healthy when the app has health checks).
+fn instances_of(app: &Value, version: Option<&str>) -> (u64, u64) {
+    let checked = app["healthChecks"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty());
+    let Some(version) = version else {
+        return (0, 0);
+    };
+    let mut launched = 0;
+    let mut ready = 0;
+    for task in app["tasks"].as_array().into_iter().flatten() {
+        // Versions are ISO-8601 timestamps of one format: they order as text. A task of a
+        // later scale still runs our config.
+        if task["version"].as_str().is_none_or(|v| v < version) {
+            continue;
+        }
+        launched += 1;
+        let running = task["state"] == "TASK_RUNNING";
+        let healthy = task["healthCheckResults"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty() && r.iter().all(|h| h["alive"] == true));
+        if running && (!checked || healthy) {
+            ready += 1;
+        }
+    }
+    (launched, ready)
+}
+
 impl Engine for Marathon {
     fn api(&self) -> &Api {
         &self.api
@@ -176,13 +227,12 @@ impl Engine for Marathon {
             .find(|d| d["id"].as_str() == Some(id));
         let app = self.app(&object.name)?;
         let desired = app["instances"].as_u64().unwrap_or(0);
-        let running = app["tasksRunning"].as_u64().unwrap_or(0);
-        let healthy = app["tasksHealthy"].as_u64().unwrap_or(0);
-        let checked = app["healthChecks"]
-            .as_array()
-            .is_some_and(|c| !c.is_empty());
-        let ready = if checked { healthy } else { running };
-        let ours = app["version"].as_str() == submitted.version.as_deref();
+        let ours = config_version(&app) == submitted.version.as_deref();
+        let (launched, ready) = if ours {
+            instances_of(&app, submitted.version.as_deref())
+        } else {
+            (0, 0)
+        };
         let note = match &deployment {
             Some(d) => Some(format!(
                 "step {} of {}",
@@ -207,10 +257,22 @@ impl Engine for Marathon {
             phase,
             replicas: Some(Replicas {
                 desired,
-                updated: if ours { running } else { 0 },
-                ready: if ours { ready } else { 0 },
+                updated: launched.min(desired),
+                ready: ready.min(desired),
             }),
             note,
+        })
+    }
+
+    fn current(&mut self, object: &Object, live: &Live) -> Result<Submitted> {
+        let mark = match self.deployment_of(&object.name)? {
+            Some(d) => format!("deployment {}", d["id"].as_str().unwrap_or("?")),
+            None => "no deployment running".to_string(),
+        };
+        Ok(Submitted {
+            image: live.image.clone(),
+            mark,
+            version: config_version(&live.raw).map(String::from),
         })
     }
 
@@ -260,8 +322,8 @@ impl Engine for Marathon {
         &mut self,
         object: &Object,
         submitted: &Submitted,
-        before: &Live,
-    ) -> Result<Submitted> {
+        before: Option<&Live>,
+    ) -> Result<Option<Submitted>> {
         let id = deployment_id(submitted);
         let still_running = self
             .deployments()?
@@ -282,12 +344,16 @@ impl Engine for Marathon {
                 ),
                 version: answer["version"].as_str().map(String::from),
             }
-        } else {
+        } else if let Some(before) = before {
             let version = before.raw["version"].clone();
             self.put_app(&object.name, &json!({ "version": version }))?
+        } else {
+            return Ok(None);
         };
-        back.image = before.image.clone();
-        Ok(back)
+        back.image = before
+            .map(|b| b.image.clone())
+            .unwrap_or_else(|| "the app version before it".to_string());
+        Ok(Some(back))
     }
 
     fn pause(&mut self, object: &Object, submitted: &Submitted) -> Result<bool> {

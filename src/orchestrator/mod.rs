@@ -68,6 +68,13 @@ pub enum Phase {
     Progressing,
     Succeeded,
     Failed(String),
+    /// Stopped where it stands, for this reason: by the engine's own failure action (Swarm's
+    /// `FailureAction: pause`), by `on_failure: pause`, or by someone (`kubectl rollout
+    /// pause`). It goes on only when someone resumes it.
+    Paused(String),
+    /// Canaries are placed and healthy, and the engine waits for someone to promote them
+    /// (Nomad's "requires manual promotion"), for this reason.
+    NeedsPromotion(String),
     /// The engine itself is rolling back (Swarm `failure_action: rollback`, Nomad
     /// `auto_revert`), for this reason.
     RollingBack(String),
@@ -103,15 +110,23 @@ pub trait Engine {
     fn observe(&mut self, object: &Object, submitted: &Submitted) -> Result<Observation>;
     /// Why the change is failing, in the engine's words, most telling first.
     fn explain(&mut self, object: &Object, submitted: &Submitted) -> Result<Vec<String>>;
-    /// Starts going back to what ran before (`before`); the returned change is watched.
+    /// The change that put the live spec in place (an earlier run's, or anyone's), so that a
+    /// re-run can look at how its rollout stands instead of trusting the spec alone.
+    fn current(&mut self, object: &Object, live: &Live) -> Result<Submitted>;
+    /// Starts going back to what ran before (`before`, when this run knows it); the returned
+    /// change is watched. `Ok(None)`: the engine cannot go back without knowing what ran.
     fn roll_back(
         &mut self,
         object: &Object,
         submitted: &Submitted,
-        before: &Live,
-    ) -> Result<Submitted>;
+        before: Option<&Live>,
+    ) -> Result<Option<Submitted>>;
     /// Stops the change where it stands; `Ok(false)` when the engine cannot.
     fn pause(&mut self, object: &Object, submitted: &Submitted) -> Result<bool>;
+    /// Promotes healthy canaries when the spec asks for it; `Ok(false)`: left to a person.
+    fn promote(&mut self, _object: &Object, _submitted: &Submitted) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Connects to the engine the spec names.

@@ -1,9 +1,16 @@
 //! Nomad jobs through the HTTP API. An update registers the job with `EnforceIndex` and the
 //! `JobModifyIndex` we read (refused if anyone registered since). Done is the deployment for
-//! our job version `successful`; `failed` is a failure (with `auto_revert`, Nomad rolls back
-//! itself and says so in the description); `cancelled` means a newer version replaced ours.
-//! Reasons come from the allocations' task events. Rollback is `/v1/job/:id/revert` to the
-//! version that ran before, guarded by `EnforcePriorVersion`.
+//! our job version `successful`; `failed` is a failure; `paused` waits for someone to resume
+//! it; `cancelled` means a newer version replaced ours. With `auto_revert`, Nomad registers
+//! the last *stable* version again and names it in the description ("- rolling back to job
+//! version N"; "- not rolling back to stable job version N as current job has same
+//! specification" when the failing job already is that spec). Canaries without
+//! `auto_promote` keep the deployment `running` until someone promotes them: tagpilot does
+//! when `promote_canaries` says so and they are all healthy, else it stops there and says so.
+//! Jobs that never get a deployment (batch jobs, no `update` with `max_parallel` > 0, system
+//! jobs on older Nomad) are watched through their allocations instead. Reasons come from the
+//! allocations' task events. Rollback is `/v1/job/:id/revert` to the version that ran before,
+//! guarded by `EnforcePriorVersion`.
 
 use serde_json::{json, Value};
 
@@ -24,6 +31,8 @@ pub struct Nomad {
     api: Api,
     /// `?namespace=…` or empty.
     query: String,
+    /// `promote_canaries` in the spec.
+    promote: bool,
 }
 
 impl Nomad {
@@ -59,7 +68,72 @@ impl Nomad {
         let query = namespace
             .map(|n| format!("?namespace={n}"))
             .unwrap_or_default();
-        Ok(Nomad { api, query })
+        Ok(Nomad {
+            api,
+            query,
+            promote: spec.promote_canaries,
+        })
+    }
+
+    fn allocations(&self, id: &str) -> Result<Vec<Value>> {
+        let list = self.api.get_json(
+            &format!("/v1/job/{id}/allocations{}", self.query),
+            &format!("list the allocations of `{id}`"),
+        )?;
+        Ok(list.as_array().cloned().unwrap_or_default())
+    }
+
+    /// A job without a deployment: done when its allocations of our version run (batch: have
+    /// completed) and none of another version still runs; failed when one of ours failed.
+    fn allocation_phase(&self, job: &Value, ours: u64, why: &str) -> Result<Observation> {
+        let id = job["ID"].as_str().unwrap_or_default();
+        let allocations = self.allocations(id)?;
+        let batch = matches!(job["Type"].as_str(), Some("batch" | "sysbatch"));
+        let (mine, others): (Vec<&Value>, Vec<&Value>) = allocations
+            .iter()
+            .partition(|a| a["JobVersion"].as_u64() == Some(ours));
+        let client = |a: &Value, status: &str| a["ClientStatus"] == status;
+        let running = mine.iter().filter(|a| client(a, "running")).count() as u64;
+        let complete = mine.iter().filter(|a| client(a, "complete")).count() as u64;
+        let old_running = others
+            .iter()
+            .filter(|a| client(a, "running") && a["DesiredStatus"] == "run")
+            .count();
+        // A system job runs one allocation per eligible node: what was placed is the count.
+        let desired = match job["Type"].as_str() {
+            Some("system" | "sysbatch") => mine.len() as u64,
+            _ => job["TaskGroups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|g| g["Count"].as_u64().unwrap_or(1))
+                .sum(),
+        };
+        let done_count = if batch { complete } else { running };
+        let phase = if let Some(failed) = mine.iter().find(|a| client(a, "failed")) {
+            let alloc: String = failed["ID"]
+                .as_str()
+                .unwrap_or("?")
+                .chars()
+                .take(8)
+                .collect();
+            Phase::Failed(format!(
+                "allocation {alloc} of job version {ours} failed ({why}, so Nomad judges no deployment)"
+            ))
+        } else if desired > 0 && done_count >= desired && old_running == 0 {
+            Phase::Succeeded
+        } else {
+            Phase::Progressing
+        };
+        Ok(Observation {
+            phase,
+            replicas: Some(Replicas {
+                desired,
+                updated: mine.len() as u64,
+                ready: done_count,
+            }),
+            note: Some(format!("{why}: watching its allocations")),
+        })
     }
 
     fn job(&self, id: &str) -> Result<Value> {
@@ -140,6 +214,63 @@ fn task_of(job: &Value, object: &Object) -> Result<(usize, usize)> {
     )))
 }
 
+/// Why Nomad gives this job no deployment, if it does not: batch jobs never have one, nor
+/// jobs without an `update` block with `max_parallel` > 0; older Nomad gives system jobs
+/// none either (a newer one's deployment is used when it comes).
+fn no_deployment(job: &Value) -> Option<&'static str> {
+    match job["Type"].as_str() {
+        Some("batch" | "sysbatch") => return Some("a batch job"),
+        Some("system") => return Some("a system job"),
+        _ => {}
+    }
+    let rolling = job["TaskGroups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|g| g["Update"]["MaxParallel"].as_u64().unwrap_or(0) > 0);
+    (!rolling).then_some("no update block with max_parallel > 0")
+}
+
+/// The version `auto_revert` goes back to, from "… - rolling back to job version N" (not
+/// "… - not rolling back to stable job version N …", which means it does not).
+fn revert_target(description: &str) -> Option<u64> {
+    let (_, rest) = description.split_once(" - rolling back to job version ")?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+}
+
+/// Canaries waiting for a promotion nobody automated: every group with canaries to promote
+/// has them all healthy. The reason names the deployment and how to promote it.
+fn awaiting_promotion(deployment: &Value) -> Option<String> {
+    let groups: Vec<&Value> = deployment["TaskGroups"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter(|g| {
+            g["DesiredCanaries"].as_u64().unwrap_or(0) > 0
+                && g["Promoted"] != true
+                && g["AutoPromote"] != true
+        })
+        .collect();
+    if groups.is_empty() {
+        return None;
+    }
+    let healthy = groups.iter().all(|g| {
+        g["HealthyAllocs"].as_u64().unwrap_or(0) >= g["DesiredCanaries"].as_u64().unwrap_or(0)
+    });
+    let canaries: u64 = groups
+        .iter()
+        .map(|g| g["DesiredCanaries"].as_u64().unwrap_or(0))
+        .sum();
+    let id = deployment["ID"].as_str().unwrap_or("?");
+    healthy.then(|| {
+        format!(
+            "{canaries} canary allocation(s) healthy; deployment {id} requires manual promotion: `nomad deployment promote {id}`, or set orchestrator.promote_canaries"
+        )
+    })
+}
+
 fn counts(deployment: &Value) -> Replicas {
     let mut replicas = Replicas::default();
     for group in deployment["TaskGroups"]
@@ -215,17 +346,18 @@ impl Engine for Nomad {
             .as_str()
             .unwrap_or("")
             .to_string();
+        let latest = job["Version"].as_u64().unwrap_or(0);
+        let newer = latest > ours;
         let Some(deployment) = deployment else {
-            if job["Version"].as_u64().unwrap_or(0) > ours && !same_image(&image, &submitted.image)
-            {
-                return Ok(Observation {
-                    phase: Phase::Superseded(image),
-                    replicas: None,
-                    note: None,
-                });
-            }
+            let phase = if newer && !same_image(&image, &submitted.image) {
+                Phase::Superseded(image)
+            } else if let Some(why) = no_deployment(&job) {
+                return self.allocation_phase(&job, ours, why);
+            } else {
+                Phase::Pending
+            };
             return Ok(Observation {
-                phase: Phase::Pending,
+                phase,
                 replicas: None,
                 note: None,
             });
@@ -234,24 +366,34 @@ impl Engine for Nomad {
             .as_str()
             .unwrap_or("")
             .to_string();
-        let newer = job["Version"].as_u64().unwrap_or(0) > ours;
+        let id = deployment["ID"].as_str().unwrap_or("?");
         let phase = match deployment["Status"].as_str().unwrap_or("") {
             "successful" => Phase::Succeeded,
-            "failed" if description.contains("rolling back") => {
-                // auto_revert registered the old job as a newer version: done when that runs.
-                let revert = job["Version"].as_u64().unwrap_or(0);
-                match self.deployment_of(&object.name, revert)? {
+            "failed" => match revert_target(&description) {
+                // auto_revert registered the stable version again, as a newer version: done
+                // when that one's deployment is.
+                Some(_) => match self.deployment_of(&object.name, latest)? {
                     Some(d) if newer && d["Status"] == "successful" => {
                         Phase::RolledBack(description)
                     }
+                    Some(d) if newer && d["Status"] == "failed" => Phase::Failed(format!(
+                        "{description}; the revert's own deployment failed too: {}",
+                        d["StatusDescription"].as_str().unwrap_or("")
+                    )),
                     _ => Phase::RollingBack(description),
-                }
-            }
-            "failed" => Phase::Failed(description),
+                },
+                None => Phase::Failed(description),
+            },
+            "paused" => Phase::Paused(format!(
+                "{description}: `nomad deployment resume {id}` lets it go on, and a re-run watches it"
+            )),
             "cancelled" if newer => Phase::Superseded(image),
             "cancelled" => Phase::Failed(description),
             _ if newer && !same_image(&image, &submitted.image) => Phase::Superseded(image),
-            _ => Phase::Progressing,
+            _ => match awaiting_promotion(&deployment) {
+                Some(why) => Phase::NeedsPromotion(why),
+                None => Phase::Progressing,
+            },
         };
         Ok(Observation {
             phase,
@@ -260,14 +402,39 @@ impl Engine for Nomad {
         })
     }
 
+    fn current(&mut self, _object: &Object, live: &Live) -> Result<Submitted> {
+        Ok(Submitted {
+            image: live.image.clone(),
+            mark: format!("job version {}", live.raw["Version"].as_u64().unwrap_or(0)),
+            version: None,
+        })
+    }
+
+    fn promote(&mut self, object: &Object, submitted: &Submitted) -> Result<bool> {
+        if !self.promote {
+            return Ok(false);
+        }
+        let Some(deployment) = self.deployment_of(&object.name, job_version(submitted))? else {
+            return Ok(false);
+        };
+        let id = deployment["ID"].as_str().unwrap_or_default();
+        let body = json!({ "DeploymentID": id, "All": true });
+        self.api.send_ok(
+            "POST",
+            &format!("/v1/deployment/promote/{id}{}", self.query),
+            Some(("application/json", &body)),
+            &format!(
+                "promote the canaries of deployment {id} of `{}`",
+                object.name
+            ),
+        )?;
+        Ok(true)
+    }
+
     fn explain(&mut self, object: &Object, submitted: &Submitted) -> Result<Vec<String>> {
         let ours = job_version(submitted);
-        let allocations = self.api.get_json(
-            &format!("/v1/job/{}/allocations{}", object.name, self.query),
-            &format!("list the allocations of `{}`", object.name),
-        )?;
         let mut lines = Vec::new();
-        for alloc in allocations.as_array().into_iter().flatten() {
+        for alloc in &self.allocations(&object.name)? {
             if alloc["JobVersion"].as_u64() != Some(ours) {
                 continue;
             }
@@ -300,8 +467,11 @@ impl Engine for Nomad {
         &mut self,
         object: &Object,
         submitted: &Submitted,
-        before: &Live,
-    ) -> Result<Submitted> {
+        before: Option<&Live>,
+    ) -> Result<Option<Submitted>> {
+        let Some(before) = before else {
+            return Ok(None);
+        };
         let what = format!("revert job `{}`", object.name);
         let body = json!({
             "JobID": object.name,
@@ -314,7 +484,7 @@ impl Engine for Nomad {
             Some(("application/json", &body)),
             &what,
         )?;
-        Ok(next_version(job_version(submitted), &before.image))
+        Ok(Some(next_version(job_version(submitted), &before.image)))
     }
 
     fn pause(&mut self, object: &Object, submitted: &Submitted) -> Result<bool> {
@@ -337,5 +507,40 @@ impl Engine for Nomad {
         }
         self.api.expect(&reply, &what)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_revert_target_is_read_only_where_nomad_rolls_back() {
+        let base = "Failed due to unhealthy allocations";
+        assert_eq!(
+            revert_target(&format!("{base} - rolling back to job version 3")),
+            Some(3)
+        );
+        assert_eq!(
+            revert_target(&format!(
+                "{base} - not rolling back to stable job version 2 as current job has same specification"
+            )),
+            None
+        );
+        assert_eq!(
+            revert_target(&format!("{base} - no stable job version to auto revert to")),
+            None
+        );
+    }
+
+    #[test]
+    fn jobs_without_deployments_are_told_apart() {
+        let rolling =
+            json!({ "Type": "service", "TaskGroups": [{ "Update": { "MaxParallel": 1 } }] });
+        assert_eq!(no_deployment(&rolling), None);
+        let none = json!({ "Type": "service", "TaskGroups": [{ "Update": { "MaxParallel": 0 } }] });
+        assert!(no_deployment(&none).is_some());
+        assert!(no_deployment(&json!({ "Type": "batch", "TaskGroups": [] })).is_some());
+        assert!(no_deployment(&json!({ "Type": "system", "TaskGroups": [] })).is_some());
     }
 }

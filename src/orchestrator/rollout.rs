@@ -1,7 +1,13 @@
 //! The rollout state machine every engine goes through:
-//! submitted → observed → progressing → succeeded | failed | timed out | superseded | rolled back.
-//! Services are updated one after another; the first that does not succeed stops the rest,
-//! and with `on_failure: rollback` those already updated go back too, newest first.
+//! submitted → observed → progressing → succeeded | failed | paused | timed out | superseded |
+//! rolled back. Services are updated one after another; the first that does not succeed stops
+//! the rest, and with `on_failure: rollback` those already updated go back too, newest first.
+//!
+//! A service that already runs the image may still be mid-rollout: every engine keeps the new
+//! spec when a rollout stalls, fails, is paused or is abandoned (a stopped tagpilot, a
+//! timeout). So "already running" is only said once the engine says that rollout is done; an
+//! unfinished one is watched to its end (a re-run finishes the job), a failed or paused one is
+//! reported with the engine's reason.
 
 use std::time::{Duration, Instant};
 
@@ -14,8 +20,8 @@ use crate::ui::Ui;
 
 use crate::mode::Mode;
 
-use super::watch::{settle_rollback, watch, End};
-use super::{same_image, Engine, Live, Object, Submitted};
+use super::watch::{settle_rollback, watch, End, Settled};
+use super::{same_image, Engine, Live, Object, Phase, Submitted};
 
 /// What to roll out and how.
 pub struct Plan<'a> {
@@ -30,8 +36,10 @@ pub struct Plan<'a> {
 pub enum State {
     /// Dry run: the request that would be sent.
     WouldSubmit,
-    /// It already ran the image: nothing was sent.
+    /// It already ran the image, rolled out to the end: nothing was sent.
     AlreadyRunning,
+    /// Dry run: it runs the image, but that rollout has not finished; a release would watch it.
+    WouldWatch,
     Succeeded,
     Failed,
     TimedOut,
@@ -55,6 +63,13 @@ pub struct ServiceRollout {
     /// The engine's reason, when it did not succeed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The change was submitted by an earlier run; this one watched it (a re-run).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
+    /// The image it runs after a rollback, as the engine reports it (Nomad's `auto_revert`
+    /// goes back to the last stable version, which need not be `from`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -117,13 +132,13 @@ impl Rollout {
         Some(Error::new(code, format!("{what}{after}")))
     }
 
-    /// The image each rolled-back service runs again (the first), for the deployment repo.
+    /// The image the first rolled-back service runs again, for the deployment repository.
     pub fn restored_image(&self) -> Option<&str> {
         let name = self.rolled_back.first()?;
         self.services
             .iter()
             .find(|s| &s.service == name)
-            .map(|s| s.from.as_str())
+            .and_then(|s| s.restored.as_deref())
     }
 }
 
@@ -154,14 +169,30 @@ pub fn roll_out(
             to: plan.image.to_string(),
             state: State::AlreadyRunning,
             reason: None,
+            resumed: false,
+            restored: None,
         };
-        if let Some(state) = nothing_to_send(object, live, plan, ui) {
-            record.state = state;
-            rollout.services.push(record);
-            continue;
-        }
-        let (submitted, end) =
-            submit_and_watch(engine, object, live, plan, ui).map_err(|e| half_done(e, &rollout))?;
+        let change = if same_image(&live.image, plan.image) {
+            resume(engine, object, live, plan, ui).map_err(|e| half_done(e, &rollout))?
+        } else if plan.mode.rehearsing() {
+            ui.info(&format!(
+                "{}: would update {} → {}",
+                object.name, live.image, plan.image
+            ));
+            Change::Settled(State::WouldSubmit)
+        } else {
+            submit_and_watch(engine, object, live, plan, ui).map_err(|e| half_done(e, &rollout))?
+        };
+        let (submitted, end, resumed) = match change {
+            Change::Settled(state) => {
+                record.state = state;
+                rollout.services.push(record);
+                continue;
+            }
+            Change::Watched { submitted, end } => (submitted, end, false),
+            Change::Resumed { submitted, end } => (submitted, end, true),
+        };
+        record.resumed = resumed;
         match end {
             End::Succeeded => {
                 record.state = State::Succeeded;
@@ -169,7 +200,7 @@ pub fn roll_out(
                 updated.push((index, submitted));
                 continue;
             }
-            End::NotWatchable(_) | End::Superseded(_) => {
+            End::NotWatchable(_) | End::Superseded(_) | End::Paused(_) => {
                 let go_on = settled_elsewhere(end, &object.name, &mut record, &mut rollout, ui);
                 rollout.services.push(record);
                 if go_on {
@@ -180,7 +211,8 @@ pub fn roll_out(
             End::Failed(_) | End::TimedOut(_) | End::EngineRollingBack(_) => {
                 let step = Step {
                     object,
-                    live,
+                    // A re-run does not know what ran before the earlier run's change.
+                    before: (!resumed).then_some(live),
                     submitted: &submitted,
                 };
                 after_failure(engine, &step, end, plan, ui, &mut record, &mut rollout)?;
@@ -200,14 +232,85 @@ pub fn roll_out(
             to: plan.image.to_string(),
             state: State::NotStarted,
             reason: None,
+            resumed: false,
+            restored: None,
         });
     }
     rollout.outcome = overall(&rollout);
     Ok(rollout)
 }
 
-/// A change whose end is not tagpilot's to watch: `OnDelete` (submitted; the next service
-/// follows) or superseded by someone else's change (the rest stop). Says which.
+/// What became of one service's change before the failure handling.
+enum Change {
+    /// Nothing to watch: it already ran the image, or this is a rehearsal.
+    Settled(State),
+    /// Submitted now and watched to its end.
+    Watched { submitted: Submitted, end: End },
+    /// Submitted by an earlier run, unfinished, and watched to its end now.
+    Resumed { submitted: Submitted, end: End },
+}
+
+/// A service already running the image: done when the engine says the rollout that put it
+/// there is; otherwise that rollout is watched to its end (a rehearsal only says so).
+fn resume(
+    engine: &mut dyn Engine,
+    object: &Object,
+    live: &Live,
+    plan: &Plan,
+    ui: &Ui,
+) -> Result<Change> {
+    let submitted = engine.current(object, live)?;
+    let seen = engine.observe(object, &submitted)?;
+    if seen.phase == Phase::Succeeded {
+        ui.info(&format!("{}: already runs {}", object.name, plan.image));
+        return Ok(Change::Settled(State::AlreadyRunning));
+    }
+    let how = phase_words(&seen.phase);
+    if plan.mode.rehearsing() {
+        ui.info(&format!(
+            "{}: runs {}, but its rollout has not finished ({how}); a release would watch it",
+            object.name, plan.image
+        ));
+        return Ok(Change::Settled(State::WouldWatch));
+    }
+    ui.info(&format!(
+        "{}: runs {}, but its rollout ({}) has not finished ({how}): watching it",
+        object.name, plan.image, submitted.mark
+    ));
+    let end = watch_for_timeout(engine, object, &submitted, plan, ui)?;
+    Ok(Change::Resumed { submitted, end })
+}
+
+/// Watches a change to its end, for the rollout's `timeout` from now.
+fn watch_for_timeout(
+    engine: &mut dyn Engine,
+    object: &Object,
+    submitted: &Submitted,
+    plan: &Plan,
+    ui: &Ui,
+) -> Result<End> {
+    watch(engine, object, submitted, Instant::now() + plan.timeout, ui)
+}
+
+/// A phase as a few words, for saying why a re-run watches.
+fn phase_words(phase: &Phase) -> String {
+    match phase {
+        Phase::Pending => "not yet picked up".to_string(),
+        Phase::Progressing => "in progress".to_string(),
+        Phase::Succeeded => "succeeded".to_string(),
+        Phase::Failed(why) => format!("failed: {why}"),
+        Phase::Paused(why) => format!("paused: {why}"),
+        Phase::RollingBack(why) => format!("rolling back: {why}"),
+        Phase::RolledBack(why) => format!("rolled back: {why}"),
+        Phase::Superseded(by) => format!("superseded by {by}"),
+        Phase::NotWatchable(why) | Phase::NeedsPromotion(why) => why.clone(),
+    }
+}
+
+/// A change whose end is not tagpilot's to watch: `OnDelete` or canaries awaiting promotion
+/// (submitted; the next service follows), paused (by the engine's own failure action or by
+/// someone: the rest stop, nothing is rolled back), or superseded by someone else's change
+/// (the rest stop). Says which; true when the next service may go on.
 fn settled_elsewhere(
     end: End,
     name: &str,
@@ -222,6 +325,13 @@ fn settled_elsewhere(
             record.reason = Some(reason);
             true
         }
+        End::Paused(reason) => {
+            ui.info(&format!("{name}: paused: {reason}"));
+            record.state = State::Paused;
+            record.reason = Some(format!("paused: {reason}"));
+            rollout.outcome = Outcome::Failed;
+            false
+        }
         End::Superseded(by) => {
             ui.info(&format!(
                 "{name}: superseded: it now runs {by}; leaving it to that change"
@@ -235,23 +345,6 @@ fn settled_elsewhere(
     }
 }
 
-/// A service that gets no change: it already runs the image, or this is a rehearsal (which
-/// says what it would send).
-fn nothing_to_send(object: &Object, live: &Live, plan: &Plan, ui: &Ui) -> Option<State> {
-    if same_image(&live.image, plan.image) {
-        ui.info(&format!("{}: already runs {}", object.name, plan.image));
-        return Some(State::AlreadyRunning);
-    }
-    if plan.mode.rehearsing() {
-        ui.info(&format!(
-            "{}: would update {} → {}",
-            object.name, live.image, plan.image
-        ));
-        return Some(State::WouldSubmit);
-    }
-    None
-}
-
 /// Sends one service's change and watches it to its end (the rollout's `timeout` from now),
 /// unless a stop was asked for first.
 fn submit_and_watch(
@@ -260,7 +353,7 @@ fn submit_and_watch(
     live: &Live,
     plan: &Plan,
     ui: &Ui,
-) -> Result<(Submitted, End)> {
+) -> Result<Change> {
     if let Some(signal) = stop::requested() {
         return Err(stop::stopped(format!(
             "stopped by {signal} before updating {}",
@@ -272,15 +365,15 @@ fn submit_and_watch(
         "{}: submitted {} ({})",
         object.name, plan.image, submitted.mark
     ));
-    let deadline = Instant::now() + plan.timeout;
-    let end = watch(engine, object, &submitted, deadline, ui)?;
-    Ok((submitted, end))
+    let end = watch_for_timeout(engine, object, &submitted, plan, ui)?;
+    Ok(Change::Watched { submitted, end })
 }
 
 /// One service's change in flight.
 struct Step<'a> {
     object: &'a Object,
-    live: &'a Live,
+    /// What ran before the change, when this run made it.
+    before: Option<&'a Live>,
     submitted: &'a Submitted,
 }
 
@@ -300,7 +393,7 @@ fn after_failure(
         End::TimedOut(reason) => (true, false, reason),
         End::EngineRollingBack(reason) => (false, true, reason),
         End::Failed(reason) => (false, false, reason),
-        End::Succeeded | End::Superseded(_) | End::NotWatchable(_) => {
+        End::Succeeded | End::Superseded(_) | End::NotWatchable(_) | End::Paused(_) => {
             unreachable!("only failures come here")
         }
     };
@@ -327,18 +420,24 @@ fn after_failure(
         Some(first) => format!("{reason} ({first})"),
         None => reason,
     });
-    let rolled_back = match plan.on_failure {
+    let settled = match plan.on_failure {
         _ if engine_rolls_back => {
             settle_rollback(engine, object, step.submitted, plan.timeout, ui)?
         }
-        OnFailure::Rollback => {
-            ui.info(&format!(
-                "{}: rolling back to {}",
-                object.name, step.live.image
-            ));
-            let back = engine.roll_back(object, step.submitted, step.live)?;
-            settle_rollback(engine, object, &back, plan.timeout, ui)?
-        }
+        OnFailure::Rollback => match engine.roll_back(object, step.submitted, step.before)? {
+            Some(back) => {
+                ui.info(&format!("{}: rolling back to {}", object.name, back.image));
+                settle_rollback(engine, object, &back, plan.timeout, ui)?
+            }
+            None => {
+                let why = format!(
+                    "not rolled back: an earlier run submitted this change, and {} does not say what ran before it; `tagpilot rollback` puts back an image the deployment repository recorded",
+                    engine.api().engine
+                );
+                ui.info(&format!("{}: {why}", object.name));
+                Settled::NotRolledBack(why)
+            }
+        },
         OnFailure::Pause => {
             if engine.pause(object, step.submitted)? {
                 ui.info(&format!("{}: paused where it stands", object.name));
@@ -350,13 +449,21 @@ fn after_failure(
                     engine.api().engine
                 ));
             }
-            false
+            return Ok(());
         }
-        OnFailure::Fail => false,
+        OnFailure::Fail => return Ok(()),
     };
-    if rolled_back {
-        record.state = State::RolledBack;
-        rollout.rolled_back.push(object.name.clone());
+    match settled {
+        Settled::RolledBack => {
+            record.state = State::RolledBack;
+            record.restored = Some(engine.live(object)?.image);
+            rollout.rolled_back.push(object.name.clone());
+        }
+        Settled::NotRolledBack(why) => {
+            if let Some(reason) = &mut record.reason {
+                reason.push_str(&format!("; {why}"));
+            }
+        }
     }
     Ok(())
 }
@@ -390,9 +497,12 @@ fn roll_back_earlier(
             "{}: rolling back to {} (a later service failed)",
             object.name, live.image
         ));
-        let back = engine.roll_back(object, submitted, live)?;
-        if settle_rollback(engine, object, &back, plan.timeout, ui)? {
+        let Some(back) = engine.roll_back(object, submitted, Some(live))? else {
+            continue;
+        };
+        if let Settled::RolledBack = settle_rollback(engine, object, &back, plan.timeout, ui)? {
             rollout.services[*index].state = State::RolledBack;
+            rollout.services[*index].restored = Some(engine.live(object)?.image);
             rollout.rolled_back.push(object.name.clone());
         }
     }

@@ -276,7 +276,12 @@ impl Engine for Swarm {
             "rollback_completed" => Phase::RolledBack(message),
             "rollback_paused" => Phase::Failed(format!("rollback paused: {message}")),
             _ if !same_image(&current, &submitted.image) => Phase::Superseded(current),
-            "paused" => Phase::Failed(message),
+            // Swarm paused the update itself (FailureAction pause, its default): the new spec
+            // stays, and only `docker service update` (or `--rollback`) moves it on.
+            "paused" => Phase::Paused(format!(
+                "{message}; `docker service update --rollback {}` goes back, `docker service update {}` retries",
+                object.name, object.name
+            )),
             "completed" | "" if ready >= desired => Phase::Succeeded,
             "updating" | "completed" | "" => Phase::Progressing,
             _ => Phase::Pending,
@@ -324,22 +329,34 @@ impl Engine for Swarm {
         Ok(lines)
     }
 
+    fn current(&mut self, _object: &Object, live: &Live) -> Result<Submitted> {
+        Ok(Submitted {
+            image: live.image.clone(),
+            mark: format!("service version {}", version_of(&live.raw)),
+            version: None,
+        })
+    }
+
     fn roll_back(
         &mut self,
         object: &Object,
         _submitted: &Submitted,
-        before: &Live,
-    ) -> Result<Submitted> {
+        before: Option<&Live>,
+    ) -> Result<Option<Submitted>> {
+        // Swarm keeps the previous spec itself: `?rollback=previous` needs no `before`.
+        let image = before
+            .map(|b| b.image.clone())
+            .unwrap_or_else(|| "the previous spec".to_string());
         for _ in 0..CAS_ATTEMPTS {
             let service = self.service(&object.name)?;
             if let Reply::Accepted =
                 self.update(&object.name, version_of(&service), &service["Spec"], true)?
             {
-                return Ok(Submitted {
-                    image: before.image.clone(),
+                return Ok(Some(Submitted {
+                    image,
                     mark: "rollback to the previous spec".to_string(),
                     version: None,
-                });
+                }));
             }
         }
         Err(Error::failed(format!(

@@ -20,6 +20,7 @@ pub(super) enum End {
     EngineRollingBack(String),
     Superseded(String),
     NotWatchable(String),
+    Paused(String),
 }
 
 /// Watches one change until it settles or the deadline passes, one line per change of state,
@@ -43,6 +44,13 @@ pub(super) fn watch(
             }
             Phase::Superseded(by) => return Ok(End::Superseded(by)),
             Phase::NotWatchable(reason) => return Ok(End::NotWatchable(reason)),
+            Phase::Paused(reason) => return Ok(End::Paused(reason)),
+            Phase::NeedsPromotion(reason) => {
+                if !engine.promote(object, submitted)? {
+                    return Ok(End::NotWatchable(reason));
+                }
+                ui.info(&format!("{}: canaries promoted", object.name));
+            }
             Phase::Pending | Phase::Progressing => {}
         }
         if let Some(signal) = stop::requested() {
@@ -63,55 +71,47 @@ pub(super) fn watch(
     }
 }
 
-/// Watches a rollback (ours or the engine's) to its end; true when the old image runs again.
+/// How a rollback ended: the old image runs again, or why not.
+pub(super) enum Settled {
+    RolledBack,
+    NotRolledBack(String),
+}
+
+/// Watches a rollback (ours or the engine's) to its end.
 pub(super) fn settle_rollback(
     engine: &mut dyn Engine,
     object: &Object,
     change: &Submitted,
     timeout: Duration,
     ui: &Ui,
-) -> Result<bool> {
+) -> Result<Settled> {
     let deadline = Instant::now() + timeout;
     let mut shown = Shown::default();
     loop {
         let seen = engine.observe(object, change)?;
         shown.show(ui, &object.name, &seen);
-        match &seen.phase {
+        let why = match &seen.phase {
             Phase::Succeeded | Phase::RolledBack(_) => {
                 ui.info(&format!("{}: rolled back", object.name));
-                return Ok(true);
+                return Ok(Settled::RolledBack);
             }
-            Phase::Failed(reason) => {
-                ui.info(&format!(
-                    "{}: the rollback failed too: {reason}",
-                    object.name
-                ));
-                return Ok(false);
-            }
+            Phase::Failed(reason) => format!("the rollback failed too: {reason}"),
             Phase::Superseded(by) => {
-                ui.info(&format!(
-                    "{}: changed by someone else during the rollback: runs {by}",
-                    object.name
-                ));
-                return Ok(false);
+                format!("changed by someone else during the rollback: runs {by}")
             }
-            Phase::NotWatchable(reason) => {
-                ui.info(&format!(
-                    "{}: the rollback is not watched: {reason}",
-                    object.name
-                ));
-                return Ok(false);
+            Phase::NotWatchable(reason) | Phase::Paused(reason) | Phase::NeedsPromotion(reason) => {
+                format!("the rollback is not watched: {reason}")
             }
-            Phase::Pending | Phase::Progressing | Phase::RollingBack(_) => {}
-        }
-        if Instant::now() >= deadline {
-            ui.info(&format!(
-                "{}: the rollback did not finish in time",
-                object.name
-            ));
-            return Ok(false);
-        }
-        std::thread::sleep(POLL);
+            Phase::Pending | Phase::Progressing | Phase::RollingBack(_) => {
+                if Instant::now() < deadline {
+                    std::thread::sleep(POLL);
+                    continue;
+                }
+                "the rollback did not finish in time".to_string()
+            }
+        };
+        ui.info(&format!("{}: {why}", object.name));
+        return Ok(Settled::NotRolledBack(why));
     }
 }
 
@@ -134,6 +134,8 @@ impl Shown {
             Phase::RolledBack(reason) => format!("rolled back: {reason}"),
             Phase::Superseded(by) => format!("superseded by {by}"),
             Phase::NotWatchable(reason) => format!("not watched: {reason}"),
+            Phase::Paused(reason) => format!("paused: {reason}"),
+            Phase::NeedsPromotion(reason) => format!("waiting for promotion: {reason}"),
         };
         let mut line = format!("{name}: {state}");
         if let Some(replicas) = seen.replicas {

@@ -44,6 +44,11 @@ pub struct OrchestratorSpec {
     /// ran before, `pause` it where it stands, or `fail` and leave it to the engine.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// Nomad: promote a deployment's canaries once they are all healthy, when the job's
+    /// `update` has `canary` but not `auto_promote`. Default `false`: tagpilot stops there,
+    /// says the deployment waits for promotion, and does not count it as done.
+    #[serde(default)]
+    pub promote_canaries: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -202,6 +207,12 @@ impl OrchestratorSpec {
                     service.name()
                 ));
             }
+        }
+        if self.promote_canaries && self.kind != EngineKind::Nomad {
+            problems.push(format!(
+                "{}: deploy `{environment}` orchestrator: `promote_canaries` is for Nomad only",
+                environment.place(file)
+            ));
         }
         let c = &self.credentials;
         problems.extend(super::check_variable_names(

@@ -8,6 +8,7 @@ pub mod git_http;
 pub mod http;
 pub mod proxy;
 pub mod registry;
+pub mod rollout;
 pub mod sshd;
 pub mod token;
 

@@ -9,7 +9,16 @@
 //! StatefulSets follow the controller's `updateStrategy` (kubernetes/pkg/controller/statefulset):
 //! with `rollingUpdate.partition: P` only the pods with ordinal >= P are updated and
 //! `currentRevision` never becomes `updateRevision`; with `OnDelete` (DaemonSets too) no pod
-//! changes until it is deleted, so `updatedReplicas` stays 0.
+//! changes until it is deleted, so `updatedReplicas` stays 0. With the default
+//! `podManagementPolicy: OrderedReady`, a pod left broken by a bad revision blocks the
+//! controller: changing the template back does not replace it (kubernetes/kubernetes#67250)
+//! until someone deletes the pod.
+//!
+//! Deployments follow the deployment controller (pkg/controller/deployment): a paused one
+//! syncs its status (`observedGeneration` catches up) but creates no new ReplicaSet, and its
+//! Progressing condition is `Unknown`/`DeploymentPaused`; pods the ReplicaSet cannot create
+//! (a quota) give it a `ReplicaFailure`/`FailedCreate` condition, copied to the Deployment,
+//! and `FailedCreate` warning events on the ReplicaSet.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -35,6 +44,9 @@ pub struct Deployment {
     pub partition: u64,
     /// `updateStrategy.type: OnDelete`.
     pub on_delete: bool,
+    /// StatefulSet: the generation and image whose broken pod (the highest ordinal) the
+    /// controller will not replace until it is deleted.
+    pub stuck: Option<(u64, String)>,
 }
 
 impl Deployment {
@@ -52,6 +64,7 @@ impl Deployment {
             paused: false,
             partition: 0,
             on_delete: false,
+            stuck: None,
         }
     }
 }
@@ -60,6 +73,8 @@ pub struct State {
     pub deployments: BTreeMap<String, Deployment>,
     /// Deployments whose new pods never pull (any image but the initial one).
     pub failing: Vec<String>,
+    /// Deployments whose new pods cannot be created: a ResourceQuota is used up.
+    pub over_quota: Vec<String>,
     /// How long the status keeps describing the previous generation after a write.
     pub stale_for: Duration,
     /// Time per replica replaced.
@@ -86,6 +101,7 @@ impl FakeKubernetes {
                 .map(|(name, image)| (name.to_string(), Deployment::settled("deployments", image)))
                 .collect(),
             failing: Vec::new(),
+            over_quota: Vec::new(),
             stale_for: super::ms(600),
             step: super::ms(200),
             progress_deadline: super::ms(1500),
@@ -133,12 +149,30 @@ impl FakeKubernetes {
     pub fn image(&self, name: &str) -> String {
         self.state.lock().unwrap().deployments[name].image.clone()
     }
+
+    /// `kubectl rollout pause` / `resume`: a resumed Deployment starts its rollout then.
+    pub fn set_paused(&self, name: &str, paused: bool) {
+        let mut state = self.state.lock().unwrap();
+        let stale_for = state.stale_for;
+        let d = state.deployments.get_mut(name).unwrap();
+        d.paused = paused;
+        if !paused {
+            d.changed = Instant::now() - stale_for;
+        }
+    }
+}
+
+/// Why the new ReplicaSet cannot create its pods (a quota).
+fn quota_message(name: &str) -> String {
+    format!("pods \"{name}-5d8-x7k2q\" is forbidden: exceeded quota: compute, requested: limits.cpu=500m, used: limits.cpu=2, limited: limits.cpu=2")
 }
 
 fn deployment_json(name: &str, d: &Deployment, state: &State) -> Value {
     let elapsed = d.changed.elapsed();
     let bad = is_bad(name, d, state);
     let stale = elapsed < state.stale_for;
+    let paused = d.paused && d.resource == "deployments";
+    let over_quota = state.over_quota.iter().any(|q| q == name) && d.image != d.initial;
     let (observed, updated, total, available, conditions) = if stale {
         // The previous generation's status: all replicas updated and available.
         (
@@ -147,6 +181,28 @@ fn deployment_json(name: &str, d: &Deployment, state: &State) -> Value {
             d.replicas,
             d.replicas,
             json!([]),
+        )
+    } else if paused {
+        // Synced, but no new ReplicaSet: nothing is updated until it is resumed.
+        (
+            d.generation,
+            0,
+            d.replicas,
+            d.replicas,
+            json!([{ "type": "Progressing", "status": "Unknown", "reason": "DeploymentPaused",
+                     "message": "Deployment is paused" }]),
+        )
+    } else if over_quota {
+        (
+            d.generation,
+            0,
+            d.replicas,
+            d.replicas,
+            json!([
+                { "type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated" },
+                { "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                  "message": quota_message(name) }
+            ]),
         )
     } else if bad {
         let condition = if elapsed > state.stale_for + state.progress_deadline {
@@ -205,6 +261,15 @@ fn deployment_json(name: &str, d: &Deployment, state: &State) -> Value {
                 updated
             } else {
                 updated.min(updatable)
+            };
+            // The broken pod of an earlier revision is neither updated nor ready, for good.
+            let (updated, ready, current) = match d.stuck {
+                Some(_) if !stale => (
+                    updated.min(d.replicas - 1),
+                    ready.min(d.replicas - 1),
+                    revision(d.generation - 1),
+                ),
+                _ => (updated, ready, current),
             };
             json!({ "observedGeneration": observed, "replicas": d.replicas, "updatedReplicas": updated,
                     "readyReplicas": ready,
@@ -295,6 +360,7 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
                         let d = state.deployments.get_mut(*name).unwrap();
                         d.resource_version += 1;
                     }
+                    let was_bad = state.failing.iter().any(|f| f == *name);
                     let d = state.deployments.get_mut(*name).unwrap();
                     if sent["metadata"]["resourceVersion"].as_str()
                         != Some(d.resource_version.to_string().as_str())
@@ -310,6 +376,11 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
                         .unwrap_or("")
                         .to_string();
                     if image != d.image {
+                        // Leaving a bad revision, the OrderedReady controller keeps its
+                        // broken pod.
+                        if was_bad && d.image != d.initial && d.resource == "statefulsets" {
+                            d.stuck = Some((d.generation, d.image.clone()));
+                        }
                         d.image = image;
                         d.generation += 1;
                         d.changed = Instant::now();
@@ -337,17 +408,45 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
             let Some(d) = state.deployments.get(name) else {
                 return (200, json!({ "items": [] }));
             };
-            let bad = is_bad(name, d, state);
-            let items: Vec<Value> = if bad {
-                vec![json!({ "metadata": { "name": format!("{name}-7d9-x1") },
-                    "spec": { "containers": [{ "name": "app", "image": d.image }] },
-                    "status": { "containerStatuses": [{ "name": "app", "state": { "waiting": {
+            let broken = |pod: String, image: &str, revision: String| {
+                json!({ "metadata": { "name": pod,
+                        "labels": { "app": name, "controller-revision-hash": revision } },
+                    "spec": { "containers": [{ "name": "app", "image": image }] },
+                    "status": { "containerStatuses": [{ "name": "app", "ready": false, "state": { "waiting": {
                         "reason": "ImagePullBackOff",
-                        "message": format!("Back-off pulling image \"{}\"", d.image) } } }] } })]
-            } else {
-                Vec::new()
+                        "message": format!("Back-off pulling image \"{image}\"") } } }] } })
             };
+            let mut items = Vec::new();
+            if is_bad(name, d, state) {
+                items.push(broken(
+                    format!("{name}-7d9-x1"),
+                    &d.image,
+                    format!("{name}-rev{}", d.generation),
+                ));
+            }
+            if let Some((generation, image)) = &d.stuck {
+                items.push(broken(
+                    format!("{name}-{}", d.replicas - 1),
+                    image,
+                    format!("{name}-rev{generation}"),
+                ));
+            }
             (200, json!({ "items": items }))
+        }
+        ("DELETE", ["api", "v1", "namespaces", _, "pods", pod]) => {
+            // Deleting the stuck pod lets the controller recreate it from the template.
+            let stale_for = state.stale_for;
+            for (name, d) in state.deployments.iter_mut() {
+                if d.stuck.is_some() && *pod == format!("{name}-{}", d.replicas - 1) {
+                    d.stuck = None;
+                    d.changed = Instant::now() - stale_for;
+                    return (200, json!({ "kind": "Pod", "metadata": { "name": pod } }));
+                }
+            }
+            (
+                404,
+                json!({ "kind": "Status", "code": 404, "message": format!("pods \"{pod}\" not found") }),
+            )
         }
         ("GET", ["api", "v1", "namespaces", _, "events"]) => {
             let items: Vec<Value> = state
@@ -359,6 +458,17 @@ fn handle(state: &mut State, request: &Request) -> (u16, Value) {
                     "involvedObject": { "kind": "Pod", "name": format!("{name}-7d9-x1") },
                     "message": format!("Failed to pull image \"{}\": manifest unknown", d.image) })
                 })
+                .chain(
+                    state
+                        .over_quota
+                        .iter()
+                        .filter(|name| state.deployments.get(*name).is_some_and(|d| d.image != d.initial))
+                        .map(|name| {
+                            json!({ "type": "Warning", "reason": "FailedCreate",
+                            "involvedObject": { "kind": "ReplicaSet", "name": format!("{name}-5d8") },
+                            "message": format!("Error creating: {}", quota_message(name)) })
+                        }),
+                )
                 .collect();
             (200, json!({ "items": items }))
         }

@@ -3,6 +3,12 @@
 //! a step per instance, a bad image whose deployment never finishes (Marathon keeps retrying
 //! with backoff; `lastTaskFailure` and the launch queue say why), and `DELETE
 //! /v2/deployments/{id}` that rolls back (or with `force=true` just stops).
+//!
+//! As Marathon's REST API has it (docs/rest-api, AppInfo): during a deployment the new
+//! config's tasks start while the old ones still run, and `tasksRunning`/`tasksHealthy` count
+//! both; `embed=app.tasks` lists each task with the app `version` it was launched with and its
+//! `healthCheckResults`. A scale changes `version` but not `versionInfo.lastConfigChangeAt`.
+//! An app may have no health checks (its tasks then carry no results).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +22,9 @@ pub struct App {
     pub image: String,
     pub instances: u64,
     pub version: String,
+    /// `versionInfo.lastConfigChangeAt`: moves with a config change only.
+    pub config_version: String,
+    pub health_checks: bool,
     /// Versions of the app config, for `{"version": ...}` puts.
     pub versions: BTreeMap<String, String>,
 }
@@ -55,6 +64,8 @@ impl FakeMarathon {
                         image: image.to_string(),
                         instances: 2,
                         version: version.clone(),
+                        config_version: version.clone(),
+                        health_checks: true,
                         versions: [(version, image.to_string())].into(),
                     };
                     (id.to_string(), app)
@@ -90,6 +101,17 @@ impl FakeMarathon {
     pub fn image(&self, app: &str) -> String {
         self.state.lock().unwrap().apps[app].image.clone()
     }
+
+    /// Someone scales `app` (`PUT {"instances": n}` in Marathon): a new `version`, the same
+    /// config.
+    pub fn scale(&self, app: &str, instances: u64) {
+        let mut state = self.state.lock().unwrap();
+        state.counter += 1;
+        let version = format!("2026-11-22T10:00:{:02}.500Z", state.counter);
+        let app = state.apps.get_mut(app).unwrap();
+        app.instances = instances;
+        app.version = version;
+    }
 }
 
 impl State {
@@ -110,6 +132,7 @@ impl State {
         let app = self.apps.get_mut(id).unwrap();
         app.image = image.clone();
         app.version = version.clone();
+        app.config_version = version.clone();
         app.versions.insert(version.clone(), image);
         self.deployments.push(Deployment {
             id: deployment.clone(),
@@ -124,20 +147,44 @@ impl State {
         let app = &self.apps[id];
         let deploying = self.deployments.iter().find(|d| d.app == id);
         let bad = self.bad_images.contains(&app.image);
-        let running = match deploying {
-            _ if bad => 0,
+        // Tasks of the current config, and old ones still running beside them.
+        let (new, old) = match deploying {
+            _ if bad => (0, app.instances),
             Some(d) if d.foreign_for.is_none() => {
-                (d.started.elapsed().as_millis() / self.step.as_millis().max(1)) as u64
+                let started =
+                    (d.started.elapsed().as_millis() / self.step.as_millis().max(1)) as u64;
+                let started = started.min(app.instances);
+                (started, app.instances - started)
             }
-            _ => app.instances,
+            _ => (app.instances, 0),
+        };
+        let task = |n: u64, version: &str| {
+            let mut task = json!({ "id": format!("{}.{n}-{version}", id.trim_start_matches('/')),
+                "appId": id, "version": version, "state": "TASK_RUNNING" });
+            if app.health_checks {
+                task["healthCheckResults"] = json!([{ "alive": true }]);
+            }
+            task
+        };
+        let mut tasks: Vec<Value> = (0..new).map(|n| task(n, &app.config_version)).collect();
+        tasks.extend((0..old).map(|n| task(100 + n, "2026-01-01T00:00:00.000Z")));
+        let checks = if app.health_checks {
+            json!([{ "protocol": "MESOS_HTTP", "path": "/health" }])
+        } else {
+            json!([])
         };
         let mut body = json!({
             "id": id, "instances": app.instances, "version": app.version,
+            "versionInfo": { "lastConfigChangeAt": app.config_version,
+                             "lastScalingAt": app.version },
             "container": { "type": "DOCKER", "docker": { "image": app.image, "network": "BRIDGE" },
                            "volumes": [] },
-            "healthChecks": [{ "protocol": "MESOS_HTTP", "path": "/health" }],
-            "tasksRunning": running.min(app.instances), "tasksHealthy": running.min(app.instances),
+            "healthChecks": checks,
+            // Old and new together, as Marathon counts them.
+            "tasksRunning": new + old,
+            "tasksHealthy": if app.health_checks { new + old } else { 0 },
             "tasksStaged": 0, "tasksUnhealthy": 0,
+            "tasks": tasks,
             "deployments": deploying.map(|d| vec![json!({ "id": d.id })]).unwrap_or_default(),
         });
         if bad {

@@ -57,7 +57,7 @@ pub enum Command {
 #[derive(Clone, Debug, Args)]
 pub struct ProjectArgs {
     /// Pipeline spec. Default: `tagpilot.yaml` at the repository root, if present.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "TAGPILOT_PIPELINE", value_name = "FILE")]
     pub pipeline: Option<PathBuf>,
     /// The git repository to release. Default: the one containing the current folder.
     #[arg(long, value_name = "DIR")]

@@ -18,12 +18,19 @@ pub fn ensure_folder(dir: &Path) -> Result<()> {
 pub fn temp_beside(final_path: &Path) -> Result<tempfile::NamedTempFile> {
     let dir = parent_of(final_path);
     ensure_folder(dir)?;
+    output_file_in(dir).map_err(|e| {
+        Error::io("write to", dir, e).with_hint("Choose a writable folder with --out DIR")
+    })
+}
+
+/// A temporary file in `dir` that becomes an output: created with mode 0666 less the umask,
+/// as any other program's output (tempfile's own default is 0600, whatever the umask).
+pub fn output_file_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
     tempfile::Builder::new()
         .prefix(".tagpilot-")
+        .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
-        .map_err(|e| {
-            Error::io("write to", dir, e).with_hint("Choose a writable folder with --out DIR")
-        })
 }
 
 /// Moves a finished temporary file to its final name.

@@ -94,12 +94,7 @@ impl World {
     }
 
     fn commit_count(&self) -> usize {
-        sh(Command::new("git")
-            .current_dir(&self.bare)
-            .args(["rev-list", "--count", "main"]))
-        .trim()
-        .parse()
-        .unwrap()
+        commit_count(&self.bare)
     }
 
     fn last_message(&self) -> String {

@@ -356,6 +356,16 @@ fn unprotected_refs_and_deploy_freezes_stop_a_release_before_it_starts() {
 }
 
 #[test]
+fn a_missing_token_is_said_before_any_request() {
+    let repo = project();
+    let gitlab = FakeGitLab::start("group/app", TOKEN);
+    let mut cmd = release(&repo, &gitlab, &[]);
+    cmd.env_remove("CI_JOB_TOKEN");
+    run(&mut cmd).fails_with(2, "no GitLab token to publish with");
+    assert_eq!(gitlab.state.lock().unwrap().requests, 0);
+}
+
+#[test]
 fn a_refused_token_is_reported_without_printing_it() {
     let repo = project();
     let gitlab = FakeGitLab::start("group/app", "another-token");

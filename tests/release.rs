@@ -266,3 +266,26 @@ fn readme_first_command_works() {
     );
     sh(Command::new("gzip").arg("-t").arg(root.join(tarball)));
 }
+
+#[test]
+fn output_files_follow_the_umask() {
+    let repo = released_repo();
+    for (umask, mode) in [("022", 0o644), ("077", 0o600)] {
+        let out = repo.path().join(format!("out-{umask}"));
+        let mut cmd = Command::new("sh");
+        with_clean_env(&mut cmd)
+            .current_dir(repo.path())
+            .args(["-c", &format!("umask {umask} && exec \"$@\""), "sh"])
+            .arg(env!("CARGO_BIN_EXE_tagpilot"))
+            .args(["release", "--dry-run", "--out"])
+            .arg(&out);
+        run(&mut cmd).ok();
+        let files = sh(Command::new("find").arg(&out).args(["-type", "f"]));
+        assert!(files.lines().count() >= 3, "{files}");
+        for file in files.lines() {
+            use std::os::unix::fs::PermissionsExt;
+            let got = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(got, mode, "{file} under umask {umask}: {got:o}");
+        }
+    }
+}

@@ -301,8 +301,11 @@ fn nomad_on_failure_pause_of_a_failed_deployment_is_a_failed_rollout() {
 
 #[test]
 fn a_403_says_what_it_means_on_each_engine() {
-    // Nomad never answers 401: an unknown token is a 403 "Permission denied".
+    // Nomad never answers 401: an unknown token is a 403 "ACL token not found", a refused
+    // login (exit 2) that names where the token came from; one whose policy may not submit
+    // the job is "Permission denied", with the hint that says what a 403 means on Nomad.
     let fake = FakeNomad::start("shop", &image("0.9.0"));
+    fake.state.lock().unwrap().read_only_token = Some("read-only".into());
     let setup = Setup::new(
         "kind: nomad\nendpoint: ${NOMAD}\nservices: [shop]\ncredentials: { token: SHOP_NOMAD_TOKEN }\n",
     );
@@ -310,15 +313,28 @@ fn a_403_says_what_it_means_on_each_engine() {
         .deploy()
         .env("NOMAD", fake.server.url())
         .env("SHOP_NOMAD_TOKEN", "not-the-token"));
-    assert_ne!(refused.code, 0);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(
-        refused
-            .stderr
-            .contains("403 for a missing or unknown ACL token"),
+        refused.stderr.contains("ACL token not found")
+            && refused.stderr.contains(
+                "the credential from SHOP_NOMAD_TOKEN (orchestrator.credentials.token) was refused"
+            ),
         "{}",
         refused.stderr
     );
     assert!(!refused.stderr.contains("not-the-token"));
+    let denied = run(setup
+        .deploy()
+        .env("NOMAD", fake.server.url())
+        .env("SHOP_NOMAD_TOKEN", "read-only"));
+    assert_eq!(denied.code, 1, "{}", denied.stderr);
+    assert!(
+        denied
+            .stderr
+            .contains("403 for a missing or unknown ACL token"),
+        "{}",
+        denied.stderr
+    );
     // Marathon answers 403 when it already runs as many deployments as it allows.
     let fake = FakeMarathon::start(&[("/shop/web", &image("0.9.0"))]);
     fake.state.lock().unwrap().max_running_deployments = Some(0);
@@ -393,17 +409,19 @@ fn bad_input_names_the_engine_endpoint_and_object() {
         unknown.stderr
     );
 
-    // A wrong token: Nomad's 403, named.
+    // A wrong token: Nomad's 403, a refused login (exit 2) naming NOMAD_TOKEN.
     let nomad = FakeNomad::start("shop", &image("0.9.0"));
     let setup = Setup::new("kind: nomad\nendpoint: ${NOMAD}\nservices: [shop]\n");
     let refused = run(setup
         .deploy()
         .env("NOMAD", nomad.server.url())
         .env("NOMAD_TOKEN", "wrong"));
-    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(refused.stderr.contains("Nomad at"), "{}", refused.stderr);
     assert!(
-        refused.stderr.contains("permission denied"),
+        refused
+            .stderr
+            .contains("the credential from NOMAD_TOKEN was refused"),
         "{}",
         refused.stderr
     );

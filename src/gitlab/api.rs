@@ -70,14 +70,14 @@ pub fn connect(env: &Env) -> Result<Option<Project>> {
     )
     .with_hints(hints);
     let token = match (var("GITLAB_TOKEN"), var("CI_JOB_TOKEN")) {
-        (Some(token), _) => Some(("PRIVATE-TOKEN", token)),
-        (None, Some(token)) => Some(("JOB-TOKEN", token)),
+        (Some(token), _) => Some(("PRIVATE-TOKEN", token, "GITLAB_TOKEN")),
+        (None, Some(token)) => Some(("JOB-TOKEN", token, "CI_JOB_TOKEN")),
         _ => None,
     };
     let has_token = token.is_some();
-    let job_token = matches!(token, Some(("JOB-TOKEN", _)));
-    if let Some((header, token)) = token {
-        api = api.with_credential(header, token);
+    let job_token = matches!(token, Some(("JOB-TOKEN", _, _)));
+    if let Some((header, token, from)) = token {
+        api = api.with_credential(header, token, from);
     }
     Ok(Some(Project {
         api,

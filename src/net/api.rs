@@ -33,6 +33,8 @@ pub struct Api {
     transport: Transport,
     /// Header carrying the credential (`Authorization`, `X-Nomad-Token`) and its value.
     credential: Option<(&'static str, String)>,
+    /// Where the credential came from (`NOMAD_TOKEN`, a kubeconfig user), for a refusal.
+    credential_from: Option<String>,
     /// The longest one request may take, body included.
     deadline: Duration,
 }
@@ -108,6 +110,7 @@ impl Api {
                 base: base.trim_end_matches('/').to_string(),
             },
             credential: None,
+            credential_from: None,
             hints: ORCHESTRATOR_HINTS,
             deadline: REQUEST_DEADLINE,
         }
@@ -119,6 +122,7 @@ impl Api {
             endpoint: format!("unix://{}", socket.display()),
             transport: Transport::Unix(socket),
             credential: None,
+            credential_from: None,
             hints: ORCHESTRATOR_HINTS,
             deadline: REQUEST_DEADLINE,
         }
@@ -135,8 +139,15 @@ impl Api {
         self
     }
 
-    pub fn with_credential(mut self, header: &'static str, value: String) -> Api {
+    /// Sends `value` in `header` with every request; `from` names where it came from.
+    pub fn with_credential(
+        mut self,
+        header: &'static str,
+        value: String,
+        from: impl Into<String>,
+    ) -> Api {
         self.credential = Some((header, value));
+        self.credential_from = Some(from.into());
         self
     }
 
@@ -242,8 +253,10 @@ impl Api {
             self.engine, self.endpoint, reply.status
         );
         Err(match reply.status {
-            401 => Error::failed(format!("{lead}: not authenticated ({reason})"))
-                .with_hint(self.hints.credential),
+            // A refused login is the user's to fix (exit 2), and no retry mends it. Nomad
+            // answers an unknown ACL token with 403.
+            401 => self.refused_login(&lead, &reason),
+            403 if reason.contains("ACL token not found") => self.refused_login(&lead, &reason),
             403 => Error::failed(format!("{lead}: permission denied ({reason})"))
                 .with_hint(self.hints.forbidden),
             404 => Error::input(format!("{lead}: not found ({reason})")),
@@ -255,6 +268,15 @@ impl Api {
             .with_hint("Point the endpoint at the address the API answers on itself"),
             _ => Error::failed(format!("{lead}: {reason}")),
         })
+    }
+
+    fn refused_login(&self, lead: &str, reason: &str) -> Error {
+        let from = match &self.credential_from {
+            Some(from) => format!("the credential from {from} was refused"),
+            None => "no credential was sent".to_string(),
+        };
+        Error::input(format!("{lead}: not authenticated ({reason}): {from}"))
+            .with_hint(self.hints.credential)
     }
 
     fn unreachable(&self, failure: Failure, what: &str) -> Error {

@@ -59,9 +59,7 @@ impl BlobStore {
 
     /// A writer for a blob whose digest is known only at the end.
     pub fn writer(&self) -> Result<BlobWriter> {
-        let temp = tempfile::Builder::new()
-            .prefix(".tagpilot-")
-            .tempfile_in(self.dir.join("sha256"))
+        let temp = crate::fsutil::output_file_in(&self.dir.join("sha256"))
             .map_err(|e| Error::io("write to", &self.dir, e))?;
         let file = temp
             .as_file()

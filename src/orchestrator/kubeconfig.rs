@@ -127,7 +127,11 @@ pub(super) fn from_kubeconfig(
         _ => None,
     };
     if let Some(token) = token {
-        api = api.with_credential("Authorization", format!("Bearer {token}"));
+        api = api.with_credential(
+            "Authorization",
+            format!("Bearer {token}"),
+            format!("kubeconfig user `{user_name}`"),
+        );
     }
     let namespace = context["namespace"].as_str().map(String::from);
     Ok((api, namespace))
@@ -187,7 +191,11 @@ pub(super) fn in_cluster(spec: &OrchestratorSpec, env: &Env) -> Result<(Api, Opt
         },
         spec,
     )
-    .with_credential("Authorization", format!("Bearer {token}"));
+    .with_credential(
+        "Authorization",
+        format!("Bearer {token}"),
+        "the in-cluster service account token",
+    );
     let namespace = read_trimmed(&account.join("namespace")).ok();
     Ok((api, namespace))
 }

@@ -69,6 +69,7 @@ impl Kubernetes {
             api = api.with_credential(
                 "Authorization",
                 format!("Bearer {}", super::credential(token, "Kubernetes", env)?),
+                format!("{token} (orchestrator.credentials.token)"),
             );
         }
         let namespace = spec

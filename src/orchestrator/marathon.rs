@@ -54,6 +54,7 @@ impl Marathon {
             api = api.with_credential(
                 "Authorization",
                 format!("token={}", super::credential(token, "Marathon", env)?),
+                format!("{token} (orchestrator.credentials.token)"),
             );
         } else if let (Some(user), Some(password)) = (&c.user, &c.password) {
             api = api.with_credential(
@@ -62,6 +63,7 @@ impl Marathon {
                     &super::credential(user, "Marathon", env)?,
                     &super::credential(password, "Marathon", env)?,
                 ),
+                format!("{user} and {password} (orchestrator.credentials)"),
             );
         }
         Ok(Marathon { api })

@@ -54,11 +54,16 @@ impl Nomad {
             forbidden: "Nomad answers 403 for a missing or unknown ACL token as well as for one whose policy lacks submit-job on this namespace: check NOMAD_TOKEN (or credentials.token) and its policy",
         });
         let token = match &spec.credentials.token {
-            Some(variable) => Some(super::credential(variable, "Nomad", env)?),
-            None => env.lookup("NOMAD_TOKEN"),
+            Some(variable) => Some((
+                super::credential(variable, "Nomad", env)?,
+                format!("{variable} (orchestrator.credentials.token)"),
+            )),
+            None => env
+                .lookup("NOMAD_TOKEN")
+                .map(|token| (token, "NOMAD_TOKEN".to_string())),
         };
-        if let Some(token) = token {
-            api = api.with_credential("X-Nomad-Token", token);
+        if let Some((token, from)) = token {
+            api = api.with_credential("X-Nomad-Token", token, from);
         }
         let namespace = spec
             .namespace

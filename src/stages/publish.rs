@@ -26,6 +26,10 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
         };
         return Ok(Outcome::new(Status::NotConfigured, why));
     };
+    // A release writes: without a token, say so before the first request.
+    if !job.mode.rehearsing() {
+        gitlab.require_token()?;
+    }
     let inputs = publish::Inputs {
         source: &job.project.source,
         spec,

@@ -269,6 +269,16 @@ pub fn tool_available(tool: &str, install: &str) -> bool {
     found
 }
 
+/// How many commits a repository's `main` has.
+pub fn commit_count(repository: &Path) -> usize {
+    sh(Command::new("git")
+        .current_dir(repository)
+        .args(["rev-list", "--count", "main"]))
+    .trim()
+    .parse()
+    .unwrap()
+}
+
 /// The sample DIRAC repository (at `dirac/` in the returned folder), made by the fixture
 /// script the README documents.
 pub fn dirac_repo() -> tempfile::TempDir {

@@ -64,6 +64,8 @@ pub struct State {
     pub packages: Vec<Package>,
     /// Requests that changed something.
     pub writes: u32,
+    /// Every request, answered or refused.
+    pub requests: u32,
     /// The next upload is stored, then answered 502, as when a connection drops after the
     /// server took the file.
     pub drop_next_upload_reply: bool,
@@ -128,6 +130,7 @@ impl FakeGitLab {
             releases: Vec::new(),
             packages: Vec::new(),
             writes: 0,
+            requests: 0,
             drop_next_upload_reply: false,
             another_job_creates_first: false,
             reject_duplicates: false,
@@ -196,6 +199,7 @@ fn job_token_since(parts: &[&str]) -> Option<(u32, u32)> {
 }
 
 fn handle(state: &mut State, request: &Request) -> (u16, Value) {
+    state.requests += 1;
     let job_token = request.header("JOB-TOKEN");
     let token = job_token.or_else(|| request.header("PRIVATE-TOKEN"));
     if token != Some(state.token.as_str()) {

@@ -19,7 +19,8 @@
 //! - A batch job, or one without an `update` block, gets no deployment at all. Its
 //!   allocations are all there is: pending, then running (batch: complete), or failed for a
 //!   bad image. The allocations of older versions stop once the new ones run.
-//! - ACL token in `X-Nomad-Token`; a wrong one is 403 "Permission denied" (Nomad has no 401).
+//! - ACL token in `X-Nomad-Token`: an unknown one is 403 "ACL token not found", one whose policy
+//!   does not allow the request 403 "Permission denied" (Nomad has no 401).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,6 +61,8 @@ pub struct State {
     pub step: Duration,
     pub count: u64,
     pub token: String,
+    /// A known token whose policy may only read.
+    pub read_only_token: Option<String>,
     pub index: u64,
 }
 
@@ -98,6 +101,7 @@ impl FakeNomad {
             step: super::ms(200),
             count: 2,
             token: "nomad-secret".into(),
+            read_only_token: None,
             index: 10 + history.len() as u64,
         }));
         let shared = Arc::clone(&state);
@@ -331,7 +335,12 @@ impl State {
 }
 
 fn handle(state: &mut State, request: &Request) -> (u16, Value) {
-    if request.header("x-nomad-token") != Some(state.token.as_str()) {
+    let token = request.header("x-nomad-token");
+    let read_only = token.is_some() && token == state.read_only_token.as_deref();
+    if token != Some(state.token.as_str()) && !read_only {
+        return (403, json!("ACL token not found"));
+    }
+    if read_only && request.method != "GET" {
         return (403, json!("Permission denied"));
     }
     let job_path = format!("/v1/job/{}", state.job);

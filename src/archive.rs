@@ -59,12 +59,27 @@ pub fn append_prefix_folders<W: Write>(
     prefix: &str,
     counts: &mut Counts,
 ) -> Result<()> {
+    append_folders_below(tar, normal, prefix, "", counts)
+}
+
+/// Appends the folders of `folders` that `written` (a leading part of it, `/`-terminated, or
+/// empty) does not hold already.
+pub fn append_folders_below<W: Write>(
+    tar: &mut tar::Builder<W>,
+    normal: Normal,
+    folders: &str,
+    written: &str,
+    counts: &mut Counts,
+) -> Result<()> {
     let mut path = String::new();
-    for part in prefix.split('/').filter(|p| !p.is_empty()) {
+    for part in folders.split('/').filter(|p| !p.is_empty()) {
         if !path.is_empty() {
             path.push('/');
         }
         path.push_str(part);
+        if path.len() < written.len() {
+            continue;
+        }
         let folder = Entry {
             path: path.as_bytes(),
             kind: EntryKind::Folder,
@@ -129,15 +144,35 @@ pub fn append<W: Write>(
             tar.append_link(&mut header, path, bytes_path(target))
         }
         (EntryKind::File { executable }, content) => {
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_mode(if executable { 0o755 } else { 0o644 });
-            header.set_size(content.len());
+            let mode = if executable { 0o755 } else { 0o644 };
+            let size = content.len();
             match content {
-                Content::Bytes(bytes) => tar.append_data(&mut header, path, bytes),
-                Content::Stream { reader, .. } => tar.append_data(&mut header, path, reader),
+                Content::Bytes(bytes) => append_file(tar, normal, path, mode, size, bytes),
+                Content::Stream { reader, .. } => {
+                    append_file(tar, normal, path, mode, size, reader)
+                }
             }
         }
     }
+}
+
+/// Appends a regular file of `size` bytes with an explicit mode (build outputs keep theirs).
+pub fn append_file<W: Write>(
+    tar: &mut tar::Builder<W>,
+    normal: Normal,
+    path: impl AsRef<std::path::Path>,
+    mode: u32,
+    size: u64,
+    content: impl io::Read,
+) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_mtime(normal.mtime);
+    header.set_uid(normal.uid);
+    header.set_gid(normal.gid);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(mode);
+    header.set_size(size);
+    tar.append_data(&mut header, path, content)
 }
 
 /// Re-writes the entries of a tar stream (a release tarball's) under another prefix and owner:

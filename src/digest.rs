@@ -46,6 +46,37 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Passes reads through, hashing and counting the bytes read.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The hex SHA-256 and the byte count of everything read.
+    pub fn finish(self) -> (String, u64) {
+        (hex(&self.hasher.finalize()), self.bytes)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
 /// Hex SHA-256 of a file, read in blocks.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
     file_digest::<Sha256>(path)

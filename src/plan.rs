@@ -42,6 +42,9 @@ pub struct PlannedFile {
 pub struct PlannedImage {
     pub digest: String,
     pub tags: Vec<String>,
+    /// `(src, sha256)` of each build output in the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<(String, String)>,
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -73,6 +76,11 @@ impl Plan {
             image: record.image.as_ref().map(|i| PlannedImage {
                 digest: i.digest.to_string(),
                 tags: i.tags.clone(),
+                artifacts: i
+                    .artifacts
+                    .iter()
+                    .map(|a| (a.src.clone(), a.sha256.clone()))
+                    .collect(),
             }),
             deploy: planned_deploys(record),
             checksum: String::new(),
@@ -148,6 +156,20 @@ impl Plan {
                 describe_image(&now.image),
                 describe_image(&self.image)
             ));
+        }
+        let artifacts = |plan: &Plan| plan.image.as_ref().map(|i| i.artifacts.clone());
+        for (src, planned) in artifacts(self).unwrap_or_default() {
+            let current = artifacts(&now)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|(s, _)| *s == src);
+            match current {
+                Some((_, sha256)) if sha256 == planned => {}
+                Some((_, sha256)) => differences.push(format!(
+                    "build output {src} is now sha256 {sha256}, the plan has {planned}"
+                )),
+                None => differences.push(format!("build output {src} is no longer in the image")),
+            }
         }
         for planned in &self.deploy {
             let current = now

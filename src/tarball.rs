@@ -53,6 +53,8 @@ pub struct Plan<'a> {
     pub compression: Compression,
     pub level: u32,
     pub selection: Selection<'a>,
+    /// Build outputs that go into the tree too (`image.artifacts` with `tarball: true`).
+    pub artifacts: Vec<crate::image::artifacts::Collected>,
 }
 
 /// What to do when the output file already exists with other bytes.
@@ -119,7 +121,8 @@ pub fn build(
                 &plan.prefix,
                 progress,
                 &mut counts,
-            )
+            )?;
+            crate::image::artifacts::append_all(&mut tar, &plan.artifacts, &mut counts)
         });
     let finished = tar
         .into_inner()

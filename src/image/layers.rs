@@ -104,6 +104,14 @@ pub fn release_tree(
                     &mut progress,
                     counts,
                 )?;
+                // The build outputs the tarball holds too, as it holds them.
+                let outputs = super::artifacts::for_release_tree(
+                    inputs.root,
+                    &image.artifacts,
+                    &placement.prefix,
+                    placement.owned,
+                )?;
+                super::artifacts::append_all(tar, &outputs, counts)?;
                 progress.finish();
                 Ok(())
             })?
@@ -128,6 +136,22 @@ pub fn files(inputs: &Inputs, placement: &Placement, store: &BlobStore) -> Resul
         .map(|f| format!("{} -> {}", f.src, f.dest))
         .collect();
     Ok((made, format!("tagpilot: files {}", list.join(", "))))
+}
+
+/// The build outputs from the workspace, each with its own mode and owner.
+pub fn artifacts(
+    image: &ImageSpec,
+    collected: &[super::artifacts::Collected],
+    store: &BlobStore,
+) -> Result<Added> {
+    let made = layer::build(store, image.compression, image.level.0, |tar, counts| {
+        super::artifacts::append_all(tar, collected, counts)
+    })?;
+    let list: Vec<String> = collected
+        .iter()
+        .map(|c| format!("{} -> {}", c.record.src, c.record.dest))
+        .collect();
+    Ok((made, format!("tagpilot: artifacts {}", list.join(", "))))
 }
 
 /// The supervisor config file, owned by root.

@@ -2,15 +2,18 @@
 //! layout, and pushed from there.
 //!
 //! Layers, appended to the base pinned by digest: the release tree at `install_path` (the same
-//! entries as the tarball), the spec's extra `files`, and the supervisor config. Every byte
-//! comes from the tagged commit and the base, and every time from the commit time, so the same
-//! tag on the same base gives the same manifest digest anywhere.
+//! entries as the tarball), the spec's extra `files`, the build outputs (`artifacts`, from the
+//! workspace), and the supervisor config. Every byte comes from the tagged commit, the
+//! artifacts and the base, and every time from the commit time, so the same tag on the same
+//! base and artifacts gives the same manifest digest anywhere.
 //!
 //! - `base`: the base image, pinned (scratch, an OCI layout, or a registry);
 //! - `layers`: the layers tagpilot adds;
+//! - `artifacts`: build outputs read from the workspace;
 //! - `config`: the image config (recipe, standard labels, tags);
 //! - `publish`: the registry side (which repository, clients, the push).
 
+pub mod artifacts;
 mod base;
 mod config;
 mod layers;
@@ -54,6 +57,9 @@ pub struct Built {
     pub base_digest: Option<String>,
     /// The layers tagpilot added, in order.
     pub layers: Vec<AddedLayer>,
+    /// The build outputs in the image (`image.artifacts`), with their SHA-256.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<artifacts::ArtifactRecord>,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -97,11 +103,20 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
     };
     let (tags, version_tags) = config::image_tags(image, inputs.target)?;
     let placement = layers::Placement::of(image, inputs.target)?;
+    let collected = artifacts::collect(
+        inputs.root,
+        &image.artifacts,
+        (placement.owned.uid, placement.owned.gid),
+        placement.owned.mtime,
+    )?;
 
     let (bases, base_digest, store) = base::resolve(inputs, &platforms, layout_dir)?;
     let mut added = vec![layers::release_tree(inputs, &placement, &store, ui)?];
     if !image.files.is_empty() {
         added.push(layers::files(inputs, &placement, &store)?);
+    }
+    if !collected.is_empty() {
+        added.push(layers::artifacts(image, &collected, &store)?);
     }
     let mut recipe = config::recipe(image, inputs.target, base_digest.as_deref(), inputs.env);
     if let Some((spec, bytes)) = &supervisor {
@@ -135,6 +150,7 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
                 size: layer.size,
             })
             .collect(),
+        artifacts: collected.into_iter().map(|c| c.record).collect(),
     })
 }
 

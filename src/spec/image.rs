@@ -33,6 +33,11 @@ pub struct ImageSpec {
     /// each copied to `dest` in their own layer.
     #[serde(default)]
     pub files: Vec<FileSpec>,
+    /// What an earlier CI job built (a binary, a jar, a wheel, a bundle): files or folders in
+    /// the job's workspace, not in git, each copied to `dest` with its own mode and owner, in
+    /// one layer after `files`. Their SHA-256 go into the release record.
+    #[serde(default)]
+    pub artifacts: Vec<ArtifactSpec>,
     /// Owner of the release tree and extra files, `UID:GID`. Default `0:0`.
     #[serde(default = "default_owner")]
     pub owner: Text,
@@ -79,6 +84,38 @@ pub struct FileSpec {
     pub src: Text,
     /// Absolute path in the image.
     pub dest: Text,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactSpec {
+    /// A file or folder in the workspace, relative to the repository root (`target/release/app`,
+    /// `dist/`). Read from the working tree, not from git: a build job before makes it.
+    pub src: Text,
+    /// Absolute path in the image.
+    pub dest: Text,
+    /// Octal mode of its files (`"0755"`). Default: 0755 for a file executable in the
+    /// workspace, else 0644. Folders are 0755.
+    #[serde(default)]
+    pub mode: Option<Text>,
+    /// Owner, `UID:GID`. Default: `image.owner`.
+    #[serde(default)]
+    pub owner: Option<Text>,
+    /// Also put it in the release tarball, at its workspace path under the tarball's folder
+    /// (and so in the image's release tree at `install_path`), as the tree's files are:
+    /// 0644, or 0755 when executable in the workspace. Default `false`.
+    #[serde(default)]
+    pub tarball: bool,
+}
+
+impl ArtifactSpec {
+    /// The mode its files get, if the spec sets one.
+    pub fn file_mode(&self) -> Option<u32> {
+        self.mode
+            .as_ref()
+            .and_then(|m| u32::from_str_radix(m.as_str(), 8).ok())
+            .filter(|m| *m <= 0o7777)
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -131,6 +168,12 @@ impl ImageSpec {
             texts.push(&mut file.src);
             texts.push(&mut file.dest);
         }
+        for artifact in &mut self.artifacts {
+            texts.push(&mut artifact.src);
+            texts.push(&mut artifact.dest);
+            texts.extend(artifact.mode.iter_mut());
+            texts.extend(artifact.owner.iter_mut());
+        }
         texts.extend(self.repository.iter_mut());
         texts.extend(self.ca_file.iter_mut());
         texts.extend(self.env.values_mut());
@@ -169,6 +212,7 @@ impl ImageSpec {
         for (what, path) in [("install_path", &self.install_path)]
             .into_iter()
             .chain(self.files.iter().map(|f| ("files.dest", &f.dest)))
+            .chain(self.artifacts.iter().map(|a| ("artifacts.dest", &a.dest)))
             .chain(self.supervisor.iter().map(|s| ("supervisor.path", &s.path)))
         {
             if let Err(why) = check_absolute(path.as_str()) {
@@ -193,6 +237,34 @@ impl ImageSpec {
         }
         if let Err(why) = crate::template::check(self.install_path.as_str()) {
             problem(&self.install_path, "install_path", why);
+        }
+        for artifact in &self.artifacts {
+            let src = artifact.src.as_str();
+            if src.starts_with('/') || src.split('/').any(|part| part == "..") || src.is_empty() {
+                problem(
+                    &artifact.src,
+                    "artifacts.src",
+                    format!("`{src}` is not a path inside the workspace (relative, no `..`)"),
+                );
+            }
+            if let (Some(mode), None) = (&artifact.mode, artifact.file_mode()) {
+                problem(
+                    mode,
+                    "artifacts.mode",
+                    format!("`{mode}` is not an octal mode such as 0755"),
+                );
+            }
+            if let Some(owner) = artifact
+                .owner
+                .as_ref()
+                .filter(|o| parse_owner(o.as_str()).is_none())
+            {
+                problem(
+                    owner,
+                    "artifacts.owner",
+                    format!("`{owner}` is not UID:GID"),
+                );
+            }
         }
         if parse_owner(self.owner.as_str()).is_none() {
             problem(

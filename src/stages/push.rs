@@ -2,11 +2,11 @@
 //! reads the registry and stops before writing.
 
 use crate::env::Env;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::image::{self, Built};
 use crate::mode::Mode;
 use crate::oci::push::Pushed;
-use crate::record::{Record, Status};
+use crate::record::{Record, StageName, Status};
 use crate::spec::image::ImageSpec;
 use crate::ui::{human_bytes, Ui};
 
@@ -26,6 +26,9 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
             Status::NotSelected,
             "dry run: no registry configured, nothing read",
         ));
+    }
+    if !job.selection.includes(StageName::Image) {
+        refuse_changed_artifacts(job, spec, &built)?;
     }
     let pushed = push(&built, spec, job.force, job.mode, &job.project.env, job.ui)?;
     if rehearsing {
@@ -48,6 +51,25 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
     let detail = format!("{} tags {}", pushed.reference, pushed.tags.join(","));
     work.record.pushed = Some(pushed);
     Ok(Outcome::new(status, detail))
+}
+
+/// An image built by an earlier job is pushed only if the workspace's build outputs, where
+/// this job has them, are still the bytes it was built with.
+fn refuse_changed_artifacts(job: &Job, spec: &ImageSpec, built: &Built) -> Result<()> {
+    let changed = image::artifacts::changed_since(
+        job.project.source.root(),
+        &spec.artifacts,
+        &built.artifacts,
+        job.target.mtime,
+    )?;
+    if changed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::input(format!(
+        "the build outputs are not those the image was built with: {}; nothing was pushed",
+        changed.join("; ")
+    ))
+    .with_hint("Re-run the build job, so that the image holds the outputs this pipeline made"))
 }
 
 pub fn skipped(record: &Record) -> String {

@@ -114,9 +114,24 @@ pub fn build(
     let file_name = target
         .render(&spec.file_template())
         .map_err(|why| Error::input(format!("tarball.file: {why}")))?;
+    let normal = crate::archive::Normal {
+        mtime: target.mtime,
+        uid: 0,
+        gid: 0,
+    };
+    let artifacts = match &project.spec.image {
+        Some(image) => crate::image::artifacts::for_release_tree(
+            project.source.root(),
+            &image.artifacts,
+            &prefix,
+            normal,
+        )?,
+        None => Vec::new(),
+    };
     let plan = Plan {
         file_name,
         prefix,
+        artifacts,
         mtime: target.mtime,
         level: spec.level.0,
         compression: spec.compression,

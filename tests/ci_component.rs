@@ -407,3 +407,74 @@ fn every_job_is_for_tags_and_environments_are_serialised() {
         }
     }
 }
+
+/// This repository's own `.gitlab-ci.yml`: a tag builds the static binary, then releases
+/// with the component, included locally, with no deploy jobs (tagpilot deploys nowhere).
+#[test]
+fn this_repository_releases_itself_with_its_component() {
+    if !tool_available("gitlab-ci-local", "gitlab-ci-local@4.73.0 (npm)") {
+        return;
+    }
+    let copy = Repo::new();
+    for file in [".gitlab-ci.yml", COMPONENT, "tagpilot.yaml"] {
+        copy.write(file, std::fs::read_to_string(root().join(file)).unwrap());
+    }
+    copy.commit("tagpilot").tag("v0.1.0");
+    copy.git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://gitlab.example.org/tools/tagpilot.git",
+    ]);
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("gitlab-ci-local");
+    with_clean_env(&mut cmd)
+        .current_dir(copy.path())
+        .env("HOME", home.path())
+        .args(["--list-json", "--variable", "CI_COMMIT_TAG=v0.1.0"]);
+    let listed = passed(run(&mut cmd)).stdout;
+    let jobs: Value = serde_json::from_str(&listed).unwrap();
+    let planned: Vec<(String, String)> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["when"] != "never")
+        .map(|j| {
+            (
+                j["name"].as_str().unwrap().to_string(),
+                j["stage"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = planned.iter().map(|(n, _)| n.as_str()).collect();
+    for (name, stage) in [
+        ("test", "test"),
+        ("build-binary", "build"),
+        ("tagpilot-build", "release"),
+        ("tagpilot-publish", "release"),
+    ] {
+        assert!(
+            planned.contains(&(name.to_string(), stage.to_string())),
+            "{name} in {stage}: {planned:?}"
+        );
+    }
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("deploy") || n.contains("rollback")),
+        "{names:?}"
+    );
+    let needs = |name: &str| {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == name)
+            .unwrap()["needs"]
+            .to_string()
+    };
+    assert!(needs("tagpilot-build").contains("build-binary"), "{listed}");
+    assert!(
+        needs("tagpilot-publish").contains("build-binary"),
+        "{listed}"
+    );
+}

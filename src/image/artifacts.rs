@@ -249,10 +249,11 @@ pub fn append_all<W: std::io::Write>(
         };
         append_folders_below(tar, artifact.normal, folders, &artifact.written, counts)?;
         for entry in &artifact.entries {
-            let path = if entry.relative.is_empty() {
-                artifact.dest.clone().into_bytes()
-            } else {
-                [artifact.dest.as_bytes(), b"/", entry.relative.as_slice()].concat()
+            let path = match (artifact.dest.as_str(), entry.relative.is_empty()) {
+                (dest, true) => dest.as_bytes().to_vec(),
+                // A folder copied to `/` itself.
+                ("", false) => entry.relative.clone(),
+                (dest, false) => [dest.as_bytes(), b"/", entry.relative.as_slice()].concat(),
             };
             append_entry(tar, artifact, entry, &path, counts)?;
         }

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod project;
 pub mod publish;
 pub mod record;
+pub mod signing;
 pub mod source;
 pub mod spec;
 pub mod stages;

@@ -7,8 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::proxy::{Fault, Proxy};
-use common::registry::{self, Registry, PASSWORD, USER};
-use common::token::TokenIssuer;
+use common::registry::{self, token_registry, Registry, PASSWORD, USER};
 use common::*;
 use serde_json::Value;
 use std::sync::atomic::Ordering;
@@ -453,17 +452,6 @@ fn a_release_killed_mid_push_is_finished_by_a_rerun() {
         .find(|s| s["name"] == "push")
         .unwrap();
     assert_eq!(push["status"], "already_done", "{push}");
-}
-
-/// A registry that takes Bearer tokens from a test issuer (keys live in the returned folder).
-fn token_registry() -> (tempfile::TempDir, TokenIssuer, Registry) {
-    let keys = tempfile::tempdir().unwrap();
-    let issuer = TokenIssuer::start(keys.path(), USER, PASSWORD);
-    let registry = Registry::start_with(registry::Auth::Token {
-        realm: issuer.realm(),
-        certificate: issuer.certificate.clone(),
-    });
-    (keys, issuer, registry)
 }
 
 /// GitLab's registry flow: a 401 with a Bearer challenge, a token from the realm for the Basic

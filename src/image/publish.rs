@@ -117,3 +117,30 @@ pub fn push(
     };
     oci::push::push(&mut client, &job, base.as_mut(), ui)
 }
+
+/// Signs the pushed image: the index (or the one manifest) and each platform manifest in it.
+pub fn sign(
+    built: &Built,
+    image: &ImageSpec,
+    env: &Env,
+    key: &crate::signing::SigningKey,
+) -> Result<Vec<crate::signing::Signature>> {
+    let reference = push_repository(image, env)?;
+    let mut client = registry_client(&reference, image, env)?;
+    let store = BlobStore::open(&built.layout)?;
+    let repository = format!("{}/{}", reference.registry, reference.repository);
+    let mut digests = vec![built.digest.clone()];
+    let top: serde_json::Value = serde_json::from_slice(&store.read(&built.digest)?)
+        .map_err(|e| Error::failed(format!("the pushed image's top document: {e}")))?;
+    for manifest in top["manifests"].as_array().into_iter().flatten() {
+        let digest = manifest["digest"].as_str().unwrap_or_default();
+        digests.push(
+            crate::oci::digest::Digest::parse(digest)
+                .map_err(|why| Error::failed(format!("index entry {digest}: {why}")))?,
+        );
+    }
+    digests
+        .iter()
+        .map(|digest| crate::signing::sign_digest(&mut client, &store, &repository, digest, key))
+        .collect()
+}

@@ -33,6 +33,9 @@ pub struct Pushed {
     pub copied_bytes: u64,
     /// Blobs the registry already had.
     pub skipped_blobs: u64,
+    /// The signatures of what was pushed (`image.sign`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<crate::signing::Signature>,
 }
 
 impl Pushed {

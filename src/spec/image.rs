@@ -69,6 +69,10 @@ pub struct ImageSpec {
     /// The process supervisor (ContainerPilot v3) and its embedded config.
     #[serde(default)]
     pub supervisor: Option<SupervisorSpec>,
+    /// Sign every pushed image (the index and each platform manifest) with a key, as `cosign
+    /// sign --key` does.
+    #[serde(default)]
+    pub sign: Option<SignSpec>,
     /// Layer compression: `gzip` (default, what every runtime reads) or `zstd` (OCI bases only).
     #[serde(default)]
     pub compression: Compression,
@@ -84,6 +88,19 @@ pub struct FileSpec {
     pub src: Text,
     /// Absolute path in the image.
     pub dest: Text,
+}
+
+/// Names of the variables that hold the signing key and its password.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignSpec {
+    /// A variable holding the private key (PEM) or the path of a file with it: an ECDSA P-256
+    /// PKCS#8 or SEC1 key, or cosign's encrypted key (`cosign generate-key-pair`'s
+    /// `cosign.key`).
+    pub key: Text,
+    /// A variable holding the password of a cosign encrypted key.
+    #[serde(default)]
+    pub password: Option<Text>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -310,6 +327,14 @@ impl ImageSpec {
                     "{file}: image.entrypoint: the supervisor is the entrypoint; drop one of them"
                 ));
             }
+        }
+        if let Some(sign) = &self.sign {
+            let key = Some(sign.key.clone());
+            problems.extend(super::check_variable_names(
+                file,
+                "image.sign",
+                &[("key", &key), ("password", &sign.password)],
+            ));
         }
         problems
     }

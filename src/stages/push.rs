@@ -7,6 +7,7 @@ use crate::image::{self, Built};
 use crate::mode::Mode;
 use crate::oci::push::Pushed;
 use crate::record::{Record, StageName, Status};
+use crate::signing::SigningKey;
 use crate::spec::image::ImageSpec;
 use crate::ui::{human_bytes, Ui};
 
@@ -30,12 +31,22 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
     if !job.selection.includes(StageName::Image) {
         refuse_changed_artifacts(job, spec, &built)?;
     }
-    let pushed = push(&built, spec, job.force, job.mode, &job.project.env, job.ui)?;
+    // The key is read (and a cosign key opened) before anything is pushed: a missing key or
+    // a wrong password leaves nothing half-done.
+    let key = match &spec.sign {
+        Some(sign) => Some(SigningKey::load(sign, &job.project.env)?),
+        None => None,
+    };
+    let mut pushed = push(&built, spec, job.force, job.mode, &job.project.env, job.ui)?;
     if rehearsing {
+        let signing = match &key {
+            Some(key) => format!("; would sign it with the key from {}", key.source),
+            None => String::new(),
+        };
         return Ok(Outcome::new(
             Status::NotSelected,
             format!(
-                "dry run: would upload {} blob(s) ({}) to {}; {} already there",
+                "dry run: would upload {} blob(s) ({}) to {}; {} already there{signing}",
                 pushed.uploaded_blobs,
                 human_bytes(pushed.uploaded_bytes),
                 pushed.reference,
@@ -43,7 +54,22 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
             ),
         ));
     }
-    let status = if pushed.was_already_there() {
+    if let Some(key) = &key {
+        pushed.signatures = job.ui.section("sign", "Signing the pushed image", || {
+            let signatures = image::sign(&built, spec, &job.project.env, key)?;
+            for signature in &signatures {
+                job.ui.info(&format!(
+                    "{}: {} ({})",
+                    signature.digest,
+                    signature.status.replace('_', " "),
+                    signature.stored_at
+                ));
+            }
+            Ok(signatures)
+        })?;
+    }
+    let newly_signed = pushed.signatures.iter().any(|s| s.status == "signed");
+    let status = if pushed.was_already_there() && !newly_signed {
         Status::AlreadyDone
     } else {
         Status::Done

@@ -222,3 +222,15 @@ pub fn wait_for_port(port: u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A registry that takes Bearer tokens from a test issuer for `USER`/`PASSWORD` (the issuer's
+/// keys live in the returned folder).
+pub fn token_registry() -> (tempfile::TempDir, super::token::TokenIssuer, Registry) {
+    let keys = tempfile::tempdir().unwrap();
+    let issuer = super::token::TokenIssuer::start(keys.path(), USER, PASSWORD);
+    let registry = Registry::start_with(Auth::Token {
+        realm: issuer.realm(),
+        certificate: issuer.certificate.clone(),
+    });
+    (keys, issuer, registry)
+}

@@ -1,0 +1,139 @@
+//! Signing pushed images the way `cosign sign --key` stores signatures, so cosign, skopeo and
+//! podman (`sigstoreSigned` policies with `use-sigstore-attachments`) verify them: for each
+//! signed digest, cosign's "simple signing" payload is a layer (media type
+//! `application/vnd.dev.cosign.simplesigning.v1+json`) of an image tagged `sha256-<hex>.sig`
+//! in the image's repository, with the signature in its `dev.cosignproject.cosign/signature`
+//! annotation. This tag form works on every registry, GitLab's included (no referrers API).
+//! Signatures use RFC 6979 nonces, so a re-run makes the same layer and adds nothing.
+//! Keyless signing (Fulcio certificates, Rekor entries) is not done: neither runs here to
+//! test it against.
+
+pub mod key;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::digest::sha256_hex;
+use crate::error::{Error, Result};
+use crate::oci::blobs::BlobStore;
+use crate::oci::digest::Digest;
+use crate::oci::registry::Client;
+
+pub use key::SigningKey;
+
+pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Signature {
+    /// The signed manifest or index.
+    pub digest: String,
+    /// Where the signature is: `registry/repository:sha256-<hex>.sig`.
+    pub stored_at: String,
+    /// `signed`, or `already_signed` (a re-run: the same signature was there).
+    pub status: String,
+}
+
+/// cosign's payload for `digest` in `repository` (`registry/path`), byte for byte as cosign
+/// writes it.
+pub fn payload(repository: &str, digest: &Digest) -> Vec<u8> {
+    let value = json!({
+        "critical": {
+            "identity": { "docker-reference": repository },
+            "image": { "docker-manifest-digest": digest.to_string() },
+            "type": "cosign container image signature",
+        },
+        "optional": null,
+    });
+    serde_json::to_vec(&value).expect("the payload is JSON")
+}
+
+/// The tag cosign keeps a digest's signatures under.
+pub fn signature_tag(digest: &Digest) -> String {
+    digest.to_string().replacen(':', "-", 1) + ".sig"
+}
+
+/// Signs `digest` in the client's repository, adding a layer to its signature image unless
+/// the same signature is there already. `store` holds the blobs on the way up.
+pub fn sign_digest(
+    client: &mut Client,
+    store: &BlobStore,
+    repository: &str,
+    digest: &Digest,
+    key: &SigningKey,
+) -> Result<Signature> {
+    let payload = payload(repository, digest);
+    let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(&payload));
+    let payload_digest = format!("sha256:{}", sha256_hex(&payload));
+    let tag = signature_tag(digest);
+    let stored_at = format!("{repository}:{tag}");
+    let mut layers = existing_layers(client, &tag)?;
+    let already = layers.iter().any(|layer| {
+        layer["digest"] == payload_digest.as_str()
+            && layer["annotations"][SIGNATURE_ANNOTATION]
+                .as_str()
+                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                .is_some_and(|der| key.signed(&payload, &der))
+    });
+    if already {
+        return Ok(Signature {
+            digest: digest.to_string(),
+            stored_at,
+            status: "already_signed".into(),
+        });
+    }
+    let layer = store.put(SIMPLE_SIGNING, &payload)?;
+    upload(client, store, &layer.digest)?;
+    layers.push(json!({
+        "mediaType": SIMPLE_SIGNING,
+        "size": payload.len(),
+        "digest": payload_digest,
+        "annotations": { SIGNATURE_ANNOTATION: signature },
+    }));
+    let diff_ids: Vec<&Value> = layers.iter().map(|l| &l["digest"]).collect();
+    let config = serde_json::to_vec(&json!({
+        "architecture": "",
+        "config": {},
+        "created": "0001-01-01T00:00:00Z",
+        "history": layers.iter().map(|_| json!({ "created": "0001-01-01T00:00:00Z" })).collect::<Vec<_>>(),
+        "os": "",
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    }))
+    .expect("the config is JSON");
+    let config = store.put(OCI_CONFIG, &config)?;
+    upload(client, store, &config.digest)?;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": OCI_CONFIG, "size": config.size, "digest": config.digest.to_string() },
+        "layers": layers,
+    }))
+    .expect("the manifest is JSON");
+    client.put_manifest(&tag, OCI_MANIFEST, &manifest)?;
+    Ok(Signature {
+        digest: digest.to_string(),
+        stored_at,
+        status: "signed".into(),
+    })
+}
+
+/// The layers of the signature image already under `tag`, if there is one.
+fn existing_layers(client: &mut Client, tag: &str) -> Result<Vec<Value>> {
+    if client.manifest_digest(tag)?.is_none() {
+        return Ok(Vec::new());
+    }
+    let (bytes, _, _) = client.get_manifest(tag)?;
+    let manifest: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::failed(format!("the signature image {tag} is not a manifest: {e}")))?;
+    Ok(manifest["layers"].as_array().cloned().unwrap_or_default())
+}
+
+fn upload(client: &mut Client, store: &BlobStore, digest: &Digest) -> Result<()> {
+    if !client.has_blob(digest)? {
+        client.upload_blob(digest, &store.path(digest))?;
+    }
+    Ok(())
+}

@@ -66,10 +66,15 @@ pub fn publish(inputs: &Inputs, gitlab: &GitLab, ui: &Ui) -> Result<Published> {
             .map_or(target.name.as_str(), |p| p.as_str()),
         version: &target.version.to_string(),
     };
-    let (files, mut links) = match inputs.tarball {
+    let (mut files, mut links) = match inputs.tarball {
         Some(tarball) => upload_tarball(inputs, gitlab, &package, tarball, ui)?,
         None => (Vec::new(), Vec::new()),
     };
+    if let Some(pushed) = inputs.pushed {
+        let (more_files, more_links) = upload_attestations(inputs, gitlab, &package, pushed, ui)?;
+        files.extend(more_files);
+        links.extend(more_links);
+    }
     if let (Some(pushed), Some(project_url)) = (inputs.pushed, project_url(inputs.env)) {
         links.push(Link {
             name: format!("Container image {}", image_name(pushed)),
@@ -200,27 +205,70 @@ fn upload_tarball(
             sha256: &sums_sha256,
         },
     ] {
-        let status = packages::upload(gitlab, package, &file, inputs.force, inputs.mode)?;
-        ui.info(&format!(
-            "{} ({} {}): {}",
-            file.name,
-            package.name,
-            package.version,
-            describe(status)
-        ));
-        files.push(PublishedFile {
+        let (published, link) = upload_one(inputs, gitlab, package, &file, ui)?;
+        files.push(published);
+        links.push(link);
+    }
+    Ok((files, links))
+}
+
+/// The provenance and SBOM the push wrote, next to the tarball in the package registry.
+fn upload_attestations(
+    inputs: &Inputs,
+    gitlab: &GitLab,
+    package: &Package,
+    pushed: &Pushed,
+    ui: &Ui,
+) -> Result<(Vec<PublishedFile>, Vec<Link>)> {
+    let mut files = Vec::new();
+    let mut links = Vec::new();
+    for attestation in &pushed.attestations {
+        let path = Path::new(&attestation.file);
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(attestation.file.as_str());
+        let file = PackageFile {
+            name,
+            content: Payload::File(path),
+            sha256: &attestation.sha256,
+        };
+        let (published, link) = upload_one(inputs, gitlab, package, &file, ui)?;
+        files.push(published);
+        links.push(link);
+    }
+    Ok((files, links))
+}
+
+/// One file into the package registry (compared first), and the release link to it.
+fn upload_one(
+    inputs: &Inputs,
+    gitlab: &GitLab,
+    package: &Package,
+    file: &PackageFile,
+    ui: &Ui,
+) -> Result<(PublishedFile, Link)> {
+    let status = packages::upload(gitlab, package, file, inputs.force, inputs.mode)?;
+    ui.info(&format!(
+        "{} ({} {}): {}",
+        file.name,
+        package.name,
+        package.version,
+        describe(status)
+    ));
+    Ok((
+        PublishedFile {
             file: file.name.to_string(),
             sha256: file.sha256.to_string(),
             status,
-        });
-        links.push(Link {
+        },
+        Link {
             name: file.name.to_string(),
             url: package.file_url(gitlab, file.name),
             link_type: "package".to_string(),
             direct_asset_path: Some(asset_path(file.name)),
-        });
-    }
-    Ok((files, links))
+        },
+    ))
 }
 
 fn image_name(pushed: &Pushed) -> &str {

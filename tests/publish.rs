@@ -511,11 +511,17 @@ fn a_job_killed_mid_publish_is_finished_by_a_rerun_without_duplicates() {
     assert_eq!(stage(&record, "deploy")["status"], "done");
     assert_eq!(gitlab.files("app", "1.2.0", "app-1.2.0.tar.gz").len(), 1);
     assert_eq!(gitlab.files("app", "1.2.0", "SHA256SUMS").len(), 1);
-    // The tarball, SHA256SUMS and the image, each once.
+    // The tarball, SHA256SUMS, the provenance and SBOM of the image, and the image, each once.
     let links = gitlab.release("v1.2.0").unwrap().links;
     let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names.len(), 3, "{names:?}");
-    assert!(names[2].starts_with("Container image "), "{names:?}");
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert_eq!(
+        names[2..4],
+        ["provenance.json", "sbom.spdx.json"],
+        "{names:?}"
+    );
+    assert!(names[4].starts_with("Container image "), "{names:?}");
+    assert_eq!(gitlab.files("app", "1.2.0", "sbom.spdx.json").len(), 1);
     assert!(sh(Command::new("git")
         .current_dir(&bare)
         .args(["show", "main:app.yaml"]))

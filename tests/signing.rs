@@ -94,13 +94,13 @@ print("-----END ENCRYPTED SIGSTORE PRIVATE KEY-----")
 
 fn ready() -> bool {
     let nacl = Command::new("python3")
-        .args(["-c", "import nacl.secret, cryptography"])
+        .args(["-c", "import nacl.secret, cryptography, securesystemslib"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !nacl {
         assert!(
             std::env::var("CI").is_err(),
-            "PyNaCl and cryptography are required in CI (.ci/run installs them with pip)"
+            "PyNaCl, cryptography and securesystemslib are required in CI (.ci/run installs them with pip)"
         );
         eprintln!(
             "SKIPPED: PyNaCl or cryptography is not installed (pip install pynacl cryptography)"
@@ -198,6 +198,78 @@ sys.exit('no valid signature by this key for ' + digest)
         .arg(public))
 }
 
+/// The provenance and SBOM in the output folder, and their DSSE envelopes attached to the
+/// image (`sha256-<hex>.att`), checked with securesystemslib (PyPI) against the public key.
+fn attestations_verify(registry: &Registry, repo: &Repo, digest: &str, public: &Path) {
+    let out = repo.path().join("tagpilot-out");
+    let read = |file: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(file)).unwrap()).unwrap()
+    };
+    let provenance = read("provenance.json");
+    assert_eq!(provenance["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(
+        provenance["subject"][0]["digest"]["sha256"],
+        digest.trim_start_matches("sha256:")
+    );
+    let build = &provenance["predicate"]["buildDefinition"];
+    assert_eq!(build["externalParameters"]["tag"], "v1.0.0");
+    assert_eq!(
+        build["resolvedDependencies"][0]["digest"]["gitCommit"],
+        repo.git(&["rev-parse", "v1.0.0^{commit}"]).trim()
+    );
+    let sbom = read("sbom.spdx.json");
+    assert_eq!(sbom["spdxVersion"], "SPDX-2.3");
+    let app = sbom["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["fileName"] == "./opt/app/app.txt")
+        .unwrap_or_else(|| panic!("app.txt in the SBOM: {sbom}"))
+        .clone();
+    assert_eq!(
+        app["checksums"][1]["checksumValue"],
+        sha256_hex(b"one\n").as_str()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    sh(Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", "--src-creds"])
+        .arg(format!("{USER}:{PASSWORD}"))
+        .arg(format!(
+            "docker://{}/team/app:{}.att",
+            registry.host(),
+            digest.replacen(':', "-", 1)
+        ))
+        .arg(format!("dir:{}", dir.path().display())));
+    let script = r#"
+import json, os, sys
+from cryptography.hazmat.primitives import serialization
+from securesystemslib.dsse import Envelope
+from securesystemslib.signer import SSlibKey
+folder, public = sys.argv[1:3]
+key = SSlibKey.from_crypto(serialization.load_pem_public_key(open(public, 'rb').read()))
+types = []
+for layer in json.load(open(os.path.join(folder, 'manifest.json')))['layers']:
+    data = json.load(open(os.path.join(folder, layer['digest'].split(':')[1])))
+    for signature in data['signatures']:
+        signature['keyid'] = key.keyid  # cosign leaves keyid empty; securesystemslib matches on it
+    envelope = Envelope.from_dict(data)
+    envelope.verify([key], 1)
+    statement = json.loads(envelope.payload)
+    assert statement['predicateType'] == layer['annotations']['predicateType']
+    types.append(statement['predicateType'])
+print(' '.join(sorted(types)))
+"#;
+    let checked = sh(Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.path())
+        .arg(public));
+    assert_eq!(
+        checked.trim(),
+        "https://slsa.dev/provenance/v1 https://spdx.dev/Document"
+    );
+}
+
 fn raw_manifest(reference: &str) -> String {
     sh(Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false", "--creds"])
@@ -234,6 +306,8 @@ fn signed_images_verify_independently_and_a_rerun_adds_nothing() {
 
     let image = format!("{}/team/app:1.0.0", registry.host());
     verifies(&registry, &image, &ours.public).ok();
+    let top = signatures[0]["digest"].as_str().unwrap().to_string();
+    attestations_verify(&registry, &repo, &top, &ours.public);
     let refused = verifies(&registry, &image, &other.public);
     assert_ne!(refused.code, 0, "another key's signature is refused");
     assert!(
@@ -262,11 +336,27 @@ fn signed_images_verify_independently_and_a_rerun_adds_nothing() {
         .iter()
         .all(|s| s["status"] == "already_signed"));
     assert_eq!(raw_manifest(&index), before, "no duplicate signature");
+    let attested = format!(
+        "{}/team/app:{}.att",
+        registry.host(),
+        top.replacen(':', "-", 1)
+    );
+    assert!(record["pushed"]["attestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["status"] == "already_attached"));
     let layers = serde_json::from_str::<Value>(&before).unwrap()["layers"]
         .as_array()
         .unwrap()
         .len();
     assert_eq!(layers, 1);
+    let attestations: Value = serde_json::from_str(&raw_manifest(&attested)).unwrap();
+    assert_eq!(
+        attestations["layers"].as_array().unwrap().len(),
+        2,
+        "no duplicate attestation"
+    );
 
     // An image that was never signed, put under the signed tag by someone else: refused.
     repo.write("app.txt", "two\n")
@@ -332,6 +422,23 @@ fn a_cosign_encrypted_key_signs_and_a_wrong_password_pushes_nothing() {
 
     let signed = release(&repo, &registry, &encrypted, COSIGN_PASSWORD).ok();
     assert!(!signed.stderr.contains(COSIGN_PASSWORD));
+
+    // The publish job attaches the provenance and the SBOM to the GitLab Release.
+    let gitlab = common::fakes::gitlab::FakeGitLab::start("group/app", "job-token");
+    run(tagpilot(repo.path())
+        .args(["release", "--only", "publish"])
+        .env("CI_API_V4_URL", gitlab.api_url())
+        .env("CI_PROJECT_ID", "group/app")
+        .env("CI_JOB_TOKEN", "job-token"))
+    .ok();
+    for file in ["provenance.json", "sbom.spdx.json"] {
+        assert_eq!(gitlab.files("app", "1.0.0", file).len(), 1, "{file}");
+        let release = gitlab.release("v1.0.0").unwrap();
+        assert!(
+            release.links.iter().any(|l| l.name == file),
+            "{file} linked"
+        );
+    }
     verifies(
         &registry,
         &format!("{}/team/app:1.0.0", registry.host()),

@@ -307,6 +307,29 @@ fn append_entry<W: std::io::Write>(
     Ok(())
 }
 
+/// Every file of the build outputs the workspace has, as `(path in the image, workspace path)`,
+/// for the SBOM. One the workspace does not have is left out (a later job's).
+pub fn files_in_workspace(root: &Path, specs: &[ArtifactSpec]) -> Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    for spec in specs {
+        if std::fs::symlink_metadata(root.join(spec.src.as_str())).is_err() {
+            continue;
+        }
+        let artifact = collect_one(root, spec, (0, 0), 0)?;
+        for entry in &artifact.entries {
+            if let FoundKind::File { .. } = entry.kind {
+                let path = match (artifact.dest.as_str(), entry.relative.is_empty()) {
+                    (dest, true) => dest.to_string(),
+                    ("", false) => String::from_utf8_lossy(&entry.relative).into_owned(),
+                    (dest, false) => format!("{dest}/{}", String::from_utf8_lossy(&entry.relative)),
+                };
+                files.push((path, entry.path.clone()));
+            }
+        }
+    }
+    Ok(files)
+}
+
 /// How the build outputs in the workspace now differ from those an earlier job built the
 /// image with (its record), one message each. One the workspace does not have is left out:
 /// the image layout holds its bytes.

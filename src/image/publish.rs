@@ -144,3 +144,17 @@ pub fn sign(
         .map(|digest| crate::signing::sign_digest(&mut client, &store, &repository, digest, key))
         .collect()
 }
+
+/// Attaches signed attestations (DSSE envelopes) to the pushed image; whether each was added.
+pub fn attach(
+    built: &Built,
+    image: &ImageSpec,
+    env: &Env,
+    envelopes: &[(&str, Vec<u8>)],
+    key: &crate::signing::SigningKey,
+) -> Result<Vec<(String, bool)>> {
+    let reference = push_repository(image, env)?;
+    let mut client = registry_client(&reference, image, env)?;
+    let store = BlobStore::open(&built.layout)?;
+    crate::signing::attest::store_attestations(&mut client, &store, &built.digest, envelopes, key)
+}

@@ -36,6 +36,9 @@ pub struct Pushed {
     /// The signatures of what was pushed (`image.sign`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signatures: Vec<crate::signing::Signature>,
+    /// Its provenance and SBOM: written to the output folder, attached when signed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<crate::stages::attestations::Attestation>,
 }
 
 impl Pushed {

@@ -8,6 +8,7 @@
 //! Keyless signing (Fulcio certificates, Rekor entries) is not done: neither runs here to
 //! test it against.
 
+pub mod attest;
 pub mod key;
 
 use base64::Engine;
@@ -93,6 +94,16 @@ pub fn sign_digest(
         "digest": payload_digest,
         "annotations": { SIGNATURE_ANNOTATION: signature },
     }));
+    put_image(client, store, &tag, &layers)?;
+    Ok(Signature {
+        digest: digest.to_string(),
+        stored_at,
+        status: "signed".into(),
+    })
+}
+
+/// Puts an image of `layers` (cosign's signature or attestation image) under `tag`.
+fn put_image(client: &mut Client, store: &BlobStore, tag: &str, layers: &[Value]) -> Result<()> {
     let diff_ids: Vec<&Value> = layers.iter().map(|l| &l["digest"]).collect();
     let config = serde_json::to_vec(&json!({
         "architecture": "",
@@ -112,15 +123,10 @@ pub fn sign_digest(
         "layers": layers,
     }))
     .expect("the manifest is JSON");
-    client.put_manifest(&tag, OCI_MANIFEST, &manifest)?;
-    Ok(Signature {
-        digest: digest.to_string(),
-        stored_at,
-        status: "signed".into(),
-    })
+    client.put_manifest(tag, OCI_MANIFEST, &manifest)
 }
 
-/// The layers of the signature image already under `tag`, if there is one.
+/// The layers of the image already under `tag` (signatures or attestations), if there is one.
 fn existing_layers(client: &mut Client, tag: &str) -> Result<Vec<Value>> {
     if client.manifest_digest(tag)?.is_none() {
         return Ok(Vec::new());

@@ -4,6 +4,7 @@
 //! problem collection to all of them. `tagpilot tarball`, `image` and `deploy` call the same
 //! stage code directly.
 
+pub mod attestations;
 pub mod deploy;
 pub mod image;
 mod problems;

@@ -11,7 +11,7 @@ use crate::signing::SigningKey;
 use crate::spec::image::ImageSpec;
 use crate::ui::{human_bytes, Ui};
 
-use super::{carried, Job, Outcome, Work};
+use super::{attestations, carried, Job, Outcome, Work};
 
 pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
     let rehearsing = job.mode.rehearsing();
@@ -58,17 +58,31 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
         pushed.signatures = job.ui.section("sign", "Signing the pushed image", || {
             let signatures = image::sign(&built, spec, &job.project.env, key)?;
             for signature in &signatures {
-                job.ui.info(&format!(
-                    "{}: {} ({})",
-                    signature.digest,
-                    signature.status.replace('_', " "),
-                    signature.stored_at
-                ));
+                report(
+                    job.ui,
+                    &signature.digest,
+                    &signature.status,
+                    &signature.stored_at,
+                );
             }
             Ok(signatures)
         })?;
     }
-    let newly_signed = pushed.signatures.iter().any(|s| s.status == "signed");
+    let tarball = work
+        .record
+        .tarball
+        .as_ref()
+        .map(|t| (t.file.clone(), t.sha256.clone()));
+    pushed.attestations = job.ui.section("attest", "Provenance and SBOM", || {
+        let made = attestations::attest(job, spec, &built, &pushed, tarball, key.as_ref())?;
+        for attestation in &made {
+            let (file, status) = (&attestation.file, &attestation.status);
+            report(job.ui, file, status, &attestation.predicate_type);
+        }
+        Ok(made)
+    })?;
+    let newly_signed = pushed.signatures.iter().any(|s| s.status == "signed")
+        || pushed.attestations.iter().any(|a| a.status == "attached");
     let status = if pushed.was_already_there() && !newly_signed {
         Status::AlreadyDone
     } else {
@@ -77,6 +91,11 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
     let detail = format!("{} tags {}", pushed.reference, pushed.tags.join(","));
     work.record.pushed = Some(pushed);
     Ok(Outcome::new(status, detail))
+}
+
+/// One line for what signing or attesting did: `what: status (detail)`.
+fn report(ui: &Ui, what: &str, status: &str, detail: &str) {
+    ui.info(&format!("{what}: {} ({detail})", status.replace('_', " ")));
 }
 
 /// An image built by an earlier job is pushed only if the workspace's build outputs, where

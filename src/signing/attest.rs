@@ -1,0 +1,308 @@
+//! Attestations of a pushed image: in-toto Statements v1 whose subject is the image digest, with
+//! a SLSA provenance v1 predicate (the tag, commit and repository, the pipeline and job, the
+//! tagpilot version, the base by digest, the build outputs' digests, the tarball) and an SPDX
+//! 2.3 SBOM (every file of the release tree and of the build outputs with its SHA-256 and SHA-1,
+//! the base by digest). Each is signed as a DSSE envelope (ECDSA P-256 over the envelope's
+//! pre-authentication encoding) and stored as `cosign attest` stores it: a layer
+//! (`application/vnd.dsse.envelope.v1+json`, annotated with its `predicateType`) of an image
+//! tagged `sha256-<hex>.att`. An attestation of a predicate type that the image already has,
+//! signed by this key, is not added again. Nothing here reads a clock: the times are the
+//! commit's, so the same release gives the same documents.
+
+use base64::Engine;
+use serde_json::{json, Value};
+use sha1::Digest as _;
+
+use crate::error::Result;
+use crate::image::Built;
+use crate::oci::blobs::BlobStore;
+use crate::oci::digest::Digest;
+use crate::oci::registry::Client;
+
+use super::SigningKey;
+
+pub const PROVENANCE: &str = "https://slsa.dev/provenance/v1";
+pub const SPDX: &str = "https://spdx.dev/Document";
+pub const STATEMENT: &str = "https://in-toto.io/Statement/v1";
+pub const DSSE_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+const DSSE_LAYER: &str = "application/vnd.dsse.envelope.v1+json";
+
+/// What the provenance says about where the release came from.
+pub struct Origin<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub tag: Option<&'a str>,
+    pub commit: &'a str,
+    /// The commit time, RFC 3339.
+    pub time: String,
+    pub repository_url: Option<String>,
+    pub pipeline_url: Option<String>,
+    pub job_url: Option<String>,
+    /// `(file, sha256)` of the release tarball.
+    pub tarball: Option<(String, String)>,
+}
+
+/// One file the SBOM lists: its path in the image and its digests.
+pub struct File {
+    pub path: String,
+    pub sha256: String,
+    pub sha1: String,
+}
+
+impl File {
+    /// The file at `path` in the image, hashed as it is read.
+    pub fn read(path: String, content: &mut dyn std::io::Read) -> std::io::Result<File> {
+        let (mut sha256, mut sha1) = (sha2::Sha256::new(), sha1::Sha1::new());
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = content.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            sha256.update(&buf[..n]);
+            sha1.update(&buf[..n]);
+        }
+        Ok(File {
+            path,
+            sha256: crate::digest::hex(&sha256.finalize()),
+            sha1: crate::digest::hex(&sha1.finalize()),
+        })
+    }
+}
+
+/// The in-toto Statement about `subject` (`repository` at `digest`).
+pub fn statement(
+    repository: &str,
+    digest: &Digest,
+    predicate_type: &str,
+    predicate: Value,
+) -> Value {
+    json!({
+        "_type": STATEMENT,
+        "subject": [{ "name": repository, "digest": { digest.algorithm(): digest.hex() } }],
+        "predicateType": predicate_type,
+        "predicate": predicate,
+    })
+}
+
+/// SLSA provenance v1 of the image.
+pub fn provenance(origin: &Origin, built: &Built) -> Value {
+    let source = origin
+        .repository_url
+        .clone()
+        .unwrap_or_else(|| "urn:tagpilot:local-repository".to_string());
+    let mut dependencies = vec![json!({
+        "uri": format!("git+{source}@{}", origin.tag.map(|t| format!("refs/tags/{t}")).unwrap_or_else(|| origin.commit.to_string())),
+        "digest": { "gitCommit": origin.commit },
+    })];
+    if let Some(base) = &built.base_digest {
+        let hex = base.trim_start_matches("sha256:");
+        dependencies
+            .push(json!({ "uri": format!("oci://{}", built.base), "digest": { "sha256": hex } }));
+    }
+    for artifact in &built.artifacts {
+        dependencies.push(json!({
+            "name": artifact.src,
+            "uri": format!("file:{}", artifact.src),
+            "digest": { "sha256": artifact.sha256 },
+            "annotations": { "dest": artifact.dest, "files": artifact.files },
+        }));
+    }
+    let byproducts: Vec<Value> = origin
+        .tarball
+        .iter()
+        .map(|(file, sha256)| json!({ "name": file, "digest": { "sha256": sha256 } }))
+        .collect();
+    json!({
+        "buildDefinition": {
+            "buildType": "urn:tagpilot:release:v1",
+            "externalParameters": {
+                "tag": origin.tag,
+                "source": { "uri": source, "digest": { "gitCommit": origin.commit } },
+            },
+            "internalParameters": {
+                "tagpilot": env!("CARGO_PKG_VERSION"),
+                "name": origin.name,
+                "version": origin.version,
+                "pipeline": origin.pipeline_url,
+                "job": origin.job_url,
+            },
+            "resolvedDependencies": dependencies,
+        },
+        "runDetails": {
+            "builder": { "id": origin.job_url.clone().unwrap_or_else(|| "urn:tagpilot:local".to_string()) },
+            "metadata": { "invocationId": origin.job_url.clone().or(origin.pipeline_url.clone()), "startedOn": origin.time },
+            "byproducts": byproducts,
+        },
+    })
+}
+
+/// The SPDX 2.3 SBOM of the image: the release as a package of files, on its base.
+pub fn sbom(origin: &Origin, built: &Built, files: &[File]) -> Value {
+    let mut packages = vec![json!({
+        "name": origin.name,
+        "SPDXID": "SPDXRef-Package-release",
+        "versionInfo": origin.version,
+        "downloadLocation": origin.repository_url.clone().unwrap_or_else(|| "NOASSERTION".into()),
+        "filesAnalyzed": false,
+        "supplier": "NOASSERTION",
+    })];
+    let mut relationships = vec![json!({
+        "spdxElementId": "SPDXRef-DOCUMENT",
+        "relationshipType": "DESCRIBES",
+        "relatedSpdxElement": "SPDXRef-Package-release",
+    })];
+    if let Some(base) = &built.base_digest {
+        packages.push(json!({
+            "name": built.base,
+            "SPDXID": "SPDXRef-Package-base",
+            "downloadLocation": "NOASSERTION",
+            "filesAnalyzed": false,
+            "checksums": [{ "algorithm": "SHA256", "checksumValue": base.trim_start_matches("sha256:") }],
+        }));
+        relationships.push(json!({
+            "spdxElementId": "SPDXRef-Package-release",
+            "relationshipType": "DEPENDS_ON",
+            "relatedSpdxElement": "SPDXRef-Package-base",
+        }));
+    }
+    let spdx_files: Vec<Value> = files
+        .iter()
+        .enumerate()
+        .map(|(n, file)| {
+            relationships.push(json!({
+                "spdxElementId": "SPDXRef-Package-release",
+                "relationshipType": "CONTAINS",
+                "relatedSpdxElement": format!("SPDXRef-File-{n}"),
+            }));
+            json!({
+                "fileName": format!("./{}", file.path.trim_start_matches('/')),
+                "SPDXID": format!("SPDXRef-File-{n}"),
+                "checksums": [
+                    { "algorithm": "SHA1", "checksumValue": file.sha1 },
+                    { "algorithm": "SHA256", "checksumValue": file.sha256 },
+                ],
+            })
+        })
+        .collect();
+    json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": format!("{}-{}", origin.name, origin.version),
+        "documentNamespace": format!("urn:tagpilot:sbom:{}:{}", origin.name, built.digest),
+        "creationInfo": { "created": origin.time, "creators": [format!("Tool: tagpilot-{}", env!("CARGO_PKG_VERSION"))] },
+        "packages": packages,
+        "files": spdx_files,
+        "relationships": relationships,
+    })
+}
+
+/// DSSE's pre-authentication encoding, which is what is signed.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut encoded = format!(
+        "DSSEv1 {} {payload_type} {} ",
+        payload_type.len(),
+        payload.len()
+    )
+    .into_bytes();
+    encoded.extend_from_slice(payload);
+    encoded
+}
+
+/// The DSSE envelope of `statement`, signed with `key`.
+pub fn envelope(statement: &Value, key: &SigningKey) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let payload = serde_json::to_vec(statement).expect("a statement is JSON");
+    let signature = key.sign(&pae(DSSE_PAYLOAD_TYPE, &payload));
+    serde_json::to_vec(&json!({
+        "payloadType": DSSE_PAYLOAD_TYPE,
+        "payload": b64.encode(&payload),
+        "signatures": [{ "keyid": "", "sig": b64.encode(signature) }],
+    }))
+    .expect("an envelope is JSON")
+}
+
+/// Stores the envelopes under the image's `.att` tag; `(predicate type, added?)` for each.
+pub fn store_attestations(
+    client: &mut Client,
+    store: &BlobStore,
+    digest: &Digest,
+    envelopes: &[(&str, Vec<u8>)],
+    key: &SigningKey,
+) -> Result<Vec<(String, bool)>> {
+    let tag = digest.to_string().replacen(':', "-", 1) + ".att";
+    let mut layers = super::existing_layers(client, &tag)?;
+    let mut outcome = Vec::new();
+    let mut changed = false;
+    for (predicate_type, envelope) in envelopes {
+        let held = layers.iter().any(|layer| {
+            layer["annotations"]["predicateType"] == *predicate_type
+                && layer_signed_by(client, layer, key)
+        });
+        if held {
+            outcome.push((predicate_type.to_string(), false));
+            continue;
+        }
+        let blob = store.put(DSSE_LAYER, envelope)?;
+        super::upload(client, store, &blob.digest)?;
+        layers.push(json!({
+            "mediaType": DSSE_LAYER,
+            "size": envelope.len(),
+            "digest": blob.digest.to_string(),
+            "annotations": { "predicateType": predicate_type, super::SIGNATURE_ANNOTATION: "" },
+        }));
+        outcome.push((predicate_type.to_string(), true));
+        changed = true;
+    }
+    if changed {
+        super::put_image(client, store, &tag, &layers)?;
+    }
+    Ok(outcome)
+}
+
+/// Whether an attestation layer in the registry is an envelope signed by `key`.
+fn layer_signed_by(client: &mut Client, layer: &Value, key: &SigningKey) -> bool {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Some(Ok(digest)) = layer["digest"].as_str().map(Digest::parse) else {
+        return false;
+    };
+    let Ok(mut reader) = client.get_blob(&digest) else {
+        return false;
+    };
+    let mut bytes = Vec::new();
+    if std::io::Read::read_to_end(&mut reader, &mut bytes).is_err() {
+        return false;
+    }
+    let Ok(envelope) = serde_json::from_slice::<Value>(&bytes) else {
+        return false;
+    };
+    let payload = envelope["payload"]
+        .as_str()
+        .and_then(|p| b64.decode(p).ok())
+        .unwrap_or_default();
+    let pae = pae(
+        envelope["payloadType"].as_str().unwrap_or_default(),
+        &payload,
+    );
+    envelope["signatures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["sig"].as_str().and_then(|sig| b64.decode(sig).ok()))
+        .any(|der| key.signed(&pae, &der))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pre_authentication_encoding_is_dsse_s() {
+        // The example in the DSSE protocol document.
+        assert_eq!(
+            pae("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
+        );
+    }
+}

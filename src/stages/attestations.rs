@@ -1,0 +1,163 @@
+//! The release's provenance and SBOM, made after the push: written to the output folder
+//! (`provenance.json`, an in-toto Statement; `sbom.spdx.json`, the SPDX document) for every
+//! release with an image, and, when the image is signed, signed as DSSE envelopes and attached
+//! to the image in its registry (`signing::attest`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::image::{self, Built};
+use crate::oci::push::Pushed;
+use crate::signing::attest::{self, File, Origin};
+use crate::signing::SigningKey;
+use crate::source::{Content, Entry, EntryKind, Selection};
+use crate::spec::image::ImageSpec;
+
+use super::Job;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Attestation {
+    pub predicate_type: String,
+    /// The document in the output folder.
+    pub file: String,
+    pub sha256: String,
+    /// `registry/repository:sha256-<hex>.att`, when it was attached to the image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_to: Option<String>,
+    /// `attached`, `already_attached` (a re-run), or `written` (no signing key).
+    pub status: String,
+}
+
+/// Writes the provenance and SBOM of `built` (pushed as `pushed`), and attaches them, signed,
+/// when there is a key.
+pub fn attest(
+    job: &Job,
+    spec: &ImageSpec,
+    built: &Built,
+    pushed: &Pushed,
+    tarball: Option<(String, String)>,
+    key: Option<&SigningKey>,
+) -> Result<Vec<Attestation>> {
+    let env = &job.project.env;
+    let version = job.target.version.to_string();
+    let origin = Origin {
+        name: &job.target.name,
+        version: &version,
+        tag: job.target.tag.as_deref(),
+        commit: &job.target.commit.id,
+        time: crate::oci::image::rfc3339(job.target.mtime),
+        repository_url: env.lookup("CI_PROJECT_URL"),
+        pipeline_url: env.lookup("CI_PIPELINE_URL"),
+        job_url: env.lookup("CI_JOB_URL"),
+        tarball,
+    };
+    let repository = pushed
+        .reference
+        .split('@')
+        .next()
+        .unwrap_or(&pushed.reference)
+        .to_string();
+    let files = image_files(job, spec)?;
+    let documents = [
+        (
+            attest::PROVENANCE,
+            "provenance.json",
+            attest::statement(
+                &repository,
+                &built.digest,
+                attest::PROVENANCE,
+                attest::provenance(&origin, built),
+            ),
+        ),
+        (
+            attest::SPDX,
+            "sbom.spdx.json",
+            attest::statement(
+                &repository,
+                &built.digest,
+                attest::SPDX,
+                attest::sbom(&origin, built, &files),
+            ),
+        ),
+    ];
+    let mut written = Vec::new();
+    for (predicate_type, file, statement) in &documents {
+        // The SBOM file is the SPDX document itself; the provenance is its whole Statement.
+        let document = match *predicate_type {
+            attest::SPDX => &statement["predicate"],
+            _ => statement,
+        };
+        let text = serde_json::to_string_pretty(document).expect("a document is JSON") + "\n";
+        let path = job.out.join(file);
+        crate::fsutil::write_atomic(&path, text.as_bytes())?;
+        written.push(Attestation {
+            predicate_type: predicate_type.to_string(),
+            file: path.display().to_string(),
+            sha256: crate::digest::sha256_hex(text.as_bytes()),
+            attached_to: None,
+            status: "written".into(),
+        });
+    }
+    let Some(key) = key else {
+        return Ok(written);
+    };
+    let envelopes: Vec<(&str, Vec<u8>)> = documents
+        .iter()
+        .map(|(predicate_type, _, statement)| (*predicate_type, attest::envelope(statement, key)))
+        .collect();
+    let stored = image::attach(built, spec, env, &envelopes, key)?;
+    let at = format!(
+        "{repository}:{}",
+        built.digest.to_string().replacen(':', "-", 1) + ".att"
+    );
+    for (attestation, (_, added)) in written.iter_mut().zip(stored) {
+        attestation.attached_to = Some(at.clone());
+        attestation.status = if added {
+            "attached"
+        } else {
+            "already_attached"
+        }
+        .into();
+    }
+    Ok(written)
+}
+
+/// Every file the image adds: the release tree at `install_path` and the build outputs.
+fn image_files(job: &Job, spec: &ImageSpec) -> Result<Vec<File>> {
+    let install = job
+        .target
+        .render(spec.install_path.as_str())
+        .map_err(|why| Error::input(format!("image.install_path: {why}")))?;
+    let prefix = crate::archive::folder_prefix(&install);
+    let excludes = job.project.spec.tarball.excludes()?;
+    let selection = Selection {
+        excludes: &excludes,
+        submodules: job.project.spec.tarball.submodules,
+        export_ignore: true,
+    };
+    let mut files = Vec::new();
+    job.project
+        .source
+        .walk(&job.target.commit, &selection, &mut |entry: Entry| {
+            if let EntryKind::File { .. } = entry.kind {
+                let path = format!("{prefix}{}", String::from_utf8_lossy(entry.path));
+                let hashed = match entry.content {
+                    Content::Bytes(bytes) => File::read(path, &mut &bytes[..]),
+                    Content::Stream { reader, .. } => File::read(path, reader),
+                };
+                files.push(
+                    hashed.map_err(|e| {
+                        Error::failed(format!("could not read the release tree: {e}"))
+                    })?,
+                );
+            }
+            Ok(())
+        })?;
+    for (path, source) in
+        image::artifacts::files_in_workspace(job.project.source.root(), &spec.artifacts)?
+    {
+        let mut reader = std::fs::File::open(&source).map_err(|e| Error::io("read", &source, e))?;
+        files.push(File::read(path, &mut reader).map_err(|e| Error::io("read", &source, e))?);
+    }
+    Ok(files)
+}

@@ -47,6 +47,9 @@ pub enum Command {
     History(HistoryArgs),
     /// List the repository's release tags, newest first: TAG<TAB>VERSION<TAB>release|pre.
     Versions(VersionsArgs),
+    /// Check a pushed image: its signature and attestations with a public key, and with
+    /// --rebuild that the tag rebuilds to exactly its bytes. Needs no write credentials.
+    Verify(VerifyArgs),
     /// Check a pipeline spec and report every problem in it.
     Validate(ProjectArgs),
     /// Print the JSON Schema of tagpilot.yaml (for editor completion).
@@ -151,6 +154,24 @@ pub struct ImageArgs {
     /// Replace a version tag that already names other bytes in the registry.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// The image, `registry/repository:tag` or `…@sha256:…`. Default: the release of the tag,
+    /// in the spec's repository.
+    pub image: Option<String>,
+    /// The tag whose release it is. Default: `$CI_COMMIT_TAG`, else the release tag on HEAD.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// The public key (PEM, as `cosign.pub`) the signature and attestations must be made with.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Also rebuild the tarball and the image from the tag and compare them byte for byte.
+    #[arg(long)]
+    pub rebuild: bool,
 }
 
 #[derive(Debug, Args)]

@@ -122,11 +122,16 @@ fn the_static_binary_runs_in_a_job_image_built_by_its_own_spec() {
 
     let image = format!("{}/tools/tagpilot:0.1", registry.host());
     sh(docker.command().args(["pull", "-q", &image]));
+    // A clone of this repository for the job to work in (a worktree's `.git` would point
+    // outside the container).
+    let source = work.path().join("source");
+    sh(Command::new("git").args(["clone", "-q", ROOT]).arg(&source));
+    let mount = format!("{}:/src:ro", source.display());
     let in_job = |args: &[&str]| {
         run(docker
             .command()
             .args(["run", "--rm", "--network", "none"])
-            .args(["-v", &format!("{ROOT}:/src:ro"), "-w", "/src"])
+            .args(["-v", &mount, "-w", "/src"])
             .arg(&image)
             .args(args))
     };

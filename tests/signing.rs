@@ -447,3 +447,83 @@ fn a_cosign_encrypted_key_signs_and_a_wrong_password_pushes_nothing() {
     .ok();
     drop(registry);
 }
+
+fn verify(repo: &Path, registry: &Registry, key: &Path, extra: &[&str]) -> Run {
+    run(tagpilot(repo)
+        .args(["verify", "--tag", "v1.0.0", "--key"])
+        .arg(key)
+        .args(extra)
+        .env("DOCKER_CONFIG", registry.docker_config()))
+}
+
+#[test]
+fn verify_checks_the_signature_and_attestations_and_rebuilds_the_tag() {
+    if !ready() {
+        return;
+    }
+    let (_issuer_keys, _issuer, registry) = token_registry();
+    let work = tempfile::tempdir().unwrap();
+    let ours = keys(work.path(), "ours");
+    let other = keys(work.path(), "other");
+    let repo = project(&registry);
+    let key = std::fs::read_to_string(&ours.private).unwrap();
+    release(&repo, &registry, &key, "").ok();
+
+    // On a fresh clone, with only the public key and a read-only login.
+    let clone = work.path().join("clone");
+    sh(Command::new("git")
+        .args(["clone", "-q"])
+        .arg(repo.path())
+        .arg(&clone));
+    let good = verify(&clone, &registry, &ours.public, &["--rebuild"]).ok();
+    for said in [
+        "good",
+        "attestation https://slsa.dev/provenance/v1: good",
+        "provenance: tag v1.0.0",
+        "rebuilt app-1.0.0.tar.gz: the same bytes",
+        "the same image",
+    ] {
+        assert!(good.stdout.contains(said), "{said}: {}", good.stdout);
+    }
+    let wrong = verify(&clone, &registry, &other.public, &[]);
+    assert_eq!(wrong.code, 1, "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("did not verify"), "{}", wrong.stderr);
+    assert!(wrong.stdout.contains("by this key"), "{}", wrong.stdout);
+
+    // Someone pushes, and signs, an image of 1.0.0 built from a modified tree.
+    let modified = work.path().join("modified");
+    sh(Command::new("git")
+        .args(["clone", "-q"])
+        .arg(repo.path())
+        .arg(&modified));
+    std::fs::write(modified.join("app.txt"), "tampered\n").unwrap();
+    for args in [
+        &[
+            "-c",
+            "user.name=x",
+            "-c",
+            "user.email=x@y",
+            "commit",
+            "-qam",
+            "tamper",
+        ][..],
+        &["tag", "-f", "v1.0.0"][..],
+    ] {
+        sh(Command::new("git").current_dir(&modified).args(args));
+    }
+    run(tagpilot(&modified)
+        .args(["release", "--force", "--only", "tarball,image,push"])
+        .env("DOCKER_CONFIG", registry.docker_config())
+        .env("SIGNING_KEY", &key))
+    .ok();
+    let caught = verify(&clone, &registry, &ours.public, &["--rebuild"]);
+    assert_eq!(caught.code, 1, "{}", caught.stdout);
+    for said in [
+        "the provenance names commit",
+        "(tagpilot: app 1.0.0 at /opt/app)",
+        "opt/app/app.txt: ",
+    ] {
+        assert!(caught.stdout.contains(said), "{said}: {}", caught.stdout);
+    }
+    drop(registry);
+}

@@ -8,6 +8,7 @@ pub mod rollback;
 pub mod schema;
 pub mod tarball;
 pub mod validate;
+pub mod verify;
 pub mod versions;
 
 use std::path::PathBuf;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli, env: &Env) -> Result<()> {
         Command::Rollback(args) => rollback::run(&cli, args, env, &ui),
         Command::History(args) => history::run(&cli, args, env),
         Command::Versions(args) => versions::run(&cli, args, env),
+        Command::Verify(args) => verify::run(&cli, args, env, &ui),
         Command::Validate(args) => validate::run(&cli, args, env),
         Command::Schema => schema::run(),
     }

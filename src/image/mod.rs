@@ -15,6 +15,7 @@
 
 pub mod artifacts;
 mod base;
+pub mod compare;
 mod config;
 mod layers;
 mod publish;
@@ -38,7 +39,7 @@ use crate::ui::Ui;
 
 pub use config::image_tags as release_tags;
 pub use layers::release_tree_layer;
-pub use publish::{attach, push, push_repository_name, registry_digest, sign};
+pub use publish::{attach, push, push_repository_name, registry_client, registry_digest, sign};
 
 /// What the stage produced; also the `image` section of the release record.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

@@ -233,13 +233,12 @@ pub fn store_attestations(
 ) -> Result<Vec<(String, bool)>> {
     let tag = digest.to_string().replacen(':', "-", 1) + ".att";
     let mut layers = super::existing_layers(client, &tag)?;
+    let (held, _) =
+        super::verify::attestations(client, digest, &super::verify::PublicKey::of(key))?;
     let mut outcome = Vec::new();
     let mut changed = false;
     for (predicate_type, envelope) in envelopes {
-        let held = layers.iter().any(|layer| {
-            layer["annotations"]["predicateType"] == *predicate_type
-                && layer_signed_by(client, layer, key)
-        });
+        let held = held.iter().any(|s| s["predicateType"] == *predicate_type);
         if held {
             outcome.push((predicate_type.to_string(), false));
             continue;
@@ -259,38 +258,6 @@ pub fn store_attestations(
         super::put_image(client, store, &tag, &layers)?;
     }
     Ok(outcome)
-}
-
-/// Whether an attestation layer in the registry is an envelope signed by `key`.
-fn layer_signed_by(client: &mut Client, layer: &Value, key: &SigningKey) -> bool {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let Some(Ok(digest)) = layer["digest"].as_str().map(Digest::parse) else {
-        return false;
-    };
-    let Ok(mut reader) = client.get_blob(&digest) else {
-        return false;
-    };
-    let mut bytes = Vec::new();
-    if std::io::Read::read_to_end(&mut reader, &mut bytes).is_err() {
-        return false;
-    }
-    let Ok(envelope) = serde_json::from_slice::<Value>(&bytes) else {
-        return false;
-    };
-    let payload = envelope["payload"]
-        .as_str()
-        .and_then(|p| b64.decode(p).ok())
-        .unwrap_or_default();
-    let pae = pae(
-        envelope["payloadType"].as_str().unwrap_or_default(),
-        &payload,
-    );
-    envelope["signatures"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["sig"].as_str().and_then(|sig| b64.decode(sig).ok()))
-        .any(|der| key.signed(&pae, &der))
 }
 
 #[cfg(test)]

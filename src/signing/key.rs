@@ -58,6 +58,10 @@ impl SigningKey {
         Signature::from_der(der).is_ok_and(|s| self.key.verifying_key().verify(payload, &s).is_ok())
     }
 
+    pub fn verifying_key(&self) -> VerifyingKey {
+        *self.key.verifying_key()
+    }
+
     /// The public key, as `cosign.pub` has it (SPKI PEM).
     pub fn public_pem(&self) -> String {
         VerifyingKey::from(&self.key)

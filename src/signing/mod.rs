@@ -10,6 +10,7 @@
 
 pub mod attest;
 pub mod key;
+pub mod verify;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};

@@ -198,11 +198,13 @@ fn upload_tarball(
             name: &tarball.file,
             content: Payload::File(Path::new(&tarball.path)),
             sha256: &tarball.sha256,
+            first_wins: false,
         },
         PackageFile {
             name: "SHA256SUMS",
             content: Payload::Bytes(sums.as_bytes()),
             sha256: &sums_sha256,
+            first_wins: false,
         },
     ] {
         let (published, link) = upload_one(inputs, gitlab, package, &file, ui)?;
@@ -228,10 +230,19 @@ fn upload_attestations(
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or(attestation.file.as_str());
+        // A later job has it only when the build job handed it over (`artifacts: paths:`).
+        if !path.is_file() {
+            ui.info(&format!(
+                "{name}: not in this job's workspace ({}), so not added to the release; hand it over from the build job as an artifact",
+                attestation.file
+            ));
+            continue;
+        }
         let file = PackageFile {
             name,
             content: Payload::File(path),
             sha256: &attestation.sha256,
+            first_wins: true,
         };
         let (published, link) = upload_one(inputs, gitlab, package, &file, ui)?;
         files.push(published);

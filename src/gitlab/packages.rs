@@ -37,6 +37,9 @@ pub struct PackageFile<'a> {
     pub name: &'a str,
     pub content: Payload<'a>,
     pub sha256: &'a str,
+    /// The first upload stands: other bytes already there are kept, not refused (a
+    /// provenance names its job, so a re-run's differs from the first run's).
+    pub first_wins: bool,
 }
 
 /// Where a package's files live.
@@ -94,6 +97,7 @@ fn check_then_upload(
         None => FileStatus::Uploaded,
         Some(newest) => match same_bytes(newest, file)? {
             Sameness::Same => return Ok(FileStatus::AlreadyThere),
+            _ if file.first_wins => return Ok(FileStatus::AlreadyThere),
             _ if force => FileStatus::Replaced,
             Sameness::Differs(how) => {
                 return Err(Error::input(format!(

@@ -85,25 +85,11 @@ pub fn release_tree(
     let made = match inputs.release_tree.clone() {
         Some(layer) => layer,
         None => {
-            let excludes = inputs.spec.tarball.excludes()?;
-            let selection = Selection {
-                excludes: &excludes,
-                submodules: inputs.spec.tarball.submodules,
-                export_ignore: true,
-            };
+            let selection_excludes = inputs.spec.tarball.excludes()?;
+            let selection = tree_selection(inputs, &selection_excludes);
             layer::build(store, image.compression, image.level.0, |tar, counts| {
-                let mut progress = ui.progress("image layer");
-                append_prefix_folders(tar, placement.owned, &placement.prefix, counts)?;
-                append_tree(
-                    tar,
-                    placement.owned,
-                    inputs.source,
-                    &target.commit,
-                    &selection,
-                    &placement.prefix,
-                    &mut progress,
-                    counts,
-                )?;
+                let tree = (&target.commit, placement.owned);
+                append_release_tree(tar, inputs, tree, &selection, &placement.prefix, ui, counts)?;
                 // The build outputs the tarball holds too, as it holds them.
                 let outputs = super::artifacts::for_release_tree(
                     inputs.root,
@@ -111,9 +97,7 @@ pub fn release_tree(
                     &placement.prefix,
                     placement.owned,
                 )?;
-                super::artifacts::append_all(tar, &outputs, counts)?;
-                progress.finish();
-                Ok(())
+                super::artifacts::append_all(tar, &outputs, counts)
             })?
         }
     };
@@ -122,6 +106,42 @@ pub fn release_tree(
         target.name, target.version, placement.install_path
     );
     Ok((made, history))
+}
+
+/// What the release tree holds of a commit's tree: the tarball's selection.
+pub fn tree_selection<'a>(inputs: &Inputs, excludes: &'a crate::source::Excludes) -> Selection<'a> {
+    Selection {
+        excludes,
+        submodules: inputs.spec.tarball.submodules,
+        export_ignore: true,
+    }
+}
+
+/// Appends `commit`'s selected tree under `prefix` (and the prefix's folders), owned and
+/// timed by `normal`, with progress.
+pub fn append_release_tree(
+    tar: &mut layer::LayerTar,
+    inputs: &Inputs,
+    (commit, normal): (&crate::source::Commit, Normal),
+    selection: &Selection,
+    prefix: &str,
+    ui: &Ui,
+    counts: &mut Counts,
+) -> Result<()> {
+    let mut progress = ui.progress("image layer");
+    append_prefix_folders(tar, normal, prefix, counts)?;
+    append_tree(
+        tar,
+        normal,
+        inputs.source,
+        commit,
+        selection,
+        prefix,
+        &mut progress,
+        counts,
+    )?;
+    progress.finish();
+    Ok(())
 }
 
 /// The spec's extra `files`, read from the tagged commit.

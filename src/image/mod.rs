@@ -19,6 +19,7 @@ pub mod compare;
 mod config;
 mod layers;
 mod publish;
+mod split;
 
 use std::path::{Path, PathBuf};
 
@@ -112,7 +113,10 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
     )?;
 
     let (bases, base_digest, store) = base::resolve(inputs, &platforms, layout_dir)?;
-    let mut added = vec![layers::release_tree(inputs, &placement, &store, ui)?];
+    let mut added = match split::release_tree(inputs, &placement, &store, ui)? {
+        Some(two) => two,
+        None => vec![layers::release_tree(inputs, &placement, &store, ui)?],
+    };
     if !image.files.is_empty() {
         added.push(layers::files(inputs, &placement, &store)?);
     }

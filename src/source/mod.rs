@@ -3,6 +3,7 @@
 //! bytes, after `.gitattributes export-ignore` and the spec's excludes.
 
 mod attributes;
+mod changes;
 mod excludes;
 mod packs;
 mod walk;

@@ -69,6 +69,13 @@ pub struct ImageSpec {
     /// The process supervisor (ContainerPilot v3) and its embedded config.
     #[serde(default)]
     pub supervisor: Option<SupervisorSpec>,
+    /// How the release tree is split into layers: `single` (default), one layer; or
+    /// `release_line`: the release line's first release (the lowest final release of this
+    /// `major.minor`) as one layer, exactly as that release made it, and what changed since it
+    /// (with whiteouts for what was removed) as a second, so a patch release pushes, and nodes
+    /// pull, only what changed.
+    #[serde(default)]
+    pub layering: Layering,
     /// Sign every pushed image (the index and each platform manifest) with a key, as `cosign
     /// sign --key` does.
     #[serde(default)]
@@ -88,6 +95,14 @@ pub struct FileSpec {
     pub src: Text,
     /// Absolute path in the image.
     pub dest: Text,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Layering {
+    #[default]
+    Single,
+    ReleaseLine,
 }
 
 /// Names of the variables that hold the signing key and its password.

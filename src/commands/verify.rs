@@ -9,9 +9,10 @@ use crate::error::{Error, Result};
 use crate::image;
 use crate::oci::digest::Digest;
 use crate::oci::reference::Reference;
+use crate::oci::registry::Client;
 use crate::signing::attest::{PROVENANCE, SPDX};
 use crate::signing::verify::{attestations, signed, PublicKey};
-use crate::target::{self, Request};
+use crate::target::{self, Request, Target};
 use crate::ui::{print_stdout, Ui};
 
 pub fn run(cli: &Cli, args: &VerifyArgs, env: &Env, ui: &Ui) -> Result<()> {
@@ -51,68 +52,11 @@ pub fn run(cli: &Cli, args: &VerifyArgs, env: &Env, ui: &Ui) -> Result<()> {
     let digest = Digest::parse(&digest).map_err(Error::failed)?;
     ui.info(&format!("verifying {repository}@{digest}"));
 
-    let mut problems = Vec::new();
-    let mut checked = Vec::new();
-    // The index and each platform manifest are signed.
-    let mut digests = vec![digest.clone()];
-    let (top, _, _) = client.get_manifest(digest.as_str())?;
-    let top: serde_json::Value = serde_json::from_slice(&top).unwrap_or_default();
-    for entry in top["manifests"].as_array().into_iter().flatten() {
-        if let Ok(platform) = Digest::parse(entry["digest"].as_str().unwrap_or_default()) {
-            digests.push(platform);
-        }
-    }
-    for each in &digests {
-        match signed(&mut client, &repository, each, &key)? {
-            Ok(()) => checked.push(format!("signature of {each}: good")),
-            Err(why) => problems.push(why),
-        }
-    }
-    let (statements, unverified) = attestations(&mut client, &digest, &key)?;
-    if unverified > 0 {
-        problems.push(format!(
-            "{unverified} attestation(s) of {digest} are not signed by this key or not about it"
-        ));
-    }
-    for predicate_type in [PROVENANCE, SPDX] {
-        match statements
-            .iter()
-            .find(|s| s["predicateType"] == predicate_type)
-        {
-            Some(_) => checked.push(format!("attestation {predicate_type}: good")),
-            None => problems.push(format!(
-                "no attestation {predicate_type} signed by this key"
-            )),
-        }
-    }
-    let provenance = statements
-        .iter()
-        .find(|s| s["predicateType"] == PROVENANCE)
-        .map(|s| s["predicate"].clone());
+    let mut findings = Findings::default();
+    check_signatures(&mut client, &repository, &digest, &key, &mut findings)?;
+    let provenance = check_attestations(&mut client, &digest, &key, &mut findings)?;
     if let Some(provenance) = &provenance {
-        let build = &provenance["buildDefinition"];
-        let commit = build["externalParameters"]["source"]["digest"]["gitCommit"]
-            .as_str()
-            .unwrap_or("?");
-        checked.push(format!(
-            "provenance: tag {}, commit {commit}, source {}, job {}",
-            build["externalParameters"]["tag"]
-                .as_str()
-                .unwrap_or("none"),
-            build["externalParameters"]["source"]["uri"]
-                .as_str()
-                .unwrap_or("?"),
-            build["internalParameters"]["job"]
-                .as_str()
-                .unwrap_or("none"),
-        ));
-        if commit != target.commit.id {
-            problems.push(format!(
-                "the provenance names commit {commit}, but tag {} is commit {}",
-                target.tag.as_deref().unwrap_or("HEAD"),
-                target.commit.id
-            ));
-        }
+        check_provenance(provenance, &target, &mut findings);
     }
     if args.rebuild {
         let tarball = provenance.as_ref().and_then(|p| {
@@ -127,40 +71,136 @@ pub fn run(cli: &Cli, args: &VerifyArgs, env: &Env, ui: &Ui) -> Result<()> {
             digest: &digest,
             tarball,
         };
-        rebuild(&project, &target, found, ui, &mut checked, &mut problems)?;
+        rebuild(&project, &target, found, ui, &mut findings)?;
     }
-    let report = checked
+    let image = format!("{repository}@{digest}");
+    print(cli, &image, &findings, provenance.as_ref());
+    if findings.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::failed(format!(
+            "{image} did not verify: {}",
+            findings.problems.join("; ")
+        )))
+    }
+}
+
+/// What held, and what did not.
+#[derive(Default)]
+struct Findings {
+    checked: Vec<String>,
+    problems: Vec<String>,
+}
+
+/// The index and each platform manifest in it are signed by the key.
+fn check_signatures(
+    client: &mut Client,
+    repository: &str,
+    digest: &Digest,
+    key: &PublicKey,
+    findings: &mut Findings,
+) -> Result<()> {
+    let mut digests = vec![digest.clone()];
+    let (top, _, _) = client.get_manifest(digest.as_str())?;
+    let top: serde_json::Value = serde_json::from_slice(&top).unwrap_or_default();
+    for entry in top["manifests"].as_array().into_iter().flatten() {
+        if let Ok(platform) = Digest::parse(entry["digest"].as_str().unwrap_or_default()) {
+            digests.push(platform);
+        }
+    }
+    for each in &digests {
+        match signed(client, repository, each, key)? {
+            Ok(()) => findings.checked.push(format!("signature of {each}: good")),
+            Err(why) => findings.problems.push(why),
+        }
+    }
+    Ok(())
+}
+
+/// The provenance and SBOM are attached, signed by the key; the provenance, if any.
+fn check_attestations(
+    client: &mut Client,
+    digest: &Digest,
+    key: &PublicKey,
+    findings: &mut Findings,
+) -> Result<Option<serde_json::Value>> {
+    let (statements, unverified) = attestations(client, digest, key)?;
+    if unverified > 0 {
+        findings.problems.push(format!(
+            "{unverified} attestation(s) of {digest} are not signed by this key or not about it"
+        ));
+    }
+    for predicate_type in [PROVENANCE, SPDX] {
+        match statements
+            .iter()
+            .find(|s| s["predicateType"] == predicate_type)
+        {
+            Some(_) => findings
+                .checked
+                .push(format!("attestation {predicate_type}: good")),
+            None => findings.problems.push(format!(
+                "no attestation {predicate_type} signed by this key"
+            )),
+        }
+    }
+    Ok(statements
         .iter()
-        .chain(problems.iter().map(|p| p as &String))
-        .map(|l| format!("{l}\n"))
-        .collect::<String>();
+        .find(|s| s["predicateType"] == PROVENANCE)
+        .map(|s| s["predicate"].clone()))
+}
+
+/// Says what the provenance claims, and holds its commit against the tag's here.
+fn check_provenance(provenance: &serde_json::Value, target: &Target, findings: &mut Findings) {
+    let build = &provenance["buildDefinition"];
+    let text = |value: &serde_json::Value, default: &'static str| {
+        value.as_str().unwrap_or(default).to_string()
+    };
+    let commit = text(
+        &build["externalParameters"]["source"]["digest"]["gitCommit"],
+        "?",
+    );
+    findings.checked.push(format!(
+        "provenance: tag {}, commit {commit}, source {}, job {}",
+        text(&build["externalParameters"]["tag"], "none"),
+        text(&build["externalParameters"]["source"]["uri"], "?"),
+        text(&build["internalParameters"]["job"], "none"),
+    ));
+    if commit != target.commit.id {
+        findings.problems.push(format!(
+            "the provenance names commit {commit}, but tag {} is commit {}",
+            target.tag.as_deref().unwrap_or("HEAD"),
+            target.commit.id
+        ));
+    }
+}
+
+fn print(cli: &Cli, image: &str, findings: &Findings, provenance: Option<&serde_json::Value>) {
     match cli.output {
         Output::Json => print_stdout(
             &(serde_json::to_string_pretty(&serde_json::json!({
-                "image": format!("{repository}@{digest}"),
-                "verified": problems.is_empty(),
-                "checked": checked,
-                "problems": problems,
+                "image": image,
+                "verified": findings.problems.is_empty(),
+                "checked": findings.checked,
+                "problems": findings.problems,
                 "provenance": provenance,
             }))
             .expect("JSON")
                 + "\n"),
         ),
-        Output::Human => print_stdout(&report),
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::failed(format!(
-            "{repository}@{digest} did not verify: {}",
-            problems.join("; ")
-        )))
+        Output::Human => print_stdout(
+            &findings
+                .checked
+                .iter()
+                .chain(&findings.problems)
+                .map(|l| format!("{l}\n"))
+                .collect::<String>(),
+        ),
     }
 }
 
 /// What the registry and the provenance hold, to compare a rebuild with.
 struct Found<'a> {
-    client: &'a mut crate::oci::registry::Client,
+    client: &'a mut Client,
     digest: &'a Digest,
     /// The tarball the provenance names: `(file, sha256)`.
     tarball: Option<(String, String)>,
@@ -170,12 +210,12 @@ struct Found<'a> {
 /// provenance and the registry hold.
 fn rebuild(
     project: &crate::project::Project,
-    target: &crate::target::Target,
+    target: &Target,
     found: Found,
     ui: &Ui,
-    checked: &mut Vec<String>,
-    problems: &mut Vec<String>,
+    findings: &mut Findings,
 ) -> Result<()> {
+    let (checked, problems) = (&mut findings.checked, &mut findings.problems);
     let scratch =
         tempfile::tempdir().map_err(|e| Error::failed(format!("a scratch folder: {e}")))?;
     if let Some((file, sha256)) = &found.tarball {

@@ -40,7 +40,7 @@ use crate::ui::Ui;
 
 pub use config::image_tags as release_tags;
 pub use layers::release_tree_layer;
-pub use publish::{attach, push, push_repository_name, registry_client, registry_digest, sign};
+pub use publish::{push, push_repository, push_repository_name, registry_client, registry_digest};
 
 /// What the stage produced; also the `image` section of the release record.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

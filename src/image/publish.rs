@@ -39,7 +39,7 @@ pub fn push_repository_name(image: &ImageSpec, env: &Env) -> Option<String> {
 }
 
 /// The repository to push to, checked.
-fn push_repository(image: &ImageSpec, env: &Env) -> Result<Reference> {
+pub fn push_repository(image: &ImageSpec, env: &Env) -> Result<Reference> {
     let repository = push_repository_name(image, env).ok_or_else(|| {
         Error::input("no repository to push the image to: image.repository is not set and CI_REGISTRY_IMAGE is empty")
             .with_hint("Set image.repository in the spec (GitLab CI sets CI_REGISTRY_IMAGE), or build without pushing: --dry-run, --skip push or `tagpilot image --oci-layout DIR`")
@@ -116,45 +116,4 @@ pub fn push(
         mode,
     };
     oci::push::push(&mut client, &job, base.as_mut(), ui)
-}
-
-/// Signs the pushed image: the index (or the one manifest) and each platform manifest in it.
-pub fn sign(
-    built: &Built,
-    image: &ImageSpec,
-    env: &Env,
-    key: &crate::signing::SigningKey,
-) -> Result<Vec<crate::signing::Signature>> {
-    let reference = push_repository(image, env)?;
-    let mut client = registry_client(&reference, image, env)?;
-    let store = BlobStore::open(&built.layout)?;
-    let repository = format!("{}/{}", reference.registry, reference.repository);
-    let mut digests = vec![built.digest.clone()];
-    let top: serde_json::Value = serde_json::from_slice(&store.read(&built.digest)?)
-        .map_err(|e| Error::failed(format!("the pushed image's top document: {e}")))?;
-    for manifest in top["manifests"].as_array().into_iter().flatten() {
-        let digest = manifest["digest"].as_str().unwrap_or_default();
-        digests.push(
-            crate::oci::digest::Digest::parse(digest)
-                .map_err(|why| Error::failed(format!("index entry {digest}: {why}")))?,
-        );
-    }
-    digests
-        .iter()
-        .map(|digest| crate::signing::sign_digest(&mut client, &store, &repository, digest, key))
-        .collect()
-}
-
-/// Attaches signed attestations (DSSE envelopes) to the pushed image; whether each was added.
-pub fn attach(
-    built: &Built,
-    image: &ImageSpec,
-    env: &Env,
-    envelopes: &[(&str, Vec<u8>)],
-    key: &crate::signing::SigningKey,
-) -> Result<Vec<(String, bool)>> {
-    let reference = push_repository(image, env)?;
-    let mut client = registry_client(&reference, image, env)?;
-    let store = BlobStore::open(&built.layout)?;
-    crate::signing::attest::store_attestations(&mut client, &store, &built.digest, envelopes, key)
 }

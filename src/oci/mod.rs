@@ -1,6 +1,7 @@
 //! OCI images without a daemon: layers built straight from the git tree, config and manifest
 //! assembled on a pinned base, written to an OCI image layout.
 
+pub mod attached;
 pub mod auth;
 pub mod base;
 pub mod blobs;

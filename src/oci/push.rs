@@ -35,10 +35,10 @@ pub struct Pushed {
     pub skipped_blobs: u64,
     /// The signatures of what was pushed (`image.sign`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub signatures: Vec<crate::signing::Signature>,
+    pub signatures: Vec<super::attached::Signature>,
     /// Its provenance and SBOM: written to the output folder, attached when signed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub attestations: Vec<crate::stages::attestations::Attestation>,
+    pub attestations: Vec<super::attached::Attestation>,
 }
 
 impl Pushed {

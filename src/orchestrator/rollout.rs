@@ -72,6 +72,21 @@ pub struct ServiceRollout {
     pub restored: Option<String>,
 }
 
+impl ServiceRollout {
+    /// A service's record before anything happened to it.
+    fn of(object: &Object, live: &Live, plan: &Plan, state: State) -> ServiceRollout {
+        ServiceRollout {
+            service: object.name.clone(),
+            from: live.image.clone(),
+            to: plan.image.to_string(),
+            state,
+            reason: None,
+            resumed: false,
+            restored: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Rollout {
     pub engine: String,
@@ -163,15 +178,7 @@ pub fn roll_out(
     };
     let mut updated: Vec<(usize, Submitted)> = Vec::new();
     for (index, (object, live)) in objects.iter().zip(&lives).enumerate() {
-        let mut record = ServiceRollout {
-            service: object.name.clone(),
-            from: live.image.clone(),
-            to: plan.image.to_string(),
-            state: State::AlreadyRunning,
-            reason: None,
-            resumed: false,
-            restored: None,
-        };
+        let mut record = ServiceRollout::of(object, live, plan, State::AlreadyRunning);
         let change = if same_image(&live.image, plan.image) {
             resume(engine, object, live, plan, ui).map_err(|e| half_done(e, &rollout))?
         } else if plan.mode.rehearsing() {
@@ -224,17 +231,9 @@ pub fn roll_out(
             }
         }
     }
-    for object in objects.iter().skip(rollout.services.len()) {
-        let live = &lives[rollout.services.len()];
-        rollout.services.push(ServiceRollout {
-            service: object.name.clone(),
-            from: live.image.clone(),
-            to: plan.image.to_string(),
-            state: State::NotStarted,
-            reason: None,
-            resumed: false,
-            restored: None,
-        });
+    for (object, live) in objects.iter().zip(&lives).skip(rollout.services.len()) {
+        let record = ServiceRollout::of(object, live, plan, State::NotStarted);
+        rollout.services.push(record);
     }
     rollout.outcome = overall(&rollout);
     Ok(rollout)
@@ -453,6 +452,17 @@ fn after_failure(
         }
         OnFailure::Fail => return Ok(()),
     };
+    record_settled(engine, object, settled, record, rollout)
+}
+
+/// How a rollback ended, in the record: the image that runs again, or why it did not.
+fn record_settled(
+    engine: &mut dyn Engine,
+    object: &Object,
+    settled: Settled,
+    record: &mut ServiceRollout,
+    rollout: &mut Rollout,
+) -> Result<()> {
     match settled {
         Settled::RolledBack => {
             record.state = State::RolledBack;

@@ -260,6 +260,20 @@ pub fn store_attestations(
     Ok(outcome)
 }
 
+/// Attaches signed attestations (DSSE envelopes) to the pushed image; whether each was added.
+pub fn attach(
+    built: &Built,
+    image: &crate::spec::image::ImageSpec,
+    env: &crate::env::Env,
+    envelopes: &[(&str, Vec<u8>)],
+    key: &SigningKey,
+) -> Result<Vec<(String, bool)>> {
+    let reference = crate::image::push_repository(image, env)?;
+    let mut client = crate::image::registry_client(&reference, image, env)?;
+    let store = BlobStore::open(&built.layout)?;
+    store_attestations(&mut client, &store, &built.digest, envelopes, key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

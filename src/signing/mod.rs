@@ -13,7 +13,6 @@ pub mod key;
 pub mod verify;
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::digest::sha256_hex;
@@ -22,22 +21,13 @@ use crate::oci::blobs::BlobStore;
 use crate::oci::digest::Digest;
 use crate::oci::registry::Client;
 
+pub use crate::oci::attached::Signature;
 pub use key::SigningKey;
 
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Signature {
-    /// The signed manifest or index.
-    pub digest: String,
-    /// Where the signature is: `registry/repository:sha256-<hex>.sig`.
-    pub stored_at: String,
-    /// `signed`, or `already_signed` (a re-run: the same signature was there).
-    pub status: String,
-}
 
 /// cosign's payload for `digest` in `repository` (`registry/path`), byte for byte as cosign
 /// writes it.
@@ -143,4 +133,31 @@ fn upload(client: &mut Client, store: &BlobStore, digest: &Digest) -> Result<()>
         client.upload_blob(digest, &store.path(digest))?;
     }
     Ok(())
+}
+
+/// Signs the pushed image: the index (or the one manifest) and each platform manifest in it.
+pub fn sign_pushed(
+    built: &crate::image::Built,
+    image: &crate::spec::image::ImageSpec,
+    env: &crate::env::Env,
+    key: &SigningKey,
+) -> Result<Vec<Signature>> {
+    let reference = crate::image::push_repository(image, env)?;
+    let mut client = crate::image::registry_client(&reference, image, env)?;
+    let store = BlobStore::open(&built.layout)?;
+    let repository = format!("{}/{}", reference.registry, reference.repository);
+    let mut digests = vec![built.digest.clone()];
+    let top: serde_json::Value = serde_json::from_slice(&store.read(&built.digest)?)
+        .map_err(|e| Error::failed(format!("the pushed image's top document: {e}")))?;
+    for manifest in top["manifests"].as_array().into_iter().flatten() {
+        let digest = manifest["digest"].as_str().unwrap_or_default();
+        digests.push(
+            crate::oci::digest::Digest::parse(digest)
+                .map_err(|why| Error::failed(format!("index entry {digest}: {why}")))?,
+        );
+    }
+    digests
+        .iter()
+        .map(|digest| sign_digest(&mut client, &store, &repository, digest, key))
+        .collect()
 }

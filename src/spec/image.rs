@@ -270,34 +270,6 @@ impl ImageSpec {
         if let Err(why) = crate::template::check(self.install_path.as_str()) {
             problem(&self.install_path, "install_path", why);
         }
-        for artifact in &self.artifacts {
-            let src = artifact.src.as_str();
-            if src.starts_with('/') || src.split('/').any(|part| part == "..") || src.is_empty() {
-                problem(
-                    &artifact.src,
-                    "artifacts.src",
-                    format!("`{src}` is not a path inside the workspace (relative, no `..`)"),
-                );
-            }
-            if let (Some(mode), None) = (&artifact.mode, artifact.file_mode()) {
-                problem(
-                    mode,
-                    "artifacts.mode",
-                    format!("`{mode}` is not an octal mode such as 0755"),
-                );
-            }
-            if let Some(owner) = artifact
-                .owner
-                .as_ref()
-                .filter(|o| parse_owner(o.as_str()).is_none())
-            {
-                problem(
-                    owner,
-                    "artifacts.owner",
-                    format!("`{owner}` is not UID:GID"),
-                );
-            }
-        }
         if parse_owner(self.owner.as_str()).is_none() {
             problem(
                 &self.owner,
@@ -341,6 +313,47 @@ impl ImageSpec {
                 problems.push(format!(
                     "{file}: image.entrypoint: the supervisor is the entrypoint; drop one of them"
                 ));
+            }
+        }
+        problems.extend(self.check_outputs_and_signing(file));
+        problems
+    }
+
+    /// `artifacts` and `sign`, each problem as `place: message`.
+    fn check_outputs_and_signing(&self, file: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        {
+            let mut problem = |text: &Text, what: &str, why: String| {
+                problems.push(format!("{}: image.{what}: {why}", text.place(file)))
+            };
+            for artifact in &self.artifacts {
+                let src = artifact.src.as_str();
+                if src.starts_with('/') || src.split('/').any(|part| part == "..") || src.is_empty()
+                {
+                    problem(
+                        &artifact.src,
+                        "artifacts.src",
+                        format!("`{src}` is not a path inside the workspace (relative, no `..`)"),
+                    );
+                }
+                if let (Some(mode), None) = (&artifact.mode, artifact.file_mode()) {
+                    problem(
+                        mode,
+                        "artifacts.mode",
+                        format!("`{mode}` is not an octal mode such as 0755"),
+                    );
+                }
+                if let Some(owner) = artifact
+                    .owner
+                    .as_ref()
+                    .filter(|o| parse_owner(o.as_str()).is_none())
+                {
+                    problem(
+                        owner,
+                        "artifacts.owner",
+                        format!("`{owner}` is not UID:GID"),
+                    );
+                }
             }
         }
         if let Some(sign) = &self.sign {

@@ -3,10 +3,9 @@
 //! release with an image, and, when the image is signed, signed as DSSE envelopes and attached
 //! to the image in its registry (`signing::attest`).
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
-use crate::image::{self, Built};
+use crate::image::Built;
+use crate::oci::attached::Attestation;
 use crate::oci::push::Pushed;
 use crate::signing::attest::{self, File, Origin};
 use crate::signing::SigningKey;
@@ -14,19 +13,6 @@ use crate::source::{Content, Entry, EntryKind, Selection};
 use crate::spec::image::ImageSpec;
 
 use super::Job;
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Attestation {
-    pub predicate_type: String,
-    /// The document in the output folder.
-    pub file: String,
-    pub sha256: String,
-    /// `registry/repository:sha256-<hex>.att`, when it was attached to the image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attached_to: Option<String>,
-    /// `attached`, `already_attached` (a re-run), or `written` (no signing key).
-    pub status: String,
-}
 
 /// Writes the provenance and SBOM of `built` (pushed as `pushed`), and attaches them, signed,
 /// when there is a key.
@@ -80,9 +66,39 @@ pub fn attest(
             ),
         ),
     ];
+    let mut written = write_documents(job, &documents)?;
+    let Some(key) = key else {
+        return Ok(written);
+    };
+    let envelopes: Vec<(&str, Vec<u8>)> = documents
+        .iter()
+        .map(|(predicate_type, _, statement)| (*predicate_type, attest::envelope(statement, key)))
+        .collect();
+    let stored = crate::signing::attest::attach(built, spec, env, &envelopes, key)?;
+    let at = format!(
+        "{repository}:{}",
+        built.digest.to_string().replacen(':', "-", 1) + ".att"
+    );
+    for (attestation, (_, added)) in written.iter_mut().zip(stored) {
+        attestation.attached_to = Some(at.clone());
+        attestation.status = if added {
+            "attached"
+        } else {
+            "already_attached"
+        }
+        .into();
+    }
+    Ok(written)
+}
+
+/// Writes each document to the output folder. The SBOM file is the SPDX document itself; the
+/// provenance is its whole Statement.
+fn write_documents(
+    job: &Job,
+    documents: &[(&str, &str, serde_json::Value)],
+) -> Result<Vec<Attestation>> {
     let mut written = Vec::new();
-    for (predicate_type, file, statement) in &documents {
-        // The SBOM file is the SPDX document itself; the provenance is its whole Statement.
+    for (predicate_type, file, statement) in documents {
         let document = match *predicate_type {
             attest::SPDX => &statement["predicate"],
             _ => statement,
@@ -97,27 +113,6 @@ pub fn attest(
             attached_to: None,
             status: "written".into(),
         });
-    }
-    let Some(key) = key else {
-        return Ok(written);
-    };
-    let envelopes: Vec<(&str, Vec<u8>)> = documents
-        .iter()
-        .map(|(predicate_type, _, statement)| (*predicate_type, attest::envelope(statement, key)))
-        .collect();
-    let stored = image::attach(built, spec, env, &envelopes, key)?;
-    let at = format!(
-        "{repository}:{}",
-        built.digest.to_string().replacen(':', "-", 1) + ".att"
-    );
-    for (attestation, (_, added)) in written.iter_mut().zip(stored) {
-        attestation.attached_to = Some(at.clone());
-        attestation.status = if added {
-            "attached"
-        } else {
-            "already_attached"
-        }
-        .into();
     }
     Ok(written)
 }
@@ -154,7 +149,7 @@ fn image_files(job: &Job, spec: &ImageSpec) -> Result<Vec<File>> {
             Ok(())
         })?;
     for (path, source) in
-        image::artifacts::files_in_workspace(job.project.source.root(), &spec.artifacts)?
+        crate::image::artifacts::files_in_workspace(job.project.source.root(), &spec.artifacts)?
     {
         let mut reader = std::fs::File::open(&source).map_err(|e| Error::io("read", &source, e))?;
         files.push(File::read(path, &mut reader).map_err(|e| Error::io("read", &source, e))?);

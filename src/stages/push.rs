@@ -56,7 +56,7 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
     }
     if let Some(key) = &key {
         pushed.signatures = job.ui.section("sign", "Signing the pushed image", || {
-            let signatures = image::sign(&built, spec, &job.project.env, key)?;
+            let signatures = crate::signing::sign_pushed(&built, spec, &job.project.env, key)?;
             for signature in &signatures {
                 report(
                     job.ui,

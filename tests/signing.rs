@@ -422,6 +422,33 @@ fn a_cosign_encrypted_key_signs_and_a_wrong_password_pushes_nothing() {
 
     let signed = release(&repo, &registry, &encrypted, COSIGN_PASSWORD).ok();
     assert!(!signed.stderr.contains(COSIGN_PASSWORD));
+    // `tagpilot image` signs what it pushes too: here, the same image, already signed.
+    let image_run = run(tagpilot(repo.path())
+        .args(["image", "--output", "json", "--tag", "v1.0.0"])
+        .env("DOCKER_CONFIG", registry.docker_config())
+        .env("SIGNING_KEY", &encrypted)
+        .env("SIGNING_PASSWORD", COSIGN_PASSWORD))
+    .ok();
+    let record: Value = serde_json::from_str(&image_run.stdout).unwrap();
+    assert_eq!(
+        record["pushed"]["signatures"][0]["status"],
+        "already_signed"
+    );
+    // A dry run needs no key: it says it would sign.
+    let dry = run(tagpilot(repo.path())
+        .args(["release", "--dry-run", "--tag", "v1.0.0", "--out", "dry-out"])
+        .env("DOCKER_CONFIG", registry.docker_config()))
+    .ok();
+    assert!(
+        dry.stderr
+            .contains("would sign it (SIGNING_KEY is not set here)")
+            || dry
+                .stdout
+                .contains("would sign it (SIGNING_KEY is not set here)"),
+        "{}{}",
+        dry.stdout,
+        dry.stderr
+    );
 
     // The publish job attaches the provenance and the SBOM to the GitLab Release.
     let gitlab = common::fakes::gitlab::FakeGitLab::start("group/app", "job-token");

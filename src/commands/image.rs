@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::display;
 use crate::mode::Mode;
 use crate::record::Record;
+use crate::signing::SigningKey;
 use crate::stages::image::build;
 use crate::stages::push::push;
 use crate::target::{self, Request};
@@ -40,7 +41,17 @@ pub fn run(cli: &Cli, args: &ImageArgs, env: &Env, ui: &Ui) -> Result<()> {
     record.set_image(&built);
     if args.oci_layout.is_none() {
         let spec = project.spec.image.as_ref().expect("built from it");
-        record.pushed = Some(push(&built, spec, args.force, Mode::Apply, env, ui)?);
+        // As in a release: the key is opened before the push, the signatures made after it.
+        let key = spec
+            .sign
+            .as_ref()
+            .map(|sign| SigningKey::load(sign, env))
+            .transpose()?;
+        let mut pushed = push(&built, spec, args.force, Mode::Apply, env, ui)?;
+        if let Some(key) = &key {
+            pushed.signatures = crate::signing::sign_pushed(&built, spec, env, key)?;
+        }
+        record.pushed = Some(pushed);
     }
     write_dotenv(cli, env, &record)?;
     match cli.output {

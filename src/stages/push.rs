@@ -32,16 +32,21 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
         refuse_changed_artifacts(job, spec, &built)?;
     }
     // The key is read (and a cosign key opened) before anything is pushed: a missing key or
-    // a wrong password leaves nothing half-done.
-    let key = match &spec.sign {
-        Some(sign) => Some(SigningKey::load(sign, &job.project.env)?),
-        None => None,
-    };
+    // a wrong password leaves nothing half-done. A dry run needs no write credentials: it
+    // checks the key only when it has one.
+    let key_here = spec
+        .sign
+        .as_ref()
+        .filter(|sign| !rehearsing || job.project.env.lookup(sign.key.as_str()).is_some());
+    let key = key_here
+        .map(|sign| SigningKey::load(sign, &job.project.env))
+        .transpose()?;
     let mut pushed = push(&built, spec, job.force, job.mode, &job.project.env, job.ui)?;
     if rehearsing {
-        let signing = match &key {
-            Some(key) => format!("; would sign it with the key from {}", key.source),
-            None => String::new(),
+        let signing = match (&key, &spec.sign) {
+            (Some(key), _) => format!("; would sign it with the key from {}", key.source),
+            (None, Some(sign)) => format!("; would sign it ({} is not set here)", sign.key),
+            (None, None) => String::new(),
         };
         return Ok(Outcome::new(
             Status::NotSelected,

@@ -436,7 +436,14 @@ fn a_cosign_encrypted_key_signs_and_a_wrong_password_pushes_nothing() {
     );
     // A dry run needs no key: it says it would sign.
     let dry = run(tagpilot(repo.path())
-        .args(["release", "--dry-run", "--tag", "v1.0.0", "--out", "dry-out"])
+        .args([
+            "release",
+            "--dry-run",
+            "--tag",
+            "v1.0.0",
+            "--out",
+            "dry-out",
+        ])
         .env("DOCKER_CONFIG", registry.docker_config()))
     .ok();
     assert!(

@@ -22,9 +22,9 @@ pub struct Config {
     pub consul: Option<Consul>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<Logging>,
-    /// How long to wait for jobs to stop before killing them.
+    /// How long to wait for jobs to stop before killing them: whole seconds (an int).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_timeout: Option<Duration>,
+    pub stop_timeout: Option<Seconds>,
     #[serde(default)]
     pub jobs: Vec<Job>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -136,8 +136,8 @@ pub struct JobLogging {
 #[serde(deny_unknown_fields)]
 pub struct Health {
     pub exec: Exec,
-    pub interval: Duration,
-    pub ttl: Duration,
+    pub interval: Seconds,
+    pub ttl: Seconds,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,7 +166,7 @@ pub struct When {
 #[serde(deny_unknown_fields)]
 pub struct Watch {
     pub name: String,
-    pub interval: Duration,
+    pub interval: Seconds,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,6 +223,33 @@ pub enum StringOrList {
 pub enum Duration {
     Seconds(u64),
     Text(String),
+}
+
+/// Whole seconds, where ContainerPilot decodes an int (top-level `stopTimeout`,
+/// `health.interval`, `health.ttl`, `watches[].interval`): a number, or a string of digits
+/// (its decoder converts those), never a unit such as "10s".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Seconds(pub u64);
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        let expected = "expected whole seconds as a number (10): ContainerPilot refuses a unit such as \"10s\" here";
+        match Raw::deserialize(deserializer) {
+            Ok(Raw::Number(n)) => Ok(Seconds(n)),
+            Ok(Raw::Text(text)) => text
+                .trim()
+                .parse()
+                .map(Seconds)
+                .map_err(|_| serde::de::Error::custom(format!("`{text}`: {expected}"))),
+            Err(_) => Err(serde::de::Error::custom(expected)),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Duration {
@@ -329,6 +356,9 @@ impl Config {
     /// Parses and checks a ContainerPilot JSON5 file. Go template actions (`{{ .VAR }}`) are
     /// blanked out first, as ContainerPilot substitutes them before parsing.
     pub fn from_json5(text: &str) -> Result<Config, Vec<Problem>> {
+        if let Some(problem) = escaped_quotes_in_actions(text) {
+            return Err(vec![problem]);
+        }
         let untemplated = blank_templates(text);
         let config: Config = json5::from_str(&untemplated).map_err(|e| {
             let (line, column) = e.position().map_or((0, 0), |p| (p.line + 1, p.column + 1));
@@ -349,6 +379,24 @@ impl Config {
         } else {
             Err(problems)
         }
+    }
+
+    /// Parses and checks the supervisor file `file` (for messages): one input error listing
+    /// every problem at its line, as `FILE:LINE:COL: message`.
+    pub fn from_file_text(file: &str, text: &str) -> crate::error::Result<Config> {
+        Config::from_json5(text).map_err(|problems| {
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|p| match p.line {
+                    0 => format!("{file}: {}", p.message),
+                    line => format!("{file}:{line}:{}: {}", p.column.max(1), p.message),
+                })
+                .collect();
+            crate::error::Error::input(format!(
+                "the supervisor config would not start ContainerPilot:\n  {}",
+                lines.join("\n  ")
+            ))
+        })
     }
 
     /// The config as ContainerPilot reads it (JSON is JSON5), with a final newline.
@@ -432,6 +480,29 @@ fn exec_is_empty(exec: &Exec) -> bool {
     }
 }
 
+/// A `{{ }}` action with escaped quotes: ContainerPilot renders the template over the raw
+/// file, so the template parser sees the backslashes and refuses the whole config.
+fn escaped_quotes_in_actions(text: &str) -> Option<Problem> {
+    let mut at = 0;
+    while let Some(start) = text[at..].find("{{").map(|i| at + i) {
+        let end = text[start..]
+            .find("}}")
+            .map_or(text.len(), |i| start + i + 2);
+        if let Some(offset) = text[start..end].find("\\\"") {
+            let before = &text[..start + offset];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            return Some(Problem {
+                line,
+                column,
+                message: "escaped quotes (\\\") inside a `{{ }}` action are a template error in ContainerPilot: single-quote the string ('-x={{ .X | default \"y\" }}') and use plain quotes in the action".into(),
+            });
+        }
+        at = end;
+    }
+    None
+}
+
 /// Replaces each `{{ ... }}` with spaces of the same length, keeping lines and columns.
 fn blank_templates(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -471,7 +542,7 @@ mod tests {
       name: "filecatalog",
       exec: "dirac-service DataManagement/FileCatalog",
       port: 9197,
-      health: { exec: "dirac-ping FileCatalog", interval: 10, ttl: "25s", timeout: "5s" },
+      health: { exec: "dirac-ping FileCatalog", interval: 10, ttl: 25, timeout: "5s" },
       when: { source: "consul-agent", once: "healthy" },
     },
   ],
@@ -506,9 +577,17 @@ mod tests {
                 8,
             ),
             (
-                DIRAC.replace("ttl: \"25s\"", "ttl: \"25 seconds\""),
-                "expected a duration",
+                DIRAC.replace("ttl: 25", "ttl: \"25s\""),
+                "ContainerPilot refuses a unit",
                 11,
+            ),
+            (
+                DIRAC.replace(
+                    "\"-data-dir=/data\"",
+                    "\"-join={{ .X | default \\\"y\\\" }}\"",
+                ),
+                "escaped quotes",
+                6,
             ),
             (
                 DIRAC.replace("once: \"healthy\"", "once: \"ready\""),

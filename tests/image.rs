@@ -561,3 +561,36 @@ fn owners_as_configured() {
         "{supervisor}"
     );
 }
+
+#[test]
+fn validate_checks_the_supervisor_file_as_containerpilot_starts_it() {
+    let repo = Repo::new();
+    repo.write(
+        "tagpilot.yaml",
+        "name: app\nimage:\n  supervisor: { file: cp.json5 }\n",
+    )
+    // What the DIRAC example had: escaped quotes in an action, and a unit on stopTimeout.
+    .write(
+        "cp.json5",
+        "{\n  consul: \"localhost:8500\",\n  stopTimeout: 10,\n  jobs: [{ name: \"a\", exec: [\"x\", \"-join={{ .J | default \\\"c\\\" }}\"] }],\n}\n",
+    )
+    .commit("app");
+    let refused = run(tagpilot(repo.path()).arg("validate")).fails_with(2, "cp.json5:4:");
+    assert!(refused.stderr.contains("escaped quotes"), "{}", refused.stderr);
+    repo.write(
+        "cp.json5",
+        "{\n  consul: \"localhost:8500\",\n  stopTimeout: \"10s\",\n  jobs: [{ name: \"a\", exec: [\"x\", '-join={{ .J | default \"c\" }}'] }],\n}\n",
+    );
+    let refused = run(tagpilot(repo.path()).arg("validate")).fails_with(2, "cp.json5:3:");
+    assert!(
+        refused.stderr.contains("ContainerPilot refuses a unit"),
+        "{}",
+        refused.stderr
+    );
+    repo.write(
+        "cp.json5",
+        "{\n  consul: \"localhost:8500\",\n  stopTimeout: 10,\n  jobs: [{ name: \"a\", exec: [\"x\", '-join={{ .J | default \"c\" }}'] }],\n}\n",
+    );
+    let fine = run(tagpilot(repo.path()).arg("validate")).ok();
+    assert!(fine.stdout.contains("cp.json5: valid supervisor config"), "{}", fine.stdout);
+}

@@ -62,19 +62,7 @@ pub fn supervisor_file(inputs: &Inputs, spec: &SupervisorSpec) -> Result<Vec<u8>
             let text = String::from_utf8(bytes).map_err(|_| {
                 Error::input(format!("{file}: the supervisor config is not UTF-8 text"))
             })?;
-            supervisor::Config::from_json5(&text).map_err(|problems| {
-                let lines: Vec<String> = problems
-                    .iter()
-                    .map(|p| match p.line {
-                        0 => format!("{file}: {}", p.message),
-                        line => format!("{file}:{line}:{}: {}", p.column.max(1), p.message),
-                    })
-                    .collect();
-                Error::input(format!(
-                    "the supervisor config would not start ContainerPilot:\n  {}",
-                    lines.join("\n  ")
-                ))
-            })?;
+            supervisor::Config::from_file_text(file.as_str(), &text)?;
             Ok(text.into_bytes())
         }
         (None, Some(config)) => Ok(config.render().into_bytes()),

@@ -576,7 +576,11 @@ fn validate_checks_the_supervisor_file_as_containerpilot_starts_it() {
     )
     .commit("app");
     let refused = run(tagpilot(repo.path()).arg("validate")).fails_with(2, "cp.json5:4:");
-    assert!(refused.stderr.contains("escaped quotes"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("escaped quotes"),
+        "{}",
+        refused.stderr
+    );
     repo.write(
         "cp.json5",
         "{\n  consul: \"localhost:8500\",\n  stopTimeout: \"10s\",\n  jobs: [{ name: \"a\", exec: [\"x\", '-join={{ .J | default \"c\" }}'] }],\n}\n",
@@ -592,5 +596,9 @@ fn validate_checks_the_supervisor_file_as_containerpilot_starts_it() {
         "{\n  consul: \"localhost:8500\",\n  stopTimeout: 10,\n  jobs: [{ name: \"a\", exec: [\"x\", '-join={{ .J | default \"c\" }}'] }],\n}\n",
     );
     let fine = run(tagpilot(repo.path()).arg("validate")).ok();
-    assert!(fine.stdout.contains("cp.json5: valid supervisor config"), "{}", fine.stdout);
+    assert!(
+        fine.stdout.contains("cp.json5: valid supervisor config"),
+        "{}",
+        fine.stdout
+    );
 }

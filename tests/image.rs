@@ -368,7 +368,7 @@ fn a_supervisor_file_with_an_unknown_key_points_at_its_line() {
     let pipeline = Path::new(ROOT).join("pipelines/dirac.yaml");
     let out = work.path().join("layout");
     let result = build_image(&repo, &pipeline, "v8r2p45", &out)
-        .fails_with(2, "images/dirac/containerpilot.json5:18:7:");
+        .fails_with(2, "images/dirac/containerpilot.json5:19:7:");
     assert!(
         result.stderr.contains("unknown field `restart`"),
         "{}",
@@ -386,7 +386,7 @@ fn inline_supervisor_config_is_rendered_and_embedded() {
     let repo = work.path().join("dirac");
     let spec = spec_with_image(
         work.path(),
-        "  supervisor:\n    path: /etc/cp/config.json5\n    config:\n      consul: localhost:8500\n      stopTimeout: 5s\n      jobs:\n        - name: web\n          exec: [\"python\", \"-m\", \"http.server\", \"8080\"]\n          port: 8080\n          health: { exec: \"curl -fs localhost:8080\", interval: 5, ttl: 10 }\n",
+        "  supervisor:\n    path: /etc/cp/config.json5\n    config:\n      consul: localhost:8500\n      stopTimeout: 5\n      jobs:\n        - name: web\n          exec: [\"python\", \"-m\", \"http.server\", \"8080\"]\n          port: 8080\n          health: { exec: \"curl -fs localhost:8080\", interval: 5, ttl: 10 }\n",
     );
     let layout = work.path().join("layout");
     build_image(&repo, &spec, "v8r2p44", &layout).ok();
@@ -395,7 +395,7 @@ fn inline_supervisor_config_is_rendered_and_embedded() {
         serde_json::from_slice(&std::fs::read(rootfs.join("etc/cp/config.json5")).unwrap())
             .unwrap();
     assert_eq!(embedded["jobs"][0]["name"], "web");
-    assert_eq!(embedded["stopTimeout"], "5s");
+    assert_eq!(embedded["stopTimeout"], 5);
     assert_eq!(embedded["jobs"][0]["health"]["ttl"], 10);
     let config = skopeo_json(&["--config"], &format!("oci:{}:8.2.44", layout.display()));
     assert!(config["config"]["Env"]

@@ -50,8 +50,8 @@ pub enum Command {
     /// Check a pushed image: its signature and attestations with a public key, and with
     /// --rebuild that the tag rebuilds to exactly its bytes. Needs no write credentials.
     Verify(VerifyArgs),
-    /// Check a pipeline spec and report every problem in it.
-    Validate(ProjectArgs),
+    /// Check a pipeline spec and report every problem in it, and the supervisor file it names.
+    Validate(ValidateArgs),
     /// Print the JSON Schema of tagpilot.yaml (for editor completion).
     Schema,
 }
@@ -154,6 +154,16 @@ pub struct ImageArgs {
     /// Replace a version tag that already names other bytes in the registry.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// Check the supervisor file as it is at this tag (a release reads it there). Default: the
+    /// working tree.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -597,8 +597,18 @@ fn validate_checks_the_supervisor_file_as_containerpilot_starts_it() {
     );
     let fine = run(tagpilot(repo.path()).arg("validate")).ok();
     assert!(
-        fine.stdout.contains("cp.json5: valid supervisor config"),
+        fine.stdout
+            .contains("cp.json5: valid supervisor config (from the working tree)"),
         "{}",
         fine.stdout
+    );
+    // At the tag, the committed file is read: the one with escaped quotes.
+    repo.tag("v1.0.0");
+    let at_tag = run(tagpilot(repo.path()).args(["validate", "--tag", "v1.0.0"]));
+    assert_eq!(at_tag.code, 2, "{}", at_tag.stdout);
+    assert!(
+        at_tag.stderr.contains("escaped quotes"),
+        "{}",
+        at_tag.stderr
     );
 }

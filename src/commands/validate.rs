@@ -1,6 +1,6 @@
 //! `tagpilot validate`: load the spec as a release would, report all problems or a summary.
 
-use crate::cli::{Cli, Output, ProjectArgs};
+use crate::cli::{Cli, Output, ValidateArgs};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::target::release_name;
@@ -8,8 +8,8 @@ use crate::ui::print_stdout;
 
 use crate::fsutil::display;
 
-pub fn run(cli: &Cli, args: &ProjectArgs, env: &Env) -> Result<()> {
-    let project = args.open(env)?;
+pub fn run(cli: &Cli, args: &ValidateArgs, env: &Env) -> Result<()> {
+    let project = args.project.open(env)?;
     let Some(file) = &project.spec_file else {
         return Err(Error::input(format!(
             "no pipeline spec: {} has no tagpilot.yaml and no --pipeline was given",
@@ -17,7 +17,7 @@ pub fn run(cli: &Cli, args: &ProjectArgs, env: &Env) -> Result<()> {
         )));
     };
     let name = release_name(&project.source, &project.spec);
-    let supervisor = supervisor_file(&project)?;
+    let supervisor = supervisor_file(&project, args.tag.as_deref())?;
     match cli.output {
         Output::Json => print_stdout(&format!(
             "{}\n",
@@ -30,9 +30,11 @@ pub fn run(cli: &Cli, args: &ProjectArgs, env: &Env) -> Result<()> {
                 project.spec.version.scheme.name()
             );
             if let Some(path) = &supervisor {
-                text.push_str(&format!(
-                    "{path}: valid supervisor config (from the working tree)\n"
-                ));
+                let from = match &args.tag {
+                    Some(tag) => format!("at {tag}"),
+                    None => "from the working tree".to_string(),
+                };
+                text.push_str(&format!("{path}: valid supervisor config ({from})\n"));
             }
             print_stdout(&text)
         }
@@ -40,9 +42,9 @@ pub fn run(cli: &Cli, args: &ProjectArgs, env: &Env) -> Result<()> {
     Ok(())
 }
 
-/// The spec's supervisor file, checked as ContainerPilot reads it at start-up, from the
-/// working tree (a release reads it at the tag). Its path when there is one.
-fn supervisor_file(project: &crate::project::Project) -> Result<Option<String>> {
+/// The spec's supervisor file, checked as ContainerPilot reads it at start-up, at `tag` (as a
+/// release reads it) or from the working tree. Its path when there is one.
+fn supervisor_file(project: &crate::project::Project, tag: Option<&str>) -> Result<Option<String>> {
     let Some(file) = project
         .spec
         .image
@@ -52,8 +54,18 @@ fn supervisor_file(project: &crate::project::Project) -> Result<Option<String>> 
     else {
         return Ok(None);
     };
-    let path = project.source.root().join(file.as_str());
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+    let bytes = match tag {
+        Some(tag) => {
+            let commit = project.source.tag_commit(tag)?;
+            project.source.read_file(&commit, file.as_str())?
+        }
+        None => {
+            let path = project.source.root().join(file.as_str());
+            std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?
+        }
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::input(format!("{file}: the supervisor config is not UTF-8 text")))?;
     crate::supervisor::Config::from_file_text(file.as_str(), &text)?;
     Ok(Some(file.value.clone()))
 }

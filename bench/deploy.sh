@@ -14,11 +14,9 @@
 #            vs `tagpilot history --env staging --output json`.
 set -euo pipefail
 runs=${1:-5}
-root=$(cd "$(dirname "$0")/.." && pwd)
-bench=${BENCH_DIR:-/tmp/tagpilot-bench}/deploy
+source "$(dirname "$0")/lib.sh"
+bench=$bench/deploy
 mkdir -p "$bench"
-cargo build --release --locked --quiet --manifest-path "$root/Cargo.toml"
-tagpilot=$root/target/release/tagpilot
 repository=registry.example.org/team/app
 digest=sha256:$(printf 'x%.0s' {1..64} | tr x 1)
 

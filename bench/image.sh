@@ -14,26 +14,11 @@
 # ~200 MB base already in the registry (a layer of this machine's /usr/lib/x86_64-linux-gnu).
 set -euo pipefail
 runs=${1:-3}
-root=$(cd "$(dirname "$0")/.." && pwd)
-bench=${BENCH_DIR:-/tmp/tagpilot-bench}
-mkdir -p "$bench"
-cargo build --release --locked --quiet --manifest-path "$root/Cargo.toml"
-tagpilot=$root/target/release/tagpilot
+source "$(dirname "$0")/lib.sh"
 [ -d "$bench/dirac-size" ] || python3 "$root/fixtures/make-large-repo.py" "$bench/dirac-size" 27 400
 [ -d "$bench/large" ] || python3 "$root/fixtures/make-large-repo.py" "$bench/large" 1024
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-registry=127.0.0.1:$port
-cat >"$bench/registry.yml" <<YML
-version: 0.1
-log: { level: error }
-storage: { filesystem: { rootdirectory: $bench/registry-data }, delete: { enabled: true } }
-http: { addr: $registry }
-YML
-docker-registry serve "$bench/registry.yml" >"$bench/registry.log" 2>&1 &
-registry_pid=$!
-trap 'kill $registry_pid 2>/dev/null' EXIT
-until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.1; done
+start_registry image
 
 if ! skopeo inspect --tls-verify=false "docker://$registry/base/debian:12" >/dev/null 2>&1; then
   rm -rf "$bench/base-layout"

@@ -7,11 +7,7 @@
 #   bash bench/layering.sh [PATCHES]     (default 3; needs docker-registry)
 set -euo pipefail
 patches=${1:-3}
-root=$(cd "$(dirname "$0")/.." && pwd)
-bench=${BENCH_DIR:-/tmp/tagpilot-bench}
-mkdir -p "$bench"
-cargo build --release --locked --quiet --manifest-path "$root/Cargo.toml"
-tagpilot=$root/target/release/tagpilot
+source "$(dirname "$0")/lib.sh"
 repo=$bench/patch-line
 if [ ! -d "$repo" ]; then
   python3 "$root/fixtures/make-large-repo.py" "$repo" 27 400 >/dev/null
@@ -27,19 +23,8 @@ if [ ! -d "$repo" ]; then
   done
 fi
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-registry=127.0.0.1:$port
 rm -rf "$bench/registry-layering-data"
-cat >"$bench/registry-layering.yml" <<YML
-version: 0.1
-log: { level: error }
-storage: { filesystem: { rootdirectory: $bench/registry-layering-data } }
-http: { addr: $registry }
-YML
-docker-registry serve "$bench/registry-layering.yml" >"$bench/registry-layering.log" 2>&1 &
-registry_pid=$!
-trap 'kill $registry_pid 2>/dev/null' EXIT
-until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.1; done
+start_registry layering
 
 printf '%-8s %-14s %14s %14s %14s\n' tag layering pushed_bytes tree_bytes changed_bytes
 for layering in single release_line; do

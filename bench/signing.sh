@@ -8,25 +8,10 @@
 #   bash bench/signing.sh [RUNS]     (default 5; needs docker-registry, openssl)
 set -euo pipefail
 runs=${1:-5}
-root=$(cd "$(dirname "$0")/.." && pwd)
-bench=${BENCH_DIR:-/tmp/tagpilot-bench}
-mkdir -p "$bench"
-cargo build --release --locked --quiet --manifest-path "$root/Cargo.toml"
-tagpilot=$root/target/release/tagpilot
+source "$(dirname "$0")/lib.sh"
 [ -d "$bench/dirac-size" ] || python3 "$root/fixtures/make-large-repo.py" "$bench/dirac-size" 27 400
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-registry=127.0.0.1:$port
-cat >"$bench/registry-sign.yml" <<YML
-version: 0.1
-log: { level: error }
-storage: { filesystem: { rootdirectory: $bench/registry-sign-data }, delete: { enabled: true } }
-http: { addr: $registry }
-YML
-docker-registry serve "$bench/registry-sign.yml" >"$bench/registry-sign.log" 2>&1 &
-registry_pid=$!
-trap 'kill $registry_pid 2>/dev/null' EXIT
-until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.1; done
+start_registry sign
 
 key=$bench/signing.key
 [ -f "$key" ] || openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt -out "$key"

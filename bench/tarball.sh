@@ -9,11 +9,7 @@
 # one 45 MB static library) and `large` (a generated ~1 GB source-like tree, 13,000 files).
 set -euo pipefail
 runs=${1:-5}
-root=$(cd "$(dirname "$0")/.." && pwd)
-bench=${BENCH_DIR:-/tmp/tagpilot-bench}
-mkdir -p "$bench"
-cargo build --release --locked --quiet --manifest-path "$root/Cargo.toml"
-tagpilot=$root/target/release/tagpilot
+source "$(dirname "$0")/lib.sh"
 [ -d "$bench/cpython" ] || bash "$root/fixtures/make-cpython-repo.sh" "$bench/cpython"
 [ -d "$bench/large" ] || python3 "$root/fixtures/make-large-repo.py" "$bench/large" 1024
 

@@ -277,17 +277,56 @@ fn raw_manifest(reference: &str) -> String {
         .arg(format!("docker://{reference}")))
 }
 
-#[test]
-fn signed_images_verify_independently_and_a_rerun_adds_nothing() {
+/// What each test starts from: the registry with token auth, two key pairs, and the project.
+/// A test binds every field it needs alive (`..` would drop the rest at once).
+struct Signed {
+    registry: Registry,
+    /// The token issuer and its keys live as long as the registry.
+    _issuer: (tempfile::TempDir, common::token::TokenIssuer),
+    work: tempfile::TempDir,
+    ours: Keys,
+    other: Keys,
+    repo: Repo,
+    /// Our private key as PEM text.
+    key: String,
+}
+
+/// `None` (the test skips, saying why; CI fails instead) without the tools.
+fn signed() -> Option<Signed> {
     if !ready() {
-        return;
+        return None;
     }
-    let (_issuer_keys, _issuer, registry) = token_registry();
+    let (issuer_keys, issuer, registry) = token_registry();
     let work = tempfile::tempdir().unwrap();
     let ours = keys(work.path(), "ours");
     let other = keys(work.path(), "other");
     let repo = project(&registry);
     let key = std::fs::read_to_string(&ours.private).unwrap();
+    Some(Signed {
+        registry,
+        _issuer: (issuer_keys, issuer),
+        work,
+        ours,
+        other,
+        repo,
+        key,
+    })
+}
+
+#[test]
+fn signed_images_verify_independently_and_a_rerun_adds_nothing() {
+    let Some(Signed {
+        registry,
+        work,
+        ours,
+        other,
+        repo,
+        key,
+        _issuer,
+    }) = signed()
+    else {
+        return;
+    };
 
     // The key as PEM text in the variable.
     let first = release(&repo, &registry, &key, "").ok();
@@ -382,14 +421,18 @@ fn signed_images_verify_independently_and_a_rerun_adds_nothing() {
 
 #[test]
 fn a_cosign_encrypted_key_signs_and_a_wrong_password_pushes_nothing() {
-    if !ready() {
+    let Some(Signed {
+        registry,
+        ours,
+        repo,
+        _issuer,
+        work: _work,
+        ..
+    }) = signed()
+    else {
         return;
-    }
-    let (_issuer_keys, _issuer, registry) = token_registry();
-    let work = tempfile::tempdir().unwrap();
-    let ours = keys(work.path(), "ours");
+    };
     let encrypted = cosign_key(&ours, COSIGN_PASSWORD);
-    let repo = project(&registry);
 
     let wrong = release(&repo, &registry, &encrypted, "not-the-password");
     assert_eq!(wrong.code, 2, "{}", wrong.stderr);
@@ -492,15 +535,18 @@ fn verify(repo: &Path, registry: &Registry, key: &Path, extra: &[&str]) -> Run {
 
 #[test]
 fn verify_checks_the_signature_and_attestations_and_rebuilds_the_tag() {
-    if !ready() {
+    let Some(Signed {
+        registry,
+        work,
+        ours,
+        other,
+        repo,
+        key,
+        _issuer,
+    }) = signed()
+    else {
         return;
-    }
-    let (_issuer_keys, _issuer, registry) = token_registry();
-    let work = tempfile::tempdir().unwrap();
-    let ours = keys(work.path(), "ours");
-    let other = keys(work.path(), "other");
-    let repo = project(&registry);
-    let key = std::fs::read_to_string(&ours.private).unwrap();
+    };
     release(&repo, &registry, &key, "").ok();
 
     // On a fresh clone, with only the public key and a read-only login.

@@ -231,10 +231,10 @@ pub fn store_attestations(
     envelopes: &[(&str, Vec<u8>)],
     key: &SigningKey,
 ) -> Result<Vec<(String, bool)>> {
-    let tag = digest.to_string().replacen(':', "-", 1) + ".att";
+    let tag = super::attestation_tag(digest);
     let mut layers = super::existing_layers(client, &tag)?;
-    let (held, _) =
-        super::verify::attestations(client, digest, &super::verify::PublicKey::of(key))?;
+    let public = super::verify::PublicKey::of(key);
+    let (held, _) = super::verify::attestations_in(client, &layers, digest, &public)?;
     let mut outcome = Vec::new();
     let mut changed = false;
     for (predicate_type, envelope) in envelopes {

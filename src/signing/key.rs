@@ -8,7 +8,7 @@
 use base64::Engine;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey as EcdsaKey, VerifyingKey};
-use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
+use p256::pkcs8::DecodePrivateKey;
 use serde::Deserialize;
 
 use crate::env::Env;
@@ -60,13 +60,6 @@ impl SigningKey {
 
     pub fn verifying_key(&self) -> VerifyingKey {
         *self.key.verifying_key()
-    }
-
-    /// The public key, as `cosign.pub` has it (SPKI PEM).
-    pub fn public_pem(&self) -> String {
-        VerifyingKey::from(&self.key)
-            .to_public_key_pem(p256::pkcs8::LineEnding::LF)
-            .expect("a P-256 public key has a PEM form")
     }
 }
 

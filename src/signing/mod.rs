@@ -48,6 +48,11 @@ pub fn signature_tag(digest: &Digest) -> String {
     digest.to_string().replacen(':', "-", 1) + ".sig"
 }
 
+/// The tag cosign keeps a digest's attestations under.
+pub fn attestation_tag(digest: &Digest) -> String {
+    digest.to_string().replacen(':', "-", 1) + ".att"
+}
+
 /// Signs `digest` in the client's repository, adding a layer to its signature image unless
 /// the same signature is there already. `store` holds the blobs on the way up.
 pub fn sign_digest(

@@ -94,12 +94,22 @@ pub fn attestations(
     digest: &Digest,
     key: &PublicKey,
 ) -> Result<(Vec<Value>, usize)> {
-    let tag = digest.to_string().replacen(':', "-", 1) + ".att";
+    let layers = super::existing_layers(client, &super::attestation_tag(digest))?;
+    attestations_in(client, &layers, digest, key)
+}
+
+/// The same, of the layers of an attestation image already read.
+pub fn attestations_in(
+    client: &mut Client,
+    layers: &[Value],
+    digest: &Digest,
+    key: &PublicKey,
+) -> Result<(Vec<Value>, usize)> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut good = Vec::new();
     let mut bad = 0;
-    for layer in super::existing_layers(client, &tag)? {
-        let envelope = blob(client, &layer)?
+    for layer in layers {
+        let envelope = blob(client, layer)?
             .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
             .unwrap_or(Value::Null);
         let payload = envelope["payload"]

@@ -77,7 +77,7 @@ pub fn attest(
     let stored = crate::signing::attest::attach(built, spec, env, &envelopes, key)?;
     let at = format!(
         "{repository}:{}",
-        built.digest.to_string().replacen(':', "-", 1) + ".att"
+        crate::signing::attestation_tag(&built.digest)
     );
     for (attestation, (_, added)) in written.iter_mut().zip(stored) {
         attestation.attached_to = Some(at.clone());

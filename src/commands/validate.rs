@@ -66,6 +66,14 @@ fn supervisor_file(project: &crate::project::Project, tag: Option<&str>) -> Resu
     };
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::input(format!("{file}: the supervisor config is not UTF-8 text")))?;
-    crate::supervisor::Config::from_file_text(file.as_str(), &text)?;
+    let env = project
+        .spec
+        .image
+        .as_ref()
+        .map(|i| i.plain_env())
+        .unwrap_or_default();
+    for warning in crate::supervisor::Config::check_file(file.as_str(), &text, &env)? {
+        eprintln!("warning: {warning}");
+    }
     Ok(Some(file.value.clone()))
 }

@@ -62,14 +62,28 @@ pub fn supervisor_file(inputs: &Inputs, spec: &SupervisorSpec) -> Result<Vec<u8>
             let text = String::from_utf8(bytes).map_err(|_| {
                 Error::input(format!("{file}: the supervisor config is not UTF-8 text"))
             })?;
-            supervisor::Config::from_file_text(file.as_str(), &text)?;
+            check(inputs, file.as_str(), &text)?;
             Ok(text.into_bytes())
         }
-        (None, Some(config)) => Ok(config.render().into_bytes()),
+        (None, Some(config)) => {
+            let text = supervisor::render_inline(config);
+            check(inputs, "image.supervisor.config", &text)?;
+            Ok(text.into_bytes())
+        }
         _ => Err(Error::input(
             "image.supervisor: give either `file` or `config`",
         )),
     }
+}
+
+/// Checks a supervisor config as the supervisor will load it, with the image's environment;
+/// what the lint finds is shown, not refused.
+fn check(inputs: &Inputs, file: &str, text: &str) -> Result<()> {
+    let env = inputs.image.plain_env();
+    for warning in supervisor::Config::check_file(file, text, &env)? {
+        eprintln!("warning: {warning}");
+    }
+    Ok(())
 }
 
 fn standard_labels(

@@ -156,9 +156,10 @@ pub struct SupervisorSpec {
     /// A ContainerPilot JSON5 file in the repository, embedded byte for byte. Give this or `config`.
     #[serde(default)]
     pub file: Option<Text>,
-    /// The ContainerPilot config written inline (jobs, consul, logging, stopTimeout, ...).
+    /// The ContainerPilot config written inline (jobs, consul, logging, stopTimeout, ...):
+    /// rendered as JSON, then checked as the supervisor loads it.
     #[serde(default)]
-    pub config: Option<supervisor::Config>,
+    pub config: Option<serde_json::Value>,
     /// Where the config goes in the image. Default `/etc/containerpilot.json5`.
     #[serde(default = "default_supervisor_path")]
     pub path: Text,
@@ -193,6 +194,15 @@ fn default_supervisor_binary() -> Text {
 }
 
 impl ImageSpec {
+    /// The image's `env` as plain strings: what the supervisor config's templates can read at
+    /// build time.
+    pub fn plain_env(&self) -> BTreeMap<String, String> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().to_string()))
+            .collect()
+    }
+
     pub fn texts_mut(&mut self) -> Vec<&mut Text> {
         let mut texts: Vec<&mut Text> =
             vec![&mut self.base, &mut self.install_path, &mut self.owner];
@@ -303,8 +313,10 @@ impl ImageSpec {
                     if supervisor.file.is_some() { "both" } else { "neither" }
                 )),
                 (None, Some(config)) => {
-                    for p in config.check(None) {
-                        problems.push(format!("{file}: image.supervisor.config.{}", p.message));
+                    let env = self.plain_env();
+                    let text = supervisor::render_inline(config);
+                    if let Err(e) = supervisor::Config::check_file("image.supervisor.config", &text, &env) {
+                        problems.push(format!("{file}: {e}"));
                     }
                 }
                 (Some(_), None) => {} // read and checked with the repository at the tag

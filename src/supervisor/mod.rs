@@ -2,7 +2,9 @@
 //! replacement that reads the same config (`config`) and runs it (`run`), shipped as the
 //! `tagpilot-supervisor` binary, which answers to `containerpilot` too.
 
+pub mod cli;
 pub mod config;
+pub mod run;
 
 pub use config::Config;
 

@@ -332,6 +332,12 @@ fn when_clause(mut obj: Obj, label: &str) -> Result<(When, Option<Duration>), Is
             source,
             event: event(code)?,
         }
+    } else if source == "SIGHUP" || source == "SIGUSR2" {
+        // A signal trigger: the job runs each time the supervisor gets that signal.
+        When::Each {
+            source,
+            event: "signal".into(),
+        }
     } else {
         When::Startup
     };

@@ -16,7 +16,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-pub use decode::go_duration;
+pub use decode::{go_duration, weak_string};
+
+/// A JSON value as the text a process sees in its environment.
+pub fn plain_string(value: &serde_json::Value) -> String {
+    weak_string(value).unwrap_or_else(|| value.to_string())
+}
 use decode::Issue;
 pub use jobs::{Health, Job, Restarts, When};
 pub use services::{

@@ -78,11 +78,35 @@ fn dirac_image_read_back_by_skopeo_and_umoci() {
         inspect["Labels"]["org.opencontainers.image.revision"],
         commit.trim()
     );
-    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 3);
+    // The supervisor, the release tree, the files, the supervisor config.
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 4);
+    let provided = &record["image"]["supervisor"]["layers"][0];
+    assert_eq!(inspect["Layers"][0], provided["digest"], "{record}");
+    assert_eq!(provided["platform"], "linux/amd64");
+    let raw = skopeo_json(&["--raw"], &reference);
+    assert_eq!(
+        raw["annotations"]["org.tagpilot.supervisor.layer"],
+        provided["digest"]
+    );
+    assert_eq!(
+        raw["annotations"]["org.tagpilot.supervisor.version"],
+        provided["version"]
+    );
     let config = skopeo_json(&["--config"], &reference);
     assert_eq!(
         config["config"]["Entrypoint"],
-        serde_json::json!(["/usr/local/bin/containerpilot"])
+        serde_json::json!(["/usr/local/bin/tagpilot-supervisor"])
+    );
+    // Docker's health check asks the supervisor, as often as the most frequent job check (5 s).
+    // (skopeo drops Docker's extensions of the config unless it prints the raw bytes.)
+    let raw_config = skopeo_json(&["--config", "--raw"], &reference);
+    assert_eq!(
+        raw_config["config"]["Healthcheck"]["Test"],
+        serde_json::json!(["CMD", "/usr/local/bin/tagpilot-supervisor", "-health"])
+    );
+    assert_eq!(
+        raw_config["config"]["Healthcheck"]["Interval"],
+        5_000_000_000u64
     );
     let env: Vec<&str> = config["config"]["Env"]
         .as_array()
@@ -99,7 +123,7 @@ fn dirac_image_read_back_by_skopeo_and_umoci() {
         config["config"]["ExposedPorts"],
         serde_json::json!({"9197/tcp": {}})
     );
-    assert_eq!(config["history"].as_array().unwrap().len(), 3);
+    assert_eq!(config["history"].as_array().unwrap().len(), 4);
 
     // Every tag names the same image.
     for tag in ["v8r2p44", "8.2", "latest"] {
@@ -108,6 +132,15 @@ fn dirac_image_read_back_by_skopeo_and_umoci() {
     }
 
     let (_keep, rootfs) = unpack(&layout, "8.2.44");
+    // The supervisor is the one built with this tagpilot, and answers to ContainerPilot's name.
+    assert_eq!(
+        std::fs::read(rootfs.join("usr/local/bin/tagpilot-supervisor")).unwrap(),
+        std::fs::read(env!("CARGO_BIN_EXE_tagpilot-supervisor")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_link(rootfs.join("usr/local/bin/containerpilot")).unwrap(),
+        Path::new("tagpilot-supervisor")
+    );
     // The supervisor config, byte for byte, where the entrypoint will look for it.
     assert_eq!(
         std::fs::read(rootfs.join("etc/containerpilot.json5")).unwrap(),

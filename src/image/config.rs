@@ -34,6 +34,7 @@ pub fn recipe(image: &ImageSpec, target: &Target, base_digest: Option<&str>, env
             .iter()
             .filter_map(|p| normalise_port(p.as_str()))
             .collect(),
+        healthcheck: None,
         labels: image
             .labels
             .iter()
@@ -52,9 +53,13 @@ pub fn recipe(image: &ImageSpec, target: &Target, base_digest: Option<&str>, env
 }
 
 /// The config bytes to embed: the user's file verbatim once it validates, or the inline config
-/// rendered. Problems point at the file and line.
-pub fn supervisor_file(inputs: &Inputs, spec: &SupervisorSpec) -> Result<Vec<u8>> {
-    match (&spec.file, &spec.config) {
+/// rendered; and the config as loaded with the image's environment, when that loads.
+/// Problems point at the file and line.
+pub fn supervisor_file(
+    inputs: &Inputs,
+    spec: &SupervisorSpec,
+) -> Result<(Vec<u8>, Option<supervisor::Config>)> {
+    let (file, text) = match (&spec.file, &spec.config) {
         (Some(file), None) => {
             let bytes = inputs
                 .source
@@ -62,28 +67,46 @@ pub fn supervisor_file(inputs: &Inputs, spec: &SupervisorSpec) -> Result<Vec<u8>
             let text = String::from_utf8(bytes).map_err(|_| {
                 Error::input(format!("{file}: the supervisor config is not UTF-8 text"))
             })?;
-            check(inputs, file.as_str(), &text)?;
-            Ok(text.into_bytes())
+            (file.as_str().to_string(), text)
         }
-        (None, Some(config)) => {
-            let text = supervisor::render_inline(config);
-            check(inputs, "image.supervisor.config", &text)?;
-            Ok(text.into_bytes())
+        (None, Some(config)) => (
+            "image.supervisor.config".to_string(),
+            supervisor::render_inline(config),
+        ),
+        _ => {
+            return Err(Error::input(
+                "image.supervisor: give either `file` or `config`",
+            ))
         }
-        _ => Err(Error::input(
-            "image.supervisor: give either `file` or `config`",
-        )),
-    }
-}
-
-/// Checks a supervisor config as the supervisor will load it, with the image's environment;
-/// what the lint finds is shown, not refused.
-fn check(inputs: &Inputs, file: &str, text: &str) -> Result<()> {
+    };
     let env = inputs.image.plain_env();
-    for warning in supervisor::Config::check_file(file, text, &env)? {
+    for warning in supervisor::Config::check_file(&file, &text, &env)? {
         eprintln!("warning: {warning}");
     }
-    Ok(())
+    let loaded = supervisor::Config::load(&text, &env).ok();
+    Ok((text.into_bytes(), loaded))
+}
+
+/// The Docker `Healthcheck` of an image whose config health-checks a job: the supervisor
+/// answers from its control socket whether every such job is healthy. Checked as often as
+/// the most frequent job check, with a start period of three of those.
+pub fn healthcheck(config: &Option<supervisor::Config>) -> Option<serde_json::Value> {
+    let config = config.as_ref()?;
+    let every = config
+        .jobs
+        .iter()
+        .filter(|j| j.exec.is_some())
+        .filter_map(|j| j.health.as_ref())
+        .map(|h| h.interval)
+        .min()?;
+    let nanos = |d: std::time::Duration| d.as_nanos() as u64;
+    Some(serde_json::json!({
+        "Test": ["CMD", super::provided::BINARY, "-health"],
+        "Interval": nanos(every),
+        "Timeout": nanos(std::time::Duration::from_secs(5).max(every)),
+        "StartPeriod": nanos(every * 3),
+        "Retries": 3,
+    }))
 }
 
 fn standard_labels(

@@ -24,6 +24,8 @@ pub struct Recipe {
     pub user: Option<String>,
     pub workdir: Option<String>,
     pub ports: Vec<String>,
+    /// Docker's `Healthcheck` extension of the image config.
+    pub healthcheck: Option<Value>,
     pub labels: BTreeMap<String, String>,
     /// Manifest annotations (OCI family only; Docker manifests have none).
     pub annotations: BTreeMap<String, String>,
@@ -125,6 +127,9 @@ fn config_json(base: &BaseImage, layers: &[(Layer, String)], recipe: &Recipe) ->
     }
     if let Some(workdir) = &recipe.workdir {
         settings.insert("WorkingDir".into(), json!(workdir));
+    }
+    if let Some(healthcheck) = &recipe.healthcheck {
+        settings.insert("Healthcheck".into(), healthcheck.clone());
     }
     let ports = object_at(settings, "ExposedPorts");
     for port in &recipe.ports {

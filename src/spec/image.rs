@@ -163,11 +163,32 @@ pub struct SupervisorSpec {
     /// Where the config goes in the image. Default `/etc/containerpilot.json5`.
     #[serde(default = "default_supervisor_path")]
     pub path: Text,
-    /// The supervisor binary, provided by the base image: the image's entrypoint.
-    /// Default `/usr/local/bin/containerpilot`.
+    /// The supervisor, the image's entrypoint: `provided` (the default) adds tagpilot's own,
+    /// `tagpilot-supervisor`, as its own layer at `/usr/local/bin/tagpilot-supervisor` (with
+    /// `containerpilot` linked to it); or the path of a supervisor the base image carries,
+    /// such as `/usr/local/bin/containerpilot`.
     #[serde(default = "default_supervisor_binary")]
     pub binary: Text,
+    /// With `binary: provided`: the supervisor to add, per platform (`linux/arm64: PATH`), a
+    /// path in the job's workspace. Default: `tagpilot-supervisor` next to the tagpilot
+    /// binary, for the platform it was built for.
+    #[serde(default)]
+    pub binaries: BTreeMap<String, Text>,
+    /// With `binary: provided`: give the image a Docker `Healthcheck` that asks the
+    /// supervisor whether its service jobs are healthy. Default true.
+    #[serde(default = "super::yes")]
+    pub healthcheck: bool,
 }
+
+impl SupervisorSpec {
+    /// Whether tagpilot adds its own supervisor.
+    pub fn provided(&self) -> bool {
+        self.binary.as_str() == PROVIDED
+    }
+}
+
+/// `image.supervisor.binary` for tagpilot's own supervisor.
+pub const PROVIDED: &str = "provided";
 
 fn scratch() -> Text {
     Text::unplaced("scratch")
@@ -190,7 +211,7 @@ fn default_supervisor_path() -> Text {
 }
 
 fn default_supervisor_binary() -> Text {
-    Text::unplaced("/usr/local/bin/containerpilot")
+    Text::unplaced(PROVIDED)
 }
 
 impl ImageSpec {
@@ -231,6 +252,7 @@ impl ImageSpec {
             texts.extend(supervisor.file.iter_mut());
             texts.push(&mut supervisor.path);
             texts.push(&mut supervisor.binary);
+            texts.extend(supervisor.binaries.values_mut());
         }
         texts
     }
@@ -325,6 +347,23 @@ impl ImageSpec {
                 problems.push(format!(
                     "{file}: image.entrypoint: the supervisor is the entrypoint; drop one of them"
                 ));
+            }
+            if !supervisor.provided() && !supervisor.binary.as_str().starts_with('/') {
+                problems.push(format!(
+                    "{file}: image.supervisor.binary: `{}` is neither `provided` nor an absolute path in the image",
+                    supervisor.binary
+                ));
+            }
+            if !supervisor.provided() && !supervisor.binaries.is_empty() {
+                problems.push(format!(
+                    "{file}: image.supervisor.binaries: only with `binary: provided` (the base carries `{}`)",
+                    supervisor.binary
+                ));
+            }
+            for platform in supervisor.binaries.keys() {
+                if let Err(why) = crate::oci::Platform::parse(platform) {
+                    problems.push(format!("{file}: image.supervisor.binaries: {why}"));
+                }
             }
         }
         problems.extend(self.check_outputs_and_signing(file));

@@ -362,3 +362,8 @@ fn invalid(file: &str, problems: Vec<String>) -> Error {
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Spec)).expect("a schema is always JSON")
 }
+
+/// serde's default for flags that are on unless turned off.
+fn yes() -> bool {
+    true
+}

@@ -11,7 +11,7 @@ use super::Text;
 pub struct PublishSpec {
     /// Publish to GitLab when the job's variables say where (`CI_API_V4_URL`, `CI_PROJECT_ID`).
     /// Default true; false turns the stage off.
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub gitlab: bool,
     /// Release notes (Markdown). Default: `notes_file`, else the subjects of the commits since
     /// the previous release.
@@ -34,10 +34,6 @@ pub struct LinkSpec {
     pub name: Text,
     /// An `http(s)://` address.
     pub url: Text,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Default for PublishSpec {

@@ -60,7 +60,15 @@ impl Server {
     pub fn start_with_headers(
         handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
     ) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Server::start_on_with_headers("127.0.0.1", handler)
+    }
+
+    /// Like `start_with_headers`, listening on `address` (`0.0.0.0` for containers).
+    pub fn start_on_with_headers(
+        address: &str,
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+    ) -> Server {
+        let listener = TcpListener::bind((address, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));

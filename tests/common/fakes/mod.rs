@@ -1,8 +1,9 @@
 //! Stateful fakes of the services no real server of can run here (Marathon, the Kubernetes
-//! API server, Nomad, GitLab). They follow the published APIs' paths, status codes and fields, and move
+//! API server, Nomad, GitLab, Consul). They follow the published APIs' paths, status codes and fields, and move
 //! through their real state machines as time passes. They are fakes: they model only what
 //! tagpilot reads and writes.
 
+pub mod consul;
 pub mod gitlab;
 pub mod kubernetes;
 pub mod marathon;

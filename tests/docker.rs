@@ -23,21 +23,7 @@ fn docker_pulls_and_runs_the_pushed_image() {
     let registry = Registry::start(false);
 
     // A base with a shell: busybox at the root, built and pushed by tagpilot itself.
-    let base = Repo::new();
-    std::fs::create_dir_all(base.path().join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", base.path().join("bin/busybox")).unwrap();
-    for tool in ["sh", "cat", "ls"] {
-        base.symlink(&format!("bin/{tool}"), "busybox");
-    }
-    base.write(
-        "tagpilot.yaml",
-        format!("name: busybox\nimage:\n  repository: {}/base/busybox\n  install_path: /\n  tags: [\"base\"]\n", registry.host()),
-    );
-    base.commit("busybox").tag("v1.0.0");
-    run(tagpilot(base.path())
-        .args(["image", "--tag", "v1.0.0", "--out"])
-        .arg(base.path().join("out")))
-    .ok();
+    let base = busybox_base(&registry, &["sh", "cat", "ls"]);
 
     // The DIRAC example on that base.
     let work = tempfile::tempdir().unwrap();
@@ -46,10 +32,7 @@ fn docker_pulls_and_runs_the_pushed_image() {
         .arg(work.path().join("dirac")));
     let spec = std::fs::read_to_string(Path::new(ROOT).join("pipelines/dirac.yaml"))
         .unwrap()
-        .replace(
-            "base: scratch",
-            &format!("base: {}/base/busybox:base", registry.host()),
-        );
+        .replace("base: scratch", &format!("base: {base}"));
     std::fs::write(work.path().join("dirac.yaml"), spec).unwrap();
     let image = format!("{}/lhcb/dirac:8.2.44", registry.host());
     run(tagpilot(&work.path().join("dirac"))
@@ -102,5 +85,130 @@ fn docker_pulls_and_runs_the_pushed_image() {
         sh(docker
             .command()
             .args(["inspect", "--format", "{{json .Config.Entrypoint}}", &image]));
-    assert_eq!(entrypoint.trim(), r#"["/usr/local/bin/containerpilot"]"#);
+    assert_eq!(
+        entrypoint.trim(),
+        r#"["/usr/local/bin/tagpilot-supervisor"]"#
+    );
+}
+
+/// The image's entrypoint is tagpilot's own supervisor, on a base that has none: it runs as
+/// PID 1, reaps the orphans its jobs leave, reports health to Docker, and `docker stop` ends
+/// it within its stop timeout with exit 0 (a job that ignores SIGTERM is killed at that
+/// timeout, before Docker's own 10 s).
+#[test]
+fn the_provided_supervisor_runs_as_pid_1_on_a_bare_base() {
+    if !registry::available() {
+        return;
+    }
+    let Some(docker) = Docker::start() else {
+        return;
+    };
+    let registry = Registry::start(false);
+    let base = busybox_base(&registry, &["sh", "cat", "sleep", "grep", "wc", "true"]);
+    let work = tempfile::tempdir().unwrap();
+    let built = static_build(&work.path().join("dist"));
+
+    let app = Repo::new();
+    std::fs::create_dir_all(app.path().join("dist")).unwrap();
+    std::fs::copy(
+        &built.supervisor,
+        app.path().join("dist/tagpilot-supervisor"),
+    )
+    .unwrap();
+    app.write(".gitignore", "dist/\nout/\n").write(
+        "tagpilot.yaml",
+        format!(
+            r#"name: app
+image:
+  base: {base}
+  repository: {}/team/app
+  install_path: /app
+  tags: ["{{version}}"]
+  supervisor:
+    binaries: {{ linux/amd64: dist/tagpilot-supervisor }}
+    config:
+      tagpilot: {{ consulOptional: true }}
+      stopTimeout: 3
+      jobs:
+        - name: web
+          exec: ["sleep", "3600"]
+          port: 8080
+          health: {{ exec: "true", interval: 1, ttl: 5 }}
+        - name: orphans
+          exec: ["sh", "-c", "for i in 1 2 3 4 5; do (sleep 0.1 &) ; done"]
+          when: {{ interval: "1s" }}
+        - name: stubborn
+          exec: ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]
+"#,
+            registry.host()
+        ),
+    );
+    app.commit("app").tag("v1.0.0");
+    run(tagpilot(app.path())
+        .args([
+            "release",
+            "--only",
+            "tarball,image,push",
+            "--tag",
+            "v1.0.0",
+            "--out",
+        ])
+        .arg(app.path().join("out")))
+    .ok();
+    let image = format!("{}/team/app:1.0.0", registry.host());
+    sh(docker.command().args(["pull", "-q", &image]));
+    let container = sh(docker
+        .command()
+        .args(["run", "-d", "--network", "none", &image]))
+    .trim()
+    .to_string();
+    let exec = |script: &str| {
+        sh(docker
+            .command()
+            .args(["exec", &container, "sh", "-c", script]))
+        .trim()
+        .to_string()
+    };
+    let health = || {
+        sh(docker.command().args([
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{json .State.Health}}",
+            &container,
+        ]))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !health().starts_with("running {\"Status\":\"healthy\"") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never healthy: {}\n{}",
+            health(),
+            run(docker.command().args(["logs", &container])).stdout
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let pid1 = exec("cat /proc/1/cmdline");
+    assert!(pid1.contains("tagpilot-supervisor"), "{pid1}");
+    // Five orphans a second for three seconds: every one reaped, none left a zombie.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let zombies = exec("cat /proc/[0-9]*/stat 2>/dev/null | grep -c ') Z ' || true");
+    assert_eq!(zombies, "0", "zombies in the container");
+    let started = std::time::Instant::now();
+    sh(docker.command().args(["stop", "-t", "10", &container]));
+    let took = started.elapsed();
+    let code =
+        sh(docker
+            .command()
+            .args(["inspect", "--format", "{{.State.ExitCode}}", &container]));
+    assert_eq!(
+        code.trim(),
+        "0",
+        "the supervisor exits 0, not Docker's SIGKILL (137)"
+    );
+    assert!(
+        took >= std::time::Duration::from_secs(3) && took < std::time::Duration::from_secs(8),
+        "stopped by the supervisor at its 3 s stop timeout: {took:?}"
+    );
+    let logs = sh(docker.command().args(["logs", &container]));
+    assert!(logs.contains("received SIGTERM"), "{logs}");
 }

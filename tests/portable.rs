@@ -17,18 +17,6 @@ use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// `packaging/build-static.sh` into `out`, in its own target folder (it is another build).
-fn static_binary(out: &Path) -> PathBuf {
-    let target = Path::new(ROOT).join("target/static");
-    let mut cmd = Command::new("bash");
-    cmd.arg(Path::new(ROOT).join("packaging/build-static.sh"))
-        .arg(out)
-        .env("CARGO_TARGET_DIR", target)
-        .env_remove("RUSTFLAGS");
-    run(&mut cmd).ok();
-    out.join("tagpilot")
-}
-
 fn readelf(args: &[&str], binary: &Path) -> String {
     let out = Command::new("readelf")
         .args(args)
@@ -47,19 +35,25 @@ fn the_static_binary_runs_in_a_job_image_built_by_its_own_spec() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let binary = static_binary(&work.path().join("dist"));
+    let built = static_build(&work.path().join("dist"));
+    let binary = built.tagpilot.clone();
 
-    // No loader, no shared libraries, no versioned glibc symbols: nothing asked of the base.
-    assert!(
-        !readelf(&["-l"], &binary).contains("INTERP"),
-        "no program interpreter"
-    );
-    assert!(
-        !readelf(&["-d"], &binary).contains("NEEDED"),
-        "no shared libraries"
-    );
-    let symbols = sh(Command::new("objdump").arg("-T").arg(&binary));
-    assert!(!symbols.contains("GLIBC_"), "{symbols}");
+    // No loader, no shared libraries, no versioned glibc symbols: nothing asked of the base,
+    // by tagpilot or by its supervisor.
+    for binary in [&built.tagpilot, &built.supervisor] {
+        assert!(
+            !readelf(&["-l"], binary).contains("INTERP"),
+            "{}: no program interpreter",
+            binary.display()
+        );
+        assert!(
+            !readelf(&["-d"], binary).contains("NEEDED"),
+            "{}: no shared libraries",
+            binary.display()
+        );
+        let symbols = sh(Command::new("objdump").arg("-T").arg(binary));
+        assert!(!symbols.contains("GLIBC_"), "{symbols}");
+    }
 
     // The stand-in base: busybox, git and the CA bundle at the root, pushed by tagpilot.
     let registry = Registry::start(false);
@@ -94,6 +88,11 @@ fn the_static_binary_runs_in_a_job_image_built_by_its_own_spec() {
         .tag("v0.1.0");
     std::fs::create_dir_all(release.path().join("dist")).unwrap();
     std::fs::copy(&binary, release.path().join("dist/tagpilot")).unwrap();
+    std::fs::copy(
+        &built.supervisor,
+        release.path().join("dist/tagpilot-supervisor"),
+    )
+    .unwrap();
     let image_of = |out: &str| {
         let built = run(tagpilot(release.path())
             .args([
@@ -137,6 +136,12 @@ fn the_static_binary_runs_in_a_job_image_built_by_its_own_spec() {
     };
     let version = in_job(&["tagpilot", "--version"]).ok();
     assert_eq!(version.stdout.trim(), "tagpilot 0.1.0");
+    let supervisor = in_job(&["tagpilot-supervisor", "-version"]).ok();
+    assert!(
+        supervisor.stdout.starts_with("Version: 0.1.0"),
+        "{}",
+        supervisor.stdout
+    );
     let git = in_job(&["git", "--version"]).ok();
     assert!(git.stdout.starts_with("git version"), "{}", git.stdout);
     // GitLab runs the job's script with the image's shell: the README's first command.

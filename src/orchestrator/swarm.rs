@@ -90,6 +90,30 @@ impl Swarm {
         Ok(tasks.as_array().cloned().unwrap_or_default())
     }
 
+    /// "container unhealthy: <what its last check said>", when the task's container is on
+    /// this engine and Docker found it unhealthy (its `Healthcheck`, such as the supervisor's).
+    fn container_health(&self, status: &Value) -> Option<String> {
+        let id = status["ContainerStatus"]["ContainerID"].as_str()?;
+        let container = self
+            .api
+            .get_json(
+                &format!("/containers/{id}/json"),
+                "inspect a task's container",
+            )
+            .ok()?;
+        let health = &container["State"]["Health"];
+        if health["Status"] != "unhealthy" {
+            return None;
+        }
+        let last = health["Log"]
+            .as_array()
+            .and_then(|log| log.last())
+            .and_then(|entry| entry["Output"].as_str())
+            .map(|output| output.trim().replace('\n', "; "))
+            .unwrap_or_default();
+        Some(format!("container unhealthy: {last}"))
+    }
+
     /// Posts a spec with compare-and-set on `version`; `rollback` asks for the previous spec.
     fn update(&self, name: &str, version: u64, spec: &Value, rollback: bool) -> Result<Reply> {
         let query = if rollback { "&rollback=previous" } else { "" };
@@ -309,12 +333,15 @@ impl Engine for Swarm {
         }) {
             let status = &task["Status"];
             let state = status["State"].as_str().unwrap_or("");
-            if !matches!(state, "failed" | "rejected" | "orphaned") {
+            // A service task that completes ended early: Swarm stopped it for being
+            // unhealthy, or its process exited 0.
+            if !matches!(state, "failed" | "rejected" | "orphaned" | "complete") {
                 continue;
             }
-            let why = status["Err"]
-                .as_str()
-                .or(status["Message"].as_str())
+            let health = self.container_health(status);
+            let why = health
+                .as_deref()
+                .or(status["Err"].as_str().or(status["Message"].as_str()))
                 .unwrap_or("no message");
             let exit = status["ContainerStatus"]["ExitCode"]
                 .as_i64()

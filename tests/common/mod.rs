@@ -462,3 +462,46 @@ pub fn race_deploys(what: &str, commands: Vec<Command>, bare: &Path) {
         "{what}: linear history"
     );
 }
+
+/// The static binaries of `packaging/build-static.sh`.
+pub struct StaticBuild {
+    pub tagpilot: PathBuf,
+    pub supervisor: PathBuf,
+}
+
+/// `packaging/build-static.sh` into `out`, in its own target folder (it is another build,
+/// shared by every test that needs it; cargo's lock makes them wait for one another).
+pub fn static_build(out: &Path) -> StaticBuild {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("packaging/build-static.sh"))
+        .arg(out)
+        .env("CARGO_TARGET_DIR", root.join("target/static"))
+        .env_remove("RUSTFLAGS");
+    run(&mut cmd).ok();
+    StaticBuild {
+        tagpilot: out.join("tagpilot"),
+        supervisor: out.join("tagpilot-supervisor"),
+    }
+}
+
+/// A base with a shell: busybox at the root with `tools` linked to it, built and pushed by
+/// tagpilot itself as `REGISTRY/base/busybox:base`, which it returns.
+pub fn busybox_base(registry: &registry::Registry, tools: &[&str]) -> String {
+    let base = Repo::new();
+    std::fs::create_dir_all(base.path().join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", base.path().join("bin/busybox")).unwrap();
+    for tool in tools {
+        base.symlink(&format!("bin/{tool}"), "busybox");
+    }
+    base.write(
+        "tagpilot.yaml",
+        format!("name: busybox\nimage:\n  repository: {}/base/busybox\n  install_path: /\n  tags: [\"base\"]\n", registry.host()),
+    );
+    base.commit("busybox").tag("v1.0.0");
+    run(tagpilot(base.path())
+        .args(["image", "--tag", "v1.0.0", "--out"])
+        .arg(base.path().join("out")))
+    .ok();
+    format!("{}/base/busybox:base", registry.host())
+}

@@ -99,6 +99,8 @@ struct JobState {
     awaiting_prestop: bool,
     check_pid: Option<u32>,
     check_run: u64,
+    /// The last line the health check printed: why it fails.
+    check_output: process::LastLine,
     fails_in_a_row: u64,
     registered: bool,
     ip: String,
@@ -150,10 +152,12 @@ pub fn run(config: Config, env: BTreeMap<String, String>, log: Log) -> Result<Ou
     env.insert("CONTAINERPILOT_PID".into(), std::process::id().to_string());
     let mut jobs = Vec::new();
     for job in &config.jobs {
-        let ip = if job.is_service() {
-            interfaces::pick(&job.interfaces, &available)?
-        } else {
-            String::new()
+        // Without Consul nothing is registered: an address that cannot be found only
+        // leaves CONTAINERPILOT_<NAME>_IP empty.
+        let ip = match (job.is_service(), &consul) {
+            (false, _) => String::new(),
+            (true, Some(_)) => interfaces::pick(&job.interfaces, &available)?,
+            (true, None) => interfaces::pick(&job.interfaces, &available).unwrap_or_default(),
         };
         if job.is_service() {
             env.insert(
@@ -183,6 +187,7 @@ pub fn run(config: Config, env: BTreeMap<String, String>, log: Log) -> Result<Ou
             awaiting_prestop: false,
             check_pid: None,
             check_run: 0,
+            check_output: Default::default(),
             fails_in_a_row: 0,
             registered: false,
             ip,
@@ -414,7 +419,14 @@ impl Core {
             return;
         };
         self.log.debug(&format!("{}.Run start", job.name));
-        match process::spawn(&args, &self.env, &job.name, job.raw_logging, &self.log) {
+        match process::spawn(
+            &args,
+            &self.env,
+            &job.name,
+            job.raw_logging,
+            &self.log,
+            None,
+        ) {
             Ok(pid) => {
                 let state = &mut self.jobs[i];
                 state.pid = Some(pid);
@@ -694,7 +706,14 @@ impl Core {
         match &health.exec {
             None => self.check_done(i, true),
             Some(args) => {
-                match process::spawn(args, &self.env, &name, health.raw_logging, &self.log) {
+                match process::spawn(
+                    args,
+                    &self.env,
+                    &name,
+                    health.raw_logging,
+                    &self.log,
+                    Some(&self.jobs[i].check_output),
+                ) {
                     Ok(pid) => {
                         self.jobs[i].check_pid = Some(pid);
                         self.jobs[i].check_run += 1;
@@ -927,7 +946,13 @@ impl Core {
                     .iter()
                     .filter(|j| j.job.health.is_some() && j.job.exec.is_some())
                     .filter(|j| j.status != "healthy")
-                    .map(|j| format!("{}: {}", j.job.name, j.status))
+                    .map(|j| {
+                        let said = j.check_output.lock().map(|s| s.clone()).unwrap_or_default();
+                        match (j.status, said.is_empty()) {
+                            ("unhealthy", false) => format!("{}: unhealthy: {said}", j.job.name),
+                            (status, _) => format!("{}: {status}", j.job.name),
+                        }
+                    })
                     .collect();
                 if self.maintenance {
                     Response::new(503, "text/plain", "maintenance\n")

@@ -6,18 +6,23 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 
 use super::log::Log;
 use super::Msg;
 
+/// What a process printed last (a health check's reason), kept as its output is logged.
+pub type LastLine = Arc<Mutex<String>>;
+
 /// Starts `args` in a new process group with exactly `env`. Its output is logged as `name`'s,
-/// or passed through untouched with `raw`.
+/// or passed through untouched with `raw`; its last line is kept in `last`.
 pub fn spawn(
     args: &[String],
     env: &BTreeMap<String, String>,
     name: &str,
     raw: bool,
     log: &Log,
+    last: Option<&LastLine>,
 ) -> std::io::Result<u32> {
     let mut command = Command::new(&args[0]);
     command
@@ -48,13 +53,15 @@ pub fn spawn(
     {
         let log = log.clone();
         let name = name.to_string();
+        let last = last.cloned();
         std::thread::spawn(move || {
             for line in BufReader::new(stream).split(b'\n').map_while(Result::ok) {
-                log.job_line(
-                    &name,
-                    pid,
-                    String::from_utf8_lossy(&line).trim_end_matches('\r'),
-                );
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim_end_matches('\r');
+                log.job_line(&name, pid, line);
+                if let Some(last) = &last {
+                    *last.lock().unwrap_or_else(|p| p.into_inner()) = line.to_string();
+                }
             }
         });
     }

@@ -98,13 +98,19 @@ def run(binary, name, config, consul=None, actions=(), limit=15):
 
 
 def by_source(events):
-    """Each source's codes in order: the order across sources is a race in ContainerPilot."""
+    """Each source's codes in order: the order across sources is a race in ContainerPilot, and
+    so is the order of a stopping job's exit events and its Stopped (it does not wait for the
+    exit), so what follows a Stopping is compared as a set."""
     sources = {}
     for event in events:
         code, _, source = event.partition(" ")
         if code == "Error":  # ContainerPilot's Error events carry the message as their source
             source = source.split(":")[0]
         sources.setdefault(source, []).append(code)
+    for source, codes in sources.items():
+        if "Stopping" in codes:
+            at = codes.index("Stopping") + 1
+            sources[source] = codes[:at] + sorted(codes[at:])
     return sources
 
 

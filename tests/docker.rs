@@ -211,4 +211,40 @@ image:
     );
     let logs = sh(docker.command().args(["logs", &container]));
     assert!(logs.contains("received SIGTERM"), "{logs}");
+
+    // The same image with Consul named by a host name, as in a Docker network: the static
+    // supervisor resolves it on a base with no C library, through the container's /etc/hosts.
+    let consul = common::fakes::consul::Consul::start();
+    let config = work.path().join("with-consul.json5");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{ consul: "consul-agent:{}", jobs: [ {{ name: "web", exec: ["sleep", "3600"], port: 8080,
+               interfaces: ["static:192.0.2.10"], health: {{ exec: "true", interval: 1, ttl: 5 }} }} ] }}"#,
+            consul.server.port
+        ),
+    )
+    .unwrap();
+    let mount = format!("{}:/etc/with-consul.json5:ro", config.display());
+    let registered = sh(docker.command().args([
+        "run",
+        "-d",
+        "--network",
+        "host",
+        "--add-host",
+        "consul-agent:127.0.0.1",
+        "-v",
+        &mount,
+        "-e",
+        "CONTAINERPILOT=/etc/with-consul.json5",
+        &image,
+    ]))
+    .trim()
+    .to_string();
+    consul.wait_for(
+        std::time::Duration::from_secs(30),
+        "the service registered",
+        |c| c.registrations().iter().any(|r| r["Name"] == "web"),
+    );
+    sh(docker.command().args(["rm", "-f", &registered]));
 }

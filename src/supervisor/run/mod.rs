@@ -284,7 +284,9 @@ impl Core {
     fn finished(&mut self) -> Option<Outcome> {
         let all_done = self.jobs.iter().all(|j| j.done);
         if self.shutdown.is_none() && all_done {
-            self.begin_shutdown("every job is done");
+            // Nothing is left to stop: ContainerPilot publishes no shutdown event here.
+            self.log.debug("every job is done");
+            self.shutdown = Some(Instant::now() + self.config.stop_timeout);
         }
         let deadline = self.shutdown?;
         let running = self.pids.values().any(|o| matches!(o, Owner::Job(_)));
@@ -458,8 +460,9 @@ impl Core {
     /// service is registered at once.
     fn job_started_first(&mut self, i: usize) {
         let job = self.jobs[i].job.clone();
-        if job.health.is_some() {
-            self.after(Duration::ZERO, Timer::HealthTick(i));
+        if let Some(health) = &job.health {
+            // The first check runs one interval after the start, as ContainerPilot's.
+            self.after(health.interval, Timer::HealthTick(i));
         }
         if job.is_service() {
             if let Some(status) = job.initial_status.clone() {
@@ -496,7 +499,7 @@ impl Core {
             }
             Owner::Check(i) => {
                 self.jobs[i].check_pid = None;
-                self.check_done(i, ended.success());
+                self.check_done(i, ended.success(), &ended.describe());
             }
         }
         // A stopping job whose pre-stop jobs are now done goes on stopping.
@@ -574,6 +577,8 @@ impl Core {
         })
     }
 
+    /// SIGTERM to the job's process group, deregistration, then `stopped`, without waiting
+    /// for the process to exit (as ContainerPilot: its exit events may come after).
     fn finish_stop(&mut self, i: usize) {
         self.jobs[i].awaiting_prestop = false;
         self.jobs[i].done = true;
@@ -610,13 +615,18 @@ impl Core {
             code: "shutdown",
             source: "global".into(),
         });
+        // The jobs that run for a stopping or stopped run once more, then end; they are
+        // picked before any job stops, since stopping one may start them.
+        let mut stop_now = Vec::new();
         for i in 0..self.jobs.len() {
             self.jobs[i].restarts_left = Some(0);
             if waits_for_stop(&self.jobs[i].job.when) && self.jobs[i].starts_left != Some(0) {
-                // Runs once more, for the stopping or stopped it waits for, then ends.
                 self.jobs[i].starts_left = Some(1);
-                continue;
+            } else {
+                stop_now.push(i);
             }
+        }
+        for i in stop_now {
             self.stop_job(i);
         }
         // Jobs that wait for a stop that will not come (their source is done) end too.
@@ -704,7 +714,7 @@ impl Core {
         }
         let name = format!("check.{}", self.jobs[i].job.name);
         match &health.exec {
-            None => self.check_done(i, true),
+            None => self.check_done(i, true, ""),
             Some(args) => {
                 match process::spawn(
                     args,
@@ -723,7 +733,7 @@ impl Core {
                     }
                     Err(e) => {
                         self.log.error(&format!("{name} failed to start: {e}"));
-                        self.check_done(i, false);
+                        self.check_done(i, false, &e.to_string());
                     }
                 }
             }
@@ -732,12 +742,18 @@ impl Core {
 
     /// A health check's result: `healthy` with a TTL pass, or `unhealthy` and nothing sent
     /// (the TTL lapses). Both are published on every check, as ContainerPilot does.
-    fn check_done(&mut self, i: usize, passed: bool) {
+    fn check_done(&mut self, i: usize, passed: bool, why: &str) {
         let name = self.jobs[i].job.name.clone();
         self.publish(Event {
             code: if passed { "exitSuccess" } else { "exitFailed" },
             source: format!("check.{name}"),
         });
+        if !passed {
+            self.publish(Event {
+                code: "error",
+                source: format!("check.{name}: {why}"),
+            });
+        }
         if self.maintenance || self.jobs[i].done {
             return;
         }

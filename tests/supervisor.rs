@@ -470,3 +470,90 @@ fn template_and_check_flags_match_start_up() {
         "{said}"
     );
 }
+
+#[test]
+fn restart_on_unhealthy_and_a_job_stop_timeout_are_opt_in() {
+    let config = |extension: &str| {
+        format!(
+            r#"{{ consul: "127.0.0.1:1", {extension} control: {{ socket: "SOCKET" }},
+              jobs: [ {{ name: "web", restarts: "unlimited", stopTimeout: "300ms",
+                         exec: ["sh", "-c", "echo start >> DIR/starts; trap '' TERM; sleep 30 & wait; sleep 30"],
+                         health: {{ exec: ["test", "-f", "DIR/ok"], interval: 1, ttl: 5 }} }} ] }}"#
+        )
+    };
+    // ContainerPilot's behaviour: an unhealthy job is left running.
+    let plain = Running::start(&config(""));
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(plain.lines_of("starts"), 1, "{}", plain.log());
+
+    // With the extensions: after two failed checks in a row the job gets SIGTERM, which it
+    // ignores, so its own stopTimeout (300 ms) kills it, and its restarts start it again.
+    let opted = Running::start(&config(
+        r#"tagpilot: { restartOnUnhealthy: ["web"], unhealthyAfter: 2, jobStopTimeout: true },"#,
+    ));
+    opted.wait_for("a restart", 10 * SECONDS, |r| r.lines_of("starts") >= 2);
+    assert!(
+        opted
+            .log()
+            .contains("failed 2 health checks in a row: restarting it"),
+        "{}",
+        opted.log()
+    );
+}
+
+#[test]
+fn reload_reads_the_config_again() {
+    let running = Running::start(
+        r#"{ consul: "127.0.0.1:1", control: { socket: "SOCKET" },
+          jobs: [ { name: "app", exec: ["sh", "-c", "echo first >> DIR/runs; exec sleep 30"] } ] }"#,
+    );
+    running.wait_for("the first run", 5 * SECONDS, |r| r.lines_of("runs") == 1);
+    let text = std::fs::read_to_string(running.path("cp.json5")).unwrap();
+    std::fs::write(
+        running.path("cp.json5"),
+        text.replace("echo first", "echo second"),
+    )
+    .unwrap();
+    let out = running.client(&["-reload"]);
+    assert!(out.status.success(), "{out:?}");
+    running.wait_for("the reloaded job", 10 * SECONDS, |r| {
+        r.lines_of("runs") == 2
+    });
+    assert_eq!(
+        std::fs::read_to_string(running.path("runs")).unwrap(),
+        "first\nsecond\n"
+    );
+}
+
+#[test]
+fn processes_see_containerpilot_variables_and_logs_take_each_format() {
+    for (format, expected) in [
+        ("default", " show "),
+        ("text", "job=show"),
+        ("json", "\"job\":\"show\""),
+    ] {
+        let mut running = Running::start(&format!(
+            r#"{{ consul: "127.0.0.1:1", logging: {{ format: "{format}" }}, control: {{ socket: "SOCKET" }},
+              jobs: [
+                {{ name: "web-app", exec: ["sleep", "2"], port: 80, interfaces: "static:192.0.2.7",
+                   health: {{ exec: "true", interval: 1, ttl: 3 }} }},
+                {{ name: "show", exec: ["sh", "-c", "sleep 0.3; env | grep ^CONTAINERPILOT_ | sort"] }},
+              ] }}"#
+        ));
+        let pid = running.child.id();
+        running.wait(10 * SECONDS);
+        let log = running.log();
+        assert!(log.contains(&format!("CONTAINERPILOT_PID={pid}")), "{log}");
+        assert!(log.contains("CONTAINERPILOT_WEB_APP_IP=192.0.2.7"), "{log}");
+        assert!(log.contains("CONTAINERPILOT_WEB_APP_PID="), "{log}");
+        let line = log
+            .lines()
+            .find(|l| l.contains("CONTAINERPILOT_PID="))
+            .unwrap();
+        assert!(line.contains(expected), "{format}: {line}");
+        if format == "json" {
+            let parsed: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(parsed["level"], "info");
+        }
+    }
+}

@@ -411,8 +411,8 @@ pub struct Extensions {
     pub main_job: Option<String>,
     /// `consulOptional`: run without `consul`; services are then not registered.
     pub consul_optional: bool,
-    /// `restartOnUnhealthy`: these jobs are restarted (their process group gets SIGTERM) after
-    /// `unhealthyAfter` failed health checks in a row.
+    /// `restartOnUnhealthy`: these jobs are restarted after `unhealthyAfter` failed health
+    /// checks in a row: SIGTERM to the process group, SIGKILL after a stop timeout.
     pub restart_on_unhealthy: Vec<String>,
     pub unhealthy_after: u64,
     /// `jobStopTimeout`: a job's own `stopTimeout` is honoured (SIGKILL after it).

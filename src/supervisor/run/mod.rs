@@ -794,6 +794,14 @@ impl Core {
                     ));
                     self.jobs[i].fails_in_a_row = 0;
                     process::signal_group(pid, libc::SIGTERM);
+                    // A job that ignores SIGTERM is killed: after its own stopTimeout with
+                    // `jobStopTimeout`, else after the top-level one.
+                    let grace = match (ext.job_stop_timeout, self.jobs[i].job.stop_timeout) {
+                        (true, Some(own)) => own,
+                        _ => self.config.stop_timeout,
+                    };
+                    let run = self.jobs[i].run;
+                    self.after(grace, Timer::StopKill(i, run));
                 }
             }
         }

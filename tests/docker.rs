@@ -247,4 +247,54 @@ image:
         |c| c.registrations().iter().any(|r| r["Name"] == "web"),
     );
     sh(docker.command().args(["rm", "-f", &registered]));
+
+    // On scratch, with no shell, no /var/run and no C library: the supervisor runs its one
+    // job (itself, asked its version) and exits with that job's status.
+    let bare = Repo::new();
+    std::fs::create_dir_all(bare.path().join("dist")).unwrap();
+    std::fs::copy(
+        &built.supervisor,
+        bare.path().join("dist/tagpilot-supervisor"),
+    )
+    .unwrap();
+    bare.write(".gitignore", "dist/\nout/\n").write(
+        "tagpilot.yaml",
+        format!(
+            r#"name: bare
+image:
+  repository: {}/team/bare
+  install_path: /app
+  tags: ["{{version}}"]
+  supervisor:
+    binaries: {{ linux/amd64: dist/tagpilot-supervisor }}
+    config:
+      tagpilot: {{ consulOptional: true, mainJob: version }}
+      jobs: [ {{ name: version, exec: ["/usr/local/bin/containerpilot", "-version"] }} ]
+"#,
+            registry.host()
+        ),
+    );
+    bare.commit("bare").tag("v1.0.0");
+    run(tagpilot(bare.path())
+        .args([
+            "release",
+            "--only",
+            "tarball,image,push",
+            "--tag",
+            "v1.0.0",
+            "--out",
+        ])
+        .arg(bare.path().join("out")))
+    .ok();
+    let on_scratch = format!("{}/team/bare:1.0.0", registry.host());
+    sh(docker.command().args(["pull", "-q", &on_scratch]));
+    let ran = run(docker
+        .command()
+        .args(["run", "--rm", "--network", "none", &on_scratch]));
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout.contains("version ") && ran.stdout.contains(" Version: 0.1.0"),
+        "{}",
+        ran.stdout
+    );
 }

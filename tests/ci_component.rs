@@ -30,7 +30,6 @@ const LEGACY_HEADER: &str = "\
 #
 #   include:
 #     - component: $CI_SERVER_FQDN/your-group/tagpilot/tagpilot@0.1
-#       inputs: { image: registry.example.org/tools/tagpilot:0.1 }
 #
 # This file:
 #
@@ -38,7 +37,7 @@ const LEGACY_HEADER: &str = "\
 #     - project: your-group/tagpilot
 #       file: pipelines/gitlab-ci/tagpilot.gitlab-ci.yml
 #   variables:
-#     TAGPILOT_CI_IMAGE: registry.example.org/tools/tagpilot:0.1   # an image with `tagpilot` and `git`
+#     TAGPILOT_CI_IMAGE: registry.example.org/tools/tagpilot:0.1   # optional: another job image
 #
 # Its jobs use GitLab's default stages `build` and `deploy`; a project whose own `stages:` lacks
 # them uses the component and names its stages there.
@@ -49,22 +48,54 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The component with every input at its default, `image` as `$TAGPILOT_CI_IMAGE`.
-fn legacy_from_component() -> String {
+/// The component's inputs and their defaults.
+fn component_inputs() -> (Value, String) {
     let text = std::fs::read_to_string(root().join(COMPONENT)).unwrap();
     let (header, body) = text.split_once("\n---\n").expect("spec, ---, jobs");
     let spec: Value = serde_saphyr::from_str(header).unwrap();
-    let mut jobs = body.to_string();
-    for (name, input) in spec["spec"]["inputs"].as_object().unwrap() {
-        let value = match input["default"].as_str() {
-            Some(default) => default.to_string(),
-            None if name == "image" => "$TAGPILOT_CI_IMAGE".to_string(),
-            None => panic!("input {name} has no default"),
+    (spec["spec"]["inputs"].clone(), body.to_string())
+}
+
+/// The component with every input at its default, `image` as `$TAGPILOT_CI_IMAGE` (which
+/// the file sets to the component's default, and a project's own `variables:` overrides).
+fn legacy_from_component() -> String {
+    let (inputs, mut jobs) = component_inputs();
+    let mut image = String::new();
+    for (name, input) in inputs.as_object().unwrap() {
+        let default = input["default"]
+            .as_str()
+            .unwrap_or_else(|| panic!("input {name} has no default"));
+        let value = if name == "image" {
+            image = default.to_string();
+            "$TAGPILOT_CI_IMAGE"
+        } else {
+            default
         };
-        jobs = jobs.replace(&format!("$[[ inputs.{name} ]]"), &value);
+        jobs = jobs.replace(&format!("$[[ inputs.{name} ]]"), value);
     }
     assert!(!jobs.contains("$[["), "every input is replaced");
-    format!("{LEGACY_HEADER}{jobs}")
+    format!("{LEGACY_HEADER}variables:\n  TAGPILOT_CI_IMAGE: {image}\n\n{jobs}")
+}
+
+/// The default job image is the one tagpilot's own release of this version pushes: its
+/// `tagpilot.yaml` tags the job image `{major}.{minor}` in `$CI_REGISTRY_IMAGE`, which on
+/// gitlab.com is `registry.gitlab.com/tagpilot/tagpilot`.
+#[test]
+fn the_default_job_image_is_this_versions() {
+    let (inputs, _) = component_inputs();
+    let version: Vec<&str> = env!("CARGO_PKG_VERSION").split('.').collect();
+    assert_eq!(
+        inputs["image"]["default"],
+        format!(
+            "registry.gitlab.com/tagpilot/tagpilot:{}.{}",
+            version[0], version[1]
+        )
+    );
+    let spec = std::fs::read_to_string(root().join("tagpilot.yaml")).unwrap();
+    assert!(
+        spec.contains(r#"tags: ["{version}", "{major}.{minor}"]"#),
+        "{spec}"
+    );
 }
 
 #[test]
@@ -385,6 +416,38 @@ fn the_include_template_plans_the_same_jobs_on_the_default_stages() {
     }
     // And it runs: the build job of a tag pipeline.
     passed(project.pipeline("v1.0.1", &["tagpilot-build"]));
+    drop(project.registry);
+}
+
+/// Included with no `image` input, the component's jobs run in this version's job image, and
+/// the include template's in `$TAGPILOT_CI_IMAGE`, which it sets to the same one.
+#[test]
+fn without_an_image_input_the_jobs_use_this_versions_job_image() {
+    if !available() {
+        return;
+    }
+    let ci = COMPONENT_CI.replace("      image: registry.example.org/tools/tagpilot:0.1\n", "");
+    let project = Project::new(&ci);
+    let preview = passed(project.pipeline("v1.0.0", &["--preview"])).stdout;
+    let expanded: Value = serde_saphyr::from_str(&preview).unwrap();
+    let (inputs, _) = component_inputs();
+    for job in [
+        "tagpilot-build",
+        "tagpilot-publish",
+        "tagpilot-deploy-production",
+    ] {
+        assert_eq!(
+            expanded[job]["image"]["name"], inputs["image"]["default"],
+            "{job}: {preview}"
+        );
+    }
+    let legacy: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(root().join(LEGACY)).unwrap()).unwrap();
+    assert_eq!(
+        legacy["variables"]["TAGPILOT_CI_IMAGE"],
+        inputs["image"]["default"]
+    );
+    assert_eq!(legacy[".tagpilot"]["image"], "$TAGPILOT_CI_IMAGE");
     drop(project.registry);
 }
 

@@ -18,7 +18,7 @@ fn project(repository: &str) -> Repo {
     repo.write(
         "tagpilot.yaml",
         format!(
-            "name: app\nimage:\n  repository: {repository}\n  install_path: /srv/app\n  artifacts:\n    - {{ src: build/app, dest: /usr/local/bin/app, mode: \"0755\" }}\n    - {{ src: dist, dest: /srv/www, owner: \"101:101\" }}\n"
+            "name: app\nimage:\n  repository: {repository}\n  install_path: /srv/app\n  artifacts:\n    - {{ src: build/app, dest: /usr/local/bin/app, mode: \"0755\" }}\n    - {{ src: dist, dest: /srv/www, owner: \"101:101\" }}\n    - {{ src: build/appctl, dest: /usr/local/bin/appctl, mode: \"0755\" }}\n"
         ),
     )
     .write(".gitignore", "build/\ndist/\ntagpilot-out/\n")
@@ -33,6 +33,7 @@ fn write_outputs(root: &Path, binary: &[u8]) {
     std::fs::create_dir_all(root.join("build")).unwrap();
     std::fs::create_dir_all(root.join("dist/js")).unwrap();
     std::fs::write(root.join("build/app"), binary).unwrap();
+    std::fs::write(root.join("build/appctl"), "#!/bin/sh\n").unwrap();
     std::fs::write(root.join("dist/index.html"), "<h1>app</h1>\n").unwrap();
     std::fs::write(root.join("dist/js/app.js"), "console.log(1)\n").unwrap();
     let link = root.join("dist/latest.js");
@@ -105,6 +106,15 @@ fn build_outputs_go_into_the_image_with_their_modes_owners_and_digests() {
     ] {
         assert!(listing.contains(line), "{line}:\n{listing}");
     }
+    // Each path once, the folders two outputs share too (Docker refuses a layer with a path
+    // twice: "duplicates of file paths not supported").
+    let paths: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = paths.iter().copied().collect();
+    assert_eq!(unique.len(), paths.len(), "{listing}");
+    assert!(listing.contains("usr/local/bin/appctl"), "{listing}");
     // Byte order: index.html, js/, js/app.js, latest.js.
     let order: Vec<&str> = listing
         .lines()
@@ -251,7 +261,8 @@ fn an_output_can_ship_in_the_tarball_too_and_the_image_is_the_same_either_way() 
             "app-1.0.0/main.c",
             "app-1.0.0/tagpilot.yaml",
             "app-1.0.0/build",
-            "app-1.0.0/build/app"
+            "app-1.0.0/build/app",
+            "app-1.0.0/build/appctl"
         ],
         "{listing}"
     );

@@ -11,6 +11,7 @@ use common::registry::{self, token_registry, Registry, PASSWORD, USER};
 use common::*;
 use serde_json::Value;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -114,8 +115,8 @@ fn push_read_back_and_rerun_uploads_nothing() {
         format!("{}/lhcb/dirac@{digest}", registry.host())
     );
     assert_eq!(
-        record["pushed"]["uploaded_blobs"], 4,
-        "3 layers and the config"
+        record["pushed"]["uploaded_blobs"], 5,
+        "the supervisor, 3 layers and the config"
     );
     assert!(
         !first.stderr.contains(PASSWORD),
@@ -142,7 +143,7 @@ fn push_read_back_and_rerun_uploads_nothing() {
     let second = pushed(&again);
     assert_eq!(second["uploaded_blobs"], 0);
     assert_eq!(second["uploaded_bytes"], 0);
-    assert_eq!(second["skipped_blobs"], 4);
+    assert_eq!(second["skipped_blobs"], 5);
     assert_eq!(second["reference"], record["pushed"]["reference"]);
 }
 
@@ -368,8 +369,10 @@ fn a_registry_that_dies_mid_push_leaves_no_tag_and_a_rerun_completes() {
     assert_eq!(failed.code, 1, "{}", failed.stderr);
     assert!(failed.stderr.contains("attempt"), "{}", failed.stderr);
     assert!(
-        failed.stderr.contains("  uploaded sha256:"),
-        "it died mid-push, after some blobs: {}",
+        failed.stderr.contains(
+            "missing blob(s) reached the registry before this; no manifest and no tag was pushed"
+        ),
+        "it died mid-push, and says what got there: {}",
         failed.stderr
     );
     let tag = format!("{}/lhcb/dirac:8.2.44", registry.host());
@@ -472,7 +475,7 @@ fn bearer_tokens_from_the_challenge_realm() {
         &[],
     )
     .ok();
-    assert_eq!(pushed(&result)["uploaded_blobs"], 4);
+    assert_eq!(pushed(&result)["uploaded_blobs"], 5);
     assert!(
         issuer.issued.load(Ordering::Relaxed) >= 1,
         "a token was issued"
@@ -670,17 +673,17 @@ fn a_multi_platform_image_is_pushed_as_an_index() {
 }
 
 /// Behind a proxy that refuses big request bodies, large blobs go up in chunks.
-#[test]
-fn a_refused_big_upload_falls_back_to_chunks() {
-    if !ready() {
-        return;
-    }
+/// The DIRAC example with a layer of `noise` incompressible bytes, pushed through a proxy
+/// that misbehaves as `plan` says.
+fn push_through(
+    plan: impl Fn(usize) -> Fault + Send + 'static,
+    noise_bytes: usize,
+) -> (Registry, Proxy, tempfile::TempDir, Run) {
     let registry = Registry::start(true);
-    let proxy = Proxy::start(registry.port, |_| Fault::LimitBody(64 * 1024));
+    let proxy = Proxy::start(registry.port, plan);
     let work = dirac_repo();
     let repo = work.path().join("dirac");
-    // A layer of a few MB: more than the proxy's limit, more than one 8 MiB chunk.
-    commit_file_and_retag(&repo, "noise.bin", &noise(9_000_000), "v8r2p44");
+    commit_file_and_retag(&repo, "noise.bin", &noise(noise_bytes), "v8r2p44");
     let auth = registry.docker_config_for(&[proxy.host()]);
     let result = run(image_command(
         &repo,
@@ -688,8 +691,18 @@ fn a_refused_big_upload_falls_back_to_chunks() {
         work.path().join("out"),
     )
     .env("CI_REGISTRY_IMAGE", format!("{}/lhcb/dirac", proxy.host()))
-    .env("DOCKER_CONFIG", &auth))
-    .ok();
+    .env("DOCKER_CONFIG", &auth));
+    (registry, proxy, work, result)
+}
+
+#[test]
+fn a_refused_big_upload_falls_back_to_chunks() {
+    if !ready() {
+        return;
+    }
+    // A layer of a few MB: more than the proxy's limit, more than one 8 MiB chunk.
+    let (registry, _proxy, work, result) = push_through(|_| Fault::LimitBody(64 * 1024), 9_000_000);
+    let result = result.ok();
     assert!(pushed(&result)["uploaded_bytes"].as_u64().unwrap() > 9_000_000);
     // The image is complete in the registry: skopeo copies every blob out of it.
     copy_out(
@@ -716,7 +729,7 @@ fn a_token_that_stops_working_is_fetched_again() {
         &[],
     )
     .ok();
-    assert_eq!(pushed(&result)["uploaded_blobs"], 4);
+    assert_eq!(pushed(&result)["uploaded_blobs"], 5);
     assert_eq!(
         issuer.issued.load(Ordering::Relaxed),
         2,
@@ -853,4 +866,70 @@ fn a_release_ends_with_the_deployment_commit() {
             registry.host()
         )
     );
+}
+
+/// The blobs go up several at a time over a slow link, and never more than the bound; in a
+/// pipe (this test's stderr) progress is plain lines, and each blob's upload is reported.
+#[test]
+fn blobs_are_uploaded_in_parallel_within_a_bound() {
+    if !ready() {
+        return;
+    }
+    let (registry, proxy, _work, result) =
+        push_through(|_| Fault::Slow(Duration::from_millis(2)), 2_000_000);
+    let result = result.ok();
+    assert_eq!(pushed(&result)["uploaded_blobs"], 5);
+    let most = proxy.most_open.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=4).contains(&most),
+        "connections open at once: {most} (4 uploads at most)"
+    );
+    assert_eq!(
+        result.stderr.matches("  uploaded sha256:").count(),
+        5,
+        "{}",
+        result.stderr
+    );
+    assert!(!result.stderr.contains('\r'), "no redrawing in a pipe");
+    assert_in_registry(&format!("{}/lhcb/dirac:8.2.44", registry.host()));
+}
+
+/// On a terminal (`script` gives tagpilot one) the uploads are bars, redrawn in place, with
+/// bytes, rate and time left for each blob and for the whole push.
+#[test]
+fn a_terminal_gets_live_bars() {
+    if !ready() || !tool_available("script", "bsdutils") {
+        return;
+    }
+    let registry = Registry::start(true);
+    let proxy = Proxy::start(registry.port, |_| Fault::Slow(Duration::from_millis(5)));
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    commit_file_and_retag(&repo, "noise.bin", &noise(3_000_000), "v8r2p44");
+    let auth = registry.docker_config_for(&[proxy.host()]);
+    let command = format!(
+        "{} image --tag v8r2p44 --pipeline {} --out {}",
+        env!("CARGO_BIN_EXE_tagpilot"),
+        Path::new(ROOT).join("pipelines/dirac.yaml").display(),
+        work.path().join("out").display()
+    );
+    let typescript = work.path().join("typescript");
+    let out = Command::new("script")
+        .args(["-qefc", &command])
+        .arg(&typescript)
+        .current_dir(&repo)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", work.path())
+        .env("TERM", "xterm")
+        .env("CI_REGISTRY_IMAGE", format!("{}/lhcb/dirac", proxy.host()))
+        .env("DOCKER_CONFIG", &auth)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let screen = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).into_owned();
+    assert!(screen.contains("lhcb/dirac: 5 blob(s) ["), "{screen}");
+    assert!(screen.contains(" left"), "{screen}");
+    assert!(screen.contains("\x1b["), "redrawn with terminal controls");
+    assert_in_registry(&format!("{}/lhcb/dirac:8.2.44", registry.host()));
 }

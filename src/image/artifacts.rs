@@ -5,6 +5,7 @@
 //! goes into the release record) and again while it is written into the layer: a file that
 //! changes in between is an error, not an image of bytes nobody recorded.
 
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::{append, append_file, append_folders_below, write_failed, Counts, Normal};
+use crate::archive::{append, append_file, write_failed, Counts, Normal};
 use crate::digest::{sha256_file, sha256_hex, HashingReader};
 use crate::error::{Error, Result};
 use crate::source::{Content, Entry, EntryKind};
@@ -238,6 +239,9 @@ pub fn append_all<W: std::io::Write>(
     collected: &[Collected],
     counts: &mut Counts,
 ) -> Result<()> {
+    // Outputs that share folders (two binaries in /usr/local/bin) write each folder once:
+    // a layer with a path twice is refused by Docker.
+    let mut written: BTreeSet<Vec<u8>> = BTreeSet::new();
     for artifact in collected {
         // A folder's own entry too; a file's parent folders only.
         let folders = match artifact.folder {
@@ -247,7 +251,23 @@ pub fn append_all<W: std::io::Write>(
                 .rsplit_once('/')
                 .map_or("", |(parent, _)| parent),
         };
-        append_folders_below(tar, artifact.normal, folders, &artifact.written, counts)?;
+        let mut parent = String::new();
+        for part in folders.split('/').filter(|p| !p.is_empty()) {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(part);
+            if parent.len() >= artifact.written.len() && written.insert(parent.clone().into_bytes())
+            {
+                let folder = Entry {
+                    path: parent.as_bytes(),
+                    kind: EntryKind::Folder,
+                    content: Content::Bytes(&[]),
+                };
+                append(tar, artifact.normal, parent.as_bytes(), folder).map_err(write_failed)?;
+                counts.entries += 1;
+            }
+        }
         for entry in &artifact.entries {
             let path = match (artifact.dest.as_str(), entry.relative.is_empty()) {
                 (dest, true) => dest.as_bytes().to_vec(),
@@ -255,6 +275,16 @@ pub fn append_all<W: std::io::Write>(
                 ("", false) => entry.relative.clone(),
                 (dest, false) => [dest.as_bytes(), b"/", entry.relative.as_slice()].concat(),
             };
+            let is_folder = matches!(entry.kind, FoundKind::Folder);
+            if !written.insert(path.clone()) {
+                if is_folder {
+                    continue;
+                }
+                return Err(Error::input(format!(
+                    "image.artifacts: two build outputs write {} in the image; give them different `dest`s",
+                    String::from_utf8_lossy(&path)
+                )));
+            }
             append_entry(tar, artifact, entry, &path, counts)?;
         }
     }

@@ -3,14 +3,17 @@
 //! then each platform's manifest by digest, then the index or manifest under each tag.
 //! A released version tag that already names other bytes is refused before anything is sent.
 //! A rehearsal makes every check and every read, and stops before the first write.
+//! Blobs go up to [`PARALLEL_UPLOADS`] at a time, each on a clone of the client.
 
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::mode::Mode;
+use crate::ui::transfers::Transfer;
 use crate::ui::{human_bytes, Ui};
 
 use super::blobs::BlobStore;
@@ -49,6 +52,7 @@ impl Pushed {
 }
 
 /// Where base layers that are not in the local layout come from.
+#[derive(Clone)]
 pub struct BaseBlobs {
     pub client: Client,
     /// The base's repository, to mount from when it is on the same registry.
@@ -79,7 +83,7 @@ type Manifest = (Digest, String, Vec<u8>);
 pub fn push(
     client: &mut Client,
     job: &Push,
-    mut base: Option<&mut BaseBlobs>,
+    base: Option<&mut BaseBlobs>,
     ui: &Ui,
 ) -> Result<Pushed> {
     check_version_tags(client, job)?;
@@ -90,6 +94,7 @@ pub fn push(
         tags: job.tags.to_vec(),
         ..Pushed::default()
     };
+    let mut missing = Vec::new();
     for (digest, size) in blobs_of(&manifests)? {
         if client.has_blob(&digest)? {
             report.skipped_blobs += 1;
@@ -97,17 +102,10 @@ pub fn push(
             report.uploaded_blobs += 1;
             report.uploaded_bytes += size;
         } else {
-            send_blob(
-                client,
-                job,
-                base.as_deref_mut(),
-                &digest,
-                size,
-                &mut report,
-                ui,
-            )?;
+            missing.push((digest, size));
         }
     }
+    send_blobs(client, job, base.as_deref(), &missing, &mut report, ui)?;
     if job.mode.rehearsing() {
         ui.info(&format!(
             "dry run: {} would get {} blob(s) ({}); {} already there; nothing was pushed",
@@ -200,6 +198,127 @@ fn blobs_of(manifests: &[Manifest]) -> Result<Vec<(Digest, u64)>> {
     Ok(blobs)
 }
 
+/// Blobs uploaded at once, at most: enough to keep a link busy while one blob's upload
+/// session opens or closes, few enough for registries that limit connections per client.
+pub const PARALLEL_UPLOADS: usize = 4;
+
+/// How one blob got there.
+enum Sent {
+    Uploaded,
+    Mounted,
+    Copied,
+}
+
+/// Sends every blob the registry lacks, [`PARALLEL_UPLOADS`] at a time. The first failure
+/// stops the others from starting new ones; the error says how many went up before it.
+fn send_blobs(
+    client: &Client,
+    job: &Push,
+    base: Option<&BaseBlobs>,
+    missing: &[(Digest, u64)],
+    report: &mut Pushed,
+    ui: &Ui,
+) -> Result<()> {
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let total = missing.iter().map(|(_, size)| size).sum();
+    let transfers = ui.transfers(&job.repository, total, missing.len());
+    let queue = Mutex::new(missing.iter());
+    let outcome: Mutex<(Pushed, Option<Error>)> = Mutex::new((Pushed::default(), None));
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_UPLOADS.min(missing.len()) {
+            let (mut client, mut base) = (client.clone(), base.cloned());
+            let (queue, outcome, transfers) = (&queue, &outcome, &transfers);
+            scope.spawn(move || loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                let Some((digest, size)) = next else {
+                    return;
+                };
+                if outcome
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .1
+                    .is_some()
+                {
+                    return;
+                }
+                let started = Instant::now();
+                let transfer = transfers.start(short(digest), *size);
+                let sent = send_blob(&mut client, job, base.as_mut(), digest, *size, &transfer);
+                transfer.finish();
+                let mut done = outcome.lock().unwrap_or_else(|p| p.into_inner());
+                match sent {
+                    Ok(how) => {
+                        let line = count(&mut done.0, how, digest, *size, started, base.as_ref());
+                        transfers.println(&line);
+                    }
+                    Err(e) => {
+                        done.1.get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    transfers.finish();
+    let (sent, failure) = outcome.into_inner().unwrap_or_else(|p| p.into_inner());
+    report.uploaded_blobs += sent.uploaded_blobs;
+    report.uploaded_bytes += sent.uploaded_bytes;
+    report.mounted_blobs += sent.mounted_blobs;
+    report.copied_blobs += sent.copied_blobs;
+    report.copied_bytes += sent.copied_bytes;
+    match failure {
+        None => Ok(()),
+        Some(e) => {
+            let there = sent.uploaded_blobs + sent.mounted_blobs + sent.copied_blobs;
+            Err(e.with_hint(format!(
+                "{there} of the {} missing blob(s) reached the registry before this; no manifest and no tag was pushed, and a re-run sends only the rest",
+                missing.len()
+            )))
+        }
+    }
+}
+
+/// Adds one sent blob to the report; the line that says so.
+fn count(
+    report: &mut Pushed,
+    how: Sent,
+    digest: &Digest,
+    size: u64,
+    started: Instant,
+    base: Option<&BaseBlobs>,
+) -> String {
+    let seconds = started.elapsed().as_secs_f64().max(1e-3);
+    match how {
+        Sent::Uploaded => {
+            report.uploaded_blobs += 1;
+            report.uploaded_bytes += size;
+            format!(
+                "  uploaded {} {} in {seconds:.1} s ({}/s)",
+                short(digest),
+                human_bytes(size),
+                human_bytes((size as f64 / seconds) as u64)
+            )
+        }
+        Sent::Mounted => {
+            report.mounted_blobs += 1;
+            let from = base.map_or("", |b| b.repository.as_str());
+            format!("  mounted {} from {from}", short(digest))
+        }
+        Sent::Copied => {
+            report.copied_blobs += 1;
+            report.copied_bytes += size;
+            let from = base.map_or(String::new(), |b| b.client.reference().to_string());
+            format!(
+                "  copied {} {} from {from} in {seconds:.1} s",
+                short(digest),
+                human_bytes(size)
+            )
+        }
+    }
+}
+
 /// One blob the registry lacks: uploaded from the layout, or (a base layer not in it)
 /// mounted from the base's repository on the same registry, else streamed across.
 fn send_blob(
@@ -208,23 +327,12 @@ fn send_blob(
     base: Option<&mut BaseBlobs>,
     digest: &Digest,
     size: u64,
-    report: &mut Pushed,
-    ui: &Ui,
-) -> Result<()> {
-    let started = Instant::now();
+    transfer: &Transfer,
+) -> Result<Sent> {
     let path = job.store.path(digest);
     if path.is_file() {
-        client.upload_blob(digest, &path)?;
-        let seconds = started.elapsed().as_secs_f64().max(1e-3);
-        ui.info(&format!(
-            "  uploaded {} {} in {seconds:.1} s ({}/s)",
-            short(digest),
-            human_bytes(size),
-            human_bytes((size as f64 / seconds) as u64)
-        ));
-        report.uploaded_blobs += 1;
-        report.uploaded_bytes += size;
-        return Ok(());
+        client.upload_blob(digest, &path, Some(transfer))?;
+        return Ok(Sent::Uploaded);
     }
     let Some(base) = base else {
         return Err(Error::failed(format!(
@@ -233,27 +341,13 @@ fn send_blob(
         )));
     };
     if base.same_registry && client.mount_blob(digest, &base.repository)? {
-        ui.info(&format!(
-            "  mounted {} from {}",
-            short(digest),
-            base.repository
-        ));
-        report.mounted_blobs += 1;
-        return Ok(());
+        return Ok(Sent::Mounted);
     }
     // The receiving registry checks the bytes against the digest when the upload closes.
-    let mut reader = base.client.get_blob(digest)?;
-    client.upload_blob_from(digest, size, &mut reader)?;
-    ui.info(&format!(
-        "  copied {} {} from {} in {:.1} s",
-        short(digest),
-        human_bytes(size),
-        base.client.reference(),
-        started.elapsed().as_secs_f64()
-    ));
-    report.copied_blobs += 1;
-    report.copied_bytes += size;
-    Ok(())
+    let reader = base.client.get_blob(digest)?;
+    let mut shown = transfer.reader(reader);
+    client.upload_blob_from(digest, size, &mut shown)?;
+    Ok(Sent::Copied)
 }
 
 fn parse(bytes: &[u8], digest: &Digest) -> Result<Value> {

@@ -14,6 +14,7 @@ use super::auth::Credential;
 use super::digest::Digest;
 use super::reference::Reference;
 use super::transport::{header, Payload, Transport};
+use crate::ui::transfers::Transfer;
 
 pub use super::transport::Connection;
 
@@ -26,6 +27,7 @@ const ATTEMPTS: u32 = 5;
 /// Every manifest type we push or read.
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
+#[derive(Clone)]
 pub struct Client {
     transport: Transport,
 }
@@ -76,26 +78,30 @@ impl Client {
     /// Uploads a blob from a file in one streamed PUT (the most widely accepted way). A PUT
     /// that breaks off leaves its upload session in an unknown state, so a retry starts a new
     /// session rather than repeating the PUT.
-    pub fn upload_blob(&mut self, digest: &Digest, path: &Path) -> Result<()> {
+    pub fn upload_blob(
+        &mut self,
+        digest: &Digest,
+        path: &Path,
+        shown: Option<&Transfer>,
+    ) -> Result<()> {
         let headers = [("Content-Type", "application/octet-stream")];
         let mut attempt = 0;
         loop {
             attempt += 1;
             let location = self.open_upload(digest)?;
             let url = with_digest(&location, digest);
-            let outcome = self.transport.send(
-                "PUT",
-                &url,
-                &headers,
-                Payload::File(path),
-                "upload a blob",
-                1,
-            );
+            let payload = match shown {
+                Some(transfer) => Payload::Shown(path, transfer),
+                None => Payload::File(path),
+            };
+            let outcome = self
+                .transport
+                .send("PUT", &url, &headers, payload, "upload a blob", 1);
             match outcome {
                 Ok(response) if matches!(response.status().as_u16(), 201 | 204) => return Ok(()),
                 // Too big for one request (a proxy's body limit): send it in chunks instead.
                 Ok(response) if response.status().as_u16() == 413 => {
-                    return self.upload_chunked(digest, path)
+                    return self.upload_chunked(digest, path, shown)
                 }
                 Ok(response)
                     if attempt < ATTEMPTS
@@ -115,8 +121,16 @@ impl Client {
 
     /// Uploads a blob in `PATCH` chunks (`Content-Range: first-last`, inclusive), following the
     /// newest `Location` after each, then closes the session with `PUT ?digest=`.
-    fn upload_chunked(&mut self, digest: &Digest, path: &Path) -> Result<()> {
+    fn upload_chunked(
+        &mut self,
+        digest: &Digest,
+        path: &Path,
+        shown: Option<&Transfer>,
+    ) -> Result<()> {
         use std::io::Read;
+        if let Some(transfer) = shown {
+            transfer.restart();
+        }
         let mut location = self.open_upload(digest)?;
         let mut file = File::open(path).map_err(|e| Error::io("read", path, e))?;
         let mut chunk = vec![0u8; CHUNK];
@@ -155,6 +169,9 @@ impl Client {
             }
             location = self.transport.location(&response)?;
             offset += filled as u64;
+            if let Some(transfer) = shown {
+                transfer.advance(filled as u64);
+            }
         }
         let url = with_digest(&location, digest);
         let response = self.transport.send(

@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,6 +17,7 @@ use ureq::{Agent, Body};
 use crate::error::{Error, Result};
 use crate::net::{self, retryable_error, retryable_status, tls_error};
 use crate::ui::printable;
+use crate::ui::transfers::Transfer;
 
 use super::auth::{parse_challenge, Challenge, Credential};
 use super::reference::Reference;
@@ -28,21 +30,40 @@ pub struct Connection {
     pub ca_file: Option<PathBuf>,
 }
 
+/// The `Authorization` header, and how many times it was set.
+#[derive(Default)]
+struct Authorization {
+    header: Option<String>,
+    generation: u64,
+}
+
+impl Authorization {
+    fn set(&mut self, header: String) {
+        self.header = Some(header);
+        self.generation += 1;
+    }
+}
+
 /// What a request sends; a file is reopened for each attempt.
 #[derive(Clone, Copy)]
 pub enum Payload<'a> {
     None,
     Bytes(&'a [u8]),
     File(&'a Path),
+    /// A file whose bytes are shown as they go (the length still set, from the file).
+    Shown(&'a Path, &'a Transfer),
 }
 
+/// Cloned for each upload thread: the clones share the agent's connection pool and the
+/// authorization, so an expired token is fetched again once, not once per thread.
+#[derive(Clone)]
 pub struct Transport {
     agent: Agent,
     /// `scheme://host[:port]` of the registry.
     pub base: String,
     pub reference: Reference,
     credential: Option<Credential>,
-    authorization: Option<String>,
+    authorization: Arc<Mutex<Authorization>>,
     /// Other repositories a token must also allow pulling from (mount sources).
     pull_from: Vec<String>,
 }
@@ -75,7 +96,7 @@ impl Transport {
             base: format!("{scheme}://{host}"),
             reference: reference.clone(),
             credential,
-            authorization: None,
+            authorization: Arc::default(),
             pull_from: Vec::new(),
         })
     }
@@ -83,7 +104,7 @@ impl Transport {
     /// Lets this client's tokens also pull from `repository` (to mount blobs from it).
     pub fn also_pull(&mut self, repository: &str) {
         self.pull_from.push(repository.to_string());
-        self.authorization = None;
+        self.authorization = Arc::default();
     }
 
     /// Streams `length` bytes from `source` in one PUT (a blob copied from another registry).
@@ -101,7 +122,7 @@ impl Transport {
             .header("Content-Type", "application/octet-stream")
             .header("Content-Length", &length);
         if let Some(authorization) = self.authorization_for(url) {
-            request = request.header("Authorization", authorization);
+            request = request.header("Authorization", &authorization);
         }
         request.send(ureq::SendBody::from_reader(source))
     }
@@ -109,9 +130,13 @@ impl Transport {
     /// The `Authorization` header for `url`: only when it is on the registry's own scheme,
     /// host and port, as Docker and containerd do. An upload `Location` on another host (a
     /// storage backend, or a hostile registry) gets no credential.
-    fn authorization_for(&self, url: &str) -> Option<&str> {
+    fn authorization_for(&self, url: &str) -> Option<String> {
         let same_origin = url == self.base || url.starts_with(&format!("{}/", self.base));
-        self.authorization.as_deref().filter(|_| same_origin)
+        self.auth().header.clone().filter(|_| same_origin)
+    }
+
+    fn auth(&self) -> std::sync::MutexGuard<'_, Authorization> {
+        self.authorization.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn location(&self, response: &Response<Body>) -> Result<String> {
@@ -149,9 +174,10 @@ impl Transport {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let generation = self.auth().generation;
             match self.send_once(method, url, headers, payload) {
                 Ok(response) if response.status().as_u16() == 401 && !authenticated_now => {
-                    self.authenticate(&response)?;
+                    self.authenticate(&response, generation)?;
                     authenticated_now = true;
                 }
                 Ok(response)
@@ -186,7 +212,8 @@ impl Transport {
         payload: Payload,
     ) -> std::result::Result<Response<Body>, ureq::Error> {
         let mut all: Vec<(&str, &str)> = headers.to_vec();
-        if let Some(authorization) = self.authorization_for(url) {
+        let authorization = self.authorization_for(url);
+        if let Some(authorization) = &authorization {
             all.push(("Authorization", authorization));
         }
         macro_rules! with_headers {
@@ -207,14 +234,29 @@ impl Transport {
                 let file = File::open(path).map_err(ureq::Error::Io)?;
                 with_headers!(self.agent.put(url)).send(file)
             }
+            ("PUT", Payload::Shown(path, transfer)) => {
+                let file = File::open(path).map_err(ureq::Error::Io)?;
+                let length = file.metadata().map_err(ureq::Error::Io)?.len().to_string();
+                transfer.restart();
+                let mut counted = transfer.reader(file);
+                with_headers!(self.agent.put(url))
+                    .header("Content-Length", &length)
+                    .send(ureq::SendBody::from_reader(&mut counted))
+            }
             ("PATCH", Payload::Bytes(bytes)) => with_headers!(self.agent.patch(url)).send(bytes),
             (_, Payload::Bytes(bytes)) => with_headers!(self.agent.post(url)).send(bytes),
-            (_, Payload::File(_)) => unreachable!("files are only PUT"),
+            (_, Payload::File(_) | Payload::Shown(..)) => unreachable!("files are only PUT"),
         }
     }
 
     /// Answers a 401 challenge: Basic with our credential, or a Bearer token from the realm.
-    fn authenticate(&mut self, response: &Response<Body>) -> Result<()> {
+    /// `seen` is the authorization the refused request went with: when another thread has
+    /// replaced it since, that one is used rather than fetching yet another.
+    fn authenticate(&self, response: &Response<Body>, seen: u64) -> Result<()> {
+        let mut auth = self.auth();
+        if auth.generation != seen {
+            return Ok(());
+        }
         let header = response
             .headers()
             .get("WWW-Authenticate")
@@ -226,12 +268,12 @@ impl Transport {
                     .credential
                     .as_ref()
                     .ok_or_else(|| self.no_credential())?;
-                self.authorization = Some(credential.basic_header());
+                auth.set(credential.basic_header());
                 Ok(())
             }
             Some(Challenge::Bearer { realm, service, .. }) => {
                 let token = self.fetch_token(&realm, service.as_deref())?;
-                self.authorization = Some(format!("Bearer {token}"));
+                auth.set(format!("Bearer {token}"));
                 Ok(())
             }
             None => Err(Error::failed(format!(

@@ -135,7 +135,7 @@ fn existing_layers(client: &mut Client, tag: &str) -> Result<Vec<Value>> {
 
 fn upload(client: &mut Client, store: &BlobStore, digest: &Digest) -> Result<()> {
     if !client.has_blob(digest)? {
-        client.upload_blob(digest, &store.path(digest))?;
+        client.upload_blob(digest, &store.path(digest), None)?;
     }
     Ok(())
 }

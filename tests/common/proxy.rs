@@ -26,11 +26,15 @@ pub enum Fault {
     /// Like a proxy with a body-size limit: a PUT with a larger body gets `413`. Every request
     /// is sent with `Connection: close`, so each arrives on a connection of its own.
     LimitBody(usize),
+    /// Forward, pausing this long after every 16 KiB to the registry: a slow link.
+    Slow(Duration),
 }
 
 pub struct Proxy {
     pub port: u16,
     pub faults: Arc<AtomicUsize>,
+    /// The most connections that were open at once.
+    pub most_open: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -42,7 +46,10 @@ impl Proxy {
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let faults = Arc::new(AtomicUsize::new(0));
+        let most_open = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
         let (stop_flag, fault_count) = (Arc::clone(&stop), Arc::clone(&faults));
+        let most = Arc::clone(&most_open);
         std::thread::spawn(move || {
             let mut n = 0;
             while !stop_flag.load(Ordering::Relaxed) {
@@ -51,16 +58,27 @@ impl Proxy {
                         client.set_nonblocking(false).unwrap();
                         let fault = plan(n);
                         n += 1;
-                        if !matches!(fault, Fault::Forward) {
+                        if !matches!(fault, Fault::Forward | Fault::Slow(_)) {
                             fault_count.fetch_add(1, Ordering::Relaxed);
                         }
-                        std::thread::spawn(move || serve(client, upstream, fault));
+                        let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        let open = Arc::clone(&open);
+                        std::thread::spawn(move || {
+                            serve(client, upstream, fault);
+                            open.fetch_sub(1, Ordering::SeqCst);
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Proxy { port, faults, stop }
+        Proxy {
+            port,
+            faults,
+            most_open,
+            stop,
+        }
     }
 
     pub fn host(&self) -> String {
@@ -86,6 +104,13 @@ fn serve(mut client: TcpStream, upstream: u16, fault: Fault) {
             let _ = client.shutdown(Shutdown::Both);
         }
         Fault::Forward => forward(client, upstream, &AtomicUsize::new(usize::MAX), Vec::new()),
+        Fault::Slow(pause) => forward_then(
+            client,
+            upstream,
+            &AtomicUsize::new(usize::MAX),
+            Vec::new(),
+            Empty::Pause(pause),
+        ),
         Fault::CutAfter(limit) => forward(client, upstream, &AtomicUsize::new(limit), Vec::new()),
         Fault::Budget(budget) => forward(client, upstream, &budget, Vec::new()),
         Fault::Stall(budget) => forward_then(client, upstream, &budget, Vec::new(), Empty::Stall),
@@ -126,11 +151,12 @@ fn limit_body(mut client: TcpStream, upstream: u16, max: usize) {
     forward(client, upstream, &AtomicUsize::new(usize::MAX), head)
 }
 
-/// What happens when the byte budget runs out.
+/// What happens when the byte budget runs out (or, for `Pause`, after every read).
 #[derive(Clone, Copy, PartialEq)]
 enum Empty {
     Cut,
     Stall,
+    Pause(Duration),
 }
 
 /// Forwards both ways, `first` (already read from the client) ahead of the rest, while the
@@ -175,6 +201,9 @@ fn forward_then(
             .min(n);
         if server_write.write_all(&buf[..granted]).is_err() {
             break;
+        }
+        if let Empty::Pause(pause) = empty {
+            std::thread::sleep(pause);
         }
         if granted < n {
             if empty == Empty::Stall {

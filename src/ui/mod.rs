@@ -7,6 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::env::Env;
 
+pub mod transfers;
+
 #[derive(Clone, Copy, Debug)]
 pub struct Ui {
     tty: bool,
@@ -37,6 +39,11 @@ impl Ui {
             eprintln!("{}", section_end(name));
         }
         result
+    }
+
+    /// Progress of `count` uploads of `total` bytes that may run at once.
+    pub fn transfers(&self, label: &str, total: u64, count: usize) -> transfers::Transfers {
+        transfers::Transfers::new(label, total, count, self.tty)
     }
 
     pub fn progress(&self, label: &str) -> Progress {

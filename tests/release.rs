@@ -241,11 +241,11 @@ fn readme_first_command_works() {
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let command = readme
         .lines()
-        .find(|l| l.starts_with("cargo run"))
-        .expect("README has a `cargo run` command");
+        .find(|l| l.starts_with("cargo build --release && target/release/tagpilot "))
+        .expect("README has a `cargo build --release && target/release/tagpilot …` command");
     let args: Vec<&str> = command
-        .split_once(" -- ")
-        .expect("`cargo run ... -- ARGS`")
+        .split_once("target/release/tagpilot ")
+        .expect("`… target/release/tagpilot ARGS`")
         .1
         .split_whitespace()
         .collect();

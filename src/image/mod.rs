@@ -65,24 +65,7 @@ pub struct Built {
     pub artifacts: Vec<artifacts::ArtifactRecord>,
     /// tagpilot's own supervisor, when the image has it (`binary: provided`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub supervisor: Option<SupervisorRecord>,
-}
-
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct SupervisorRecord {
-    /// Where it is in the image: the entrypoint.
-    pub binary: String,
-    /// Its layer in each platform's image (the first after the base).
-    pub layers: Vec<ProvidedLayer>,
-}
-
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct ProvidedLayer {
-    pub platform: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    pub digest: String,
-    pub size: u64,
+    pub supervisor: Option<provided::SupervisorRecord>,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -148,64 +131,24 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
         added.push(layers::artifacts(image, &collected, &store)?);
     }
     let mut recipe = config::recipe(image, inputs.target, base_digest.as_deref(), inputs.env);
-    // tagpilot's own supervisor: one layer per platform, first after the base (it is the
-    // same in every release, so it stays cached on the nodes).
-    let mut provided_layers = Vec::new();
-    if let Some((spec, bytes, loaded)) = &supervisor {
-        added.push(layers::supervisor(image, spec, bytes, &placement, &store)?);
-        recipe
-            .env
-            .push(("CONTAINERPILOT".into(), spec.path.value.clone()));
-        if spec.provided() {
-            let targets: Vec<Platform> = bases.iter().map(|b| b.platform.clone()).collect();
-            for binary in provided::find(spec, &targets, inputs.root)? {
-                let layer = provided::layer(image, &binary, &store)?;
-                provided_layers.push((binary, layer));
-            }
-            recipe.entrypoint = Some(vec![provided::BINARY.into()]);
-            if spec.healthcheck {
-                recipe.healthcheck = config::healthcheck(loaded);
-            }
-        } else {
-            recipe.entrypoint = Some(vec![spec.binary.value.clone()]);
-        }
-    }
+    let provided = match &supervisor {
+        Some(supervisor) => add_supervisor(
+            inputs,
+            supervisor,
+            (&bases, &placement, &store),
+            &mut added,
+            &mut recipe,
+        )?,
+        None => provided::Provided::default(),
+    };
 
     let manifests = bases
         .iter()
         .map(|base| {
-            let mut layers = added.clone();
-            let mut recipe = recipe.clone();
-            if let Some((binary, layer)) = provided_layers
-                .iter()
-                .find(|(b, _)| b.platform == base.platform)
-            {
-                layers.insert(0, layer.clone());
-                recipe.annotations.insert(
-                    "org.tagpilot.supervisor.layer".into(),
-                    layer.0.digest.to_string(),
-                );
-                if let Some(version) = &binary.version {
-                    recipe
-                        .annotations
-                        .insert("org.tagpilot.supervisor.version".into(), version.clone());
-                }
-            }
+            let (layers, recipe) = provided.apply(base, &added, &recipe);
             assemble(&store, base, &layers, &recipe)
         })
         .collect::<Result<Vec<_>>>()?;
-    let supervisor_record = (!provided_layers.is_empty()).then(|| SupervisorRecord {
-        binary: provided::BINARY.into(),
-        layers: provided_layers
-            .iter()
-            .map(|(binary, (layer, _))| ProvidedLayer {
-                platform: binary.platform.to_string(),
-                version: binary.version.clone(),
-                digest: layer.digest.to_string(),
-                size: layer.size,
-            })
-            .collect(),
-    });
     let top = top_document(&store, bases[0].family, manifests, &recipe.annotations)?;
     layout::publish(layout_dir, &top, &tags)?;
     Ok(Built {
@@ -226,8 +169,37 @@ pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
             })
             .collect(),
         artifacts: collected.into_iter().map(|c| c.record).collect(),
-        supervisor: supervisor_record,
+        supervisor: provided.record(),
     })
+}
+
+/// The supervisor config's layer and the settings that start it; tagpilot's own supervisor,
+/// per platform, when the spec has it provided.
+fn add_supervisor(
+    inputs: &Inputs,
+    (spec, bytes, loaded): &(
+        &crate::spec::image::SupervisorSpec,
+        Vec<u8>,
+        Option<crate::supervisor::Config>,
+    ),
+    (bases, placement, store): (&[BaseImage], &layers::Placement, &BlobStore),
+    added: &mut Vec<layers::Added>,
+    recipe: &mut crate::oci::image::Recipe,
+) -> Result<provided::Provided> {
+    let image = inputs.image;
+    added.push(layers::supervisor(image, spec, bytes, placement, store)?);
+    recipe
+        .env
+        .push(("CONTAINERPILOT".into(), spec.path.value.clone()));
+    if !spec.provided() {
+        recipe.entrypoint = Some(vec![spec.binary.value.clone()]);
+        return Ok(provided::Provided::default());
+    }
+    recipe.entrypoint = Some(vec![provided::BINARY.into()]);
+    if spec.healthcheck {
+        recipe.healthcheck = config::healthcheck(loaded);
+    }
+    provided::Provided::build(spec, bases, inputs.root, image, store)
 }
 
 /// The document the tags name: the only manifest, or an index of one per platform.

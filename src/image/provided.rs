@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::archive::{append, append_file, append_prefix_folders, write_failed, Normal};
 use crate::error::{Error, Result};
 use crate::oci::blobs::BlobStore;
+use crate::oci::image::{BaseImage, Recipe};
 use crate::oci::Platform;
 use crate::source::{Content, Entry, EntryKind};
 use crate::spec::image::{ImageSpec, SupervisorSpec};
@@ -205,4 +206,95 @@ pub fn layer(image: &ImageSpec, binary: &Binary, store: &BlobStore) -> Result<Ad
             binary.platform
         ),
     ))
+}
+
+/// The supervisor's layer for each platform of an image.
+#[derive(Default)]
+pub struct Provided {
+    layers: Vec<(Binary, Added)>,
+}
+
+impl Provided {
+    /// The binary and layer for each base's platform.
+    pub fn build(
+        spec: &SupervisorSpec,
+        bases: &[BaseImage],
+        root: &Path,
+        image: &ImageSpec,
+        store: &BlobStore,
+    ) -> Result<Provided> {
+        let platforms: Vec<Platform> = bases.iter().map(|b| b.platform.clone()).collect();
+        let layers = find(spec, &platforms, root)?
+            .into_iter()
+            .map(|binary| {
+                let layer = layer(image, &binary, store)?;
+                Ok((binary, layer))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Provided { layers })
+    }
+
+    /// One platform's layers and settings: the supervisor's layer first after the base (it is
+    /// the same in every release, so it stays cached on the nodes), and the annotations that
+    /// name it.
+    pub fn apply(
+        &self,
+        base: &BaseImage,
+        added: &[Added],
+        recipe: &Recipe,
+    ) -> (Vec<Added>, Recipe) {
+        let mut layers = added.to_vec();
+        let mut recipe = recipe.clone();
+        if let Some((binary, layer)) = self
+            .layers
+            .iter()
+            .find(|(b, _)| b.platform == base.platform)
+        {
+            layers.insert(0, layer.clone());
+            recipe.annotations.insert(
+                "org.tagpilot.supervisor.layer".into(),
+                layer.0.digest.to_string(),
+            );
+            if let Some(version) = &binary.version {
+                recipe
+                    .annotations
+                    .insert("org.tagpilot.supervisor.version".into(), version.clone());
+            }
+        }
+        (layers, recipe)
+    }
+
+    /// What the release record says of it.
+    pub fn record(&self) -> Option<SupervisorRecord> {
+        (!self.layers.is_empty()).then(|| SupervisorRecord {
+            binary: BINARY.into(),
+            layers: self
+                .layers
+                .iter()
+                .map(|(binary, (layer, _))| ProvidedLayer {
+                    platform: binary.platform.to_string(),
+                    version: binary.version.clone(),
+                    digest: layer.digest.to_string(),
+                    size: layer.size,
+                })
+                .collect(),
+        })
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SupervisorRecord {
+    /// Where it is in the image: the entrypoint.
+    pub binary: String,
+    /// Its layer in each platform's image (the first after the base).
+    pub layers: Vec<ProvidedLayer>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ProvidedLayer {
+    pub platform: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub digest: String,
+    pub size: u64,
 }

@@ -217,62 +217,13 @@ fn client_main(flags: &Flags, path: Option<&str>, env: &BTreeMap<String, String>
         .map(|c| c.control.socket)
         .unwrap_or_else(|| "/var/run/containerpilot.socket".into());
     let socket = std::path::Path::new(&socket);
-    let pairs = |items: &[String], numbers: bool| -> Result<serde_json::Value, String> {
-        let mut object = serde_json::Map::new();
-        for item in items {
-            let (k, v) = item
-                .split_once('=')
-                .ok_or(format!("{item:?}: expected key=value"))?;
-            let value = if numbers {
-                json!(v
-                    .parse::<f64>()
-                    .map_err(|_| format!("{item:?}: the value is not a number"))?)
-            } else {
-                json!(v)
-            };
-            object.insert(k.to_string(), value);
+    let calls = match client_calls(flags) {
+        Ok(calls) => calls,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
         }
-        Ok(serde_json::Value::Object(object))
     };
-    let mut calls: Vec<(&str, String, Option<serde_json::Value>)> = Vec::new();
-    let built: Result<(), String> = (|| {
-        if !flags.putenv.is_empty() {
-            calls.push((
-                "POST",
-                "/v3/environ".into(),
-                Some(pairs(&flags.putenv, false)?),
-            ));
-        }
-        if !flags.putmetric.is_empty() {
-            calls.push((
-                "POST",
-                "/v3/metric".into(),
-                Some(pairs(&flags.putmetric, true)?),
-            ));
-        }
-        if let Some(mode) = &flags.maintenance {
-            if mode != "enable" && mode != "disable" {
-                return Err(format!(
-                    "-maintenance takes enable or disable, not {mode:?}"
-                ));
-            }
-            calls.push(("POST", format!("/v3/maintenance/{mode}"), None));
-        }
-        if flags.reload {
-            calls.push(("POST", "/v3/reload".into(), None));
-        }
-        if flags.ping {
-            calls.push(("GET", "/v3/ping".into(), None));
-        }
-        if flags.health {
-            calls.push(("GET", "/v3/health".into(), None));
-        }
-        Ok(())
-    })();
-    if let Err(e) = built {
-        eprintln!("{e}");
-        return 2;
-    }
     for (method, path, body) in calls {
         match control::request(socket, method, &path, body.as_ref()) {
             Ok((200, body)) => print!("{body}"),
@@ -295,4 +246,63 @@ fn client_main(flags: &Flags, path: Option<&str>, env: &BTreeMap<String, String>
         }
     }
     0
+}
+
+/// A control request: method, path and JSON body.
+type Call = (&'static str, String, Option<serde_json::Value>);
+
+/// The requests the client flags ask for, in the order ContainerPilot sends them.
+fn client_calls(flags: &Flags) -> Result<Vec<Call>, String> {
+    let mut calls: Vec<Call> = Vec::new();
+    if !flags.putenv.is_empty() {
+        calls.push((
+            "POST",
+            "/v3/environ".into(),
+            Some(pairs(&flags.putenv, false)?),
+        ));
+    }
+    if !flags.putmetric.is_empty() {
+        calls.push((
+            "POST",
+            "/v3/metric".into(),
+            Some(pairs(&flags.putmetric, true)?),
+        ));
+    }
+    if let Some(mode) = &flags.maintenance {
+        if mode != "enable" && mode != "disable" {
+            return Err(format!(
+                "-maintenance takes enable or disable, not {mode:?}"
+            ));
+        }
+        calls.push(("POST", format!("/v3/maintenance/{mode}"), None));
+    }
+    if flags.reload {
+        calls.push(("POST", "/v3/reload".into(), None));
+    }
+    if flags.ping {
+        calls.push(("GET", "/v3/ping".into(), None));
+    }
+    if flags.health {
+        calls.push(("GET", "/v3/health".into(), None));
+    }
+    Ok(calls)
+}
+
+/// `K=V` flags as a JSON object; with `numbers`, each value must be one.
+fn pairs(items: &[String], numbers: bool) -> Result<serde_json::Value, String> {
+    let mut object = serde_json::Map::new();
+    for item in items {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or(format!("{item:?}: expected key=value"))?;
+        let value = if numbers {
+            json!(v
+                .parse::<f64>()
+                .map_err(|_| format!("{item:?}: the value is not a number"))?)
+        } else {
+            json!(v)
+        };
+        object.insert(k.to_string(), value);
+    }
+    Ok(serde_json::Value::Object(object))
 }

@@ -122,20 +122,10 @@ fn job(path: &str, value: &Value) -> Result<Job, Issue> {
     let exec = exec.map_err(|m| fail(format!("{label}.exec: {m}")))?;
 
     let (enable_tag_override, deregister) = match consul {
-        Some(mut c) => {
-            let eto = c.bool("enableTagOverride")?.unwrap_or(false);
-            let dcsa = c
-                .string("deregisterCriticalServiceAfter")?
-                .unwrap_or_default();
-            c.finish()?;
-            (eto, Some(dcsa))
-        }
+        Some(c) => job_consul(c)?,
         None => (false, None),
     };
-    let raw_logging = match logging {
-        Some(l) => raw(l)?,
-        None => false,
-    };
+    let raw_logging = logging.map(raw).transpose()?.unwrap_or(false);
     let health = health.map(|h| health_check(h, &label)).transpose()?;
     let (when, when_timeout) = match when {
         Some(w) => when_clause(w, &label)?,
@@ -155,42 +145,15 @@ fn job(path: &str, value: &Value) -> Result<Job, Issue> {
         .transpose()
         .map_err(fail)?;
 
-    let is_service = port.is_some_and(|p| p != 0);
-    let mut interfaces_list = Vec::new();
-    if is_service {
-        if !is_service_name(&name) {
-            return Err(fail(format!(
-                "{label}: service names must be alphanumeric with dashes to comply with service discovery (`^[a-z][a-zA-Z0-9-]+$`)"
-            )));
-        }
-        if health.is_none() && name != "containerpilot" {
-            return Err(fail(format!("{label}.health must be set if 'port' is set")));
-        }
-        if let Some(status) = &initial_status {
-            if !["passing", "warning", "critical"].contains(&status.as_str()) {
-                return Err(fail(format!(
-                    "{label}.initialStatus must be one of 'passing', 'warning' or 'critical'"
-                )));
-            }
-        }
-        if let Some(dcsa) = &deregister {
-            if !is_plain_go_duration(dcsa) {
-                return Err(fail(format!(
-                    "unable to parse {label}.consul.deregisterCriticalServiceAfter: invalid duration {dcsa:?} (a Go duration with a unit, such as \"10m\")"
-                )));
-            }
-        }
-        interfaces_list = interfaces(interfaces_value).map_err(fail)?;
-    }
-    Ok(Job {
+    let mut job = Job {
         name,
         exec,
         port,
         initial_status,
-        interfaces: interfaces_list,
+        interfaces: Vec::new(),
         tags,
         enable_tag_override,
-        deregister_critical_service_after: deregister.filter(|d| !d.is_empty()),
+        deregister_critical_service_after: deregister.clone().filter(|d| !d.is_empty()),
         health,
         raw_logging,
         when,
@@ -198,7 +161,40 @@ fn job(path: &str, value: &Value) -> Result<Job, Issue> {
         timeout,
         restarts,
         stop_timeout,
-    })
+    };
+    if job.is_service() {
+        job.interfaces = service_checks(&job, deregister.as_deref(), interfaces_value)
+            .map_err(|message| fail(format!("{label}{message}")))?;
+    }
+    Ok(job)
+}
+
+/// What ContainerPilot checks of a job with a port; its interface specs. Messages start
+/// after the job's label.
+fn service_checks(
+    job: &Job,
+    deregister: Option<&str>,
+    interfaces_value: Option<&Value>,
+) -> Result<Vec<InterfaceSpec>, String> {
+    if !is_service_name(&job.name) {
+        return Err(": service names must be alphanumeric with dashes to comply with service discovery (`^[a-z][a-zA-Z0-9-]+$`)".into());
+    }
+    if job.health.is_none() && job.name != "containerpilot" {
+        return Err(".health must be set if 'port' is set".into());
+    }
+    if let Some(status) = &job.initial_status {
+        if !["passing", "warning", "critical"].contains(&status.as_str()) {
+            return Err(".initialStatus must be one of 'passing', 'warning' or 'critical'".into());
+        }
+    }
+    if let Some(dcsa) = deregister {
+        if !is_plain_go_duration(dcsa) {
+            return Err(format!(
+                ".consul.deregisterCriticalServiceAfter: invalid duration {dcsa:?} (a Go duration with a unit, such as \"10m\")"
+            ));
+        }
+    }
+    interfaces(interfaces_value).map_err(|e| format!(".interfaces: {e}"))
 }
 
 /// Go's `time.ParseDuration`, which (unlike ContainerPilot's timeouts) wants a unit.
@@ -212,6 +208,17 @@ pub fn is_service_name(name: &str) -> bool {
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && name.len() >= 2
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// A job's `consul` block: `enableTagOverride`, and `deregisterCriticalServiceAfter` as
+/// given (an empty one is checked, and refused, for a service).
+fn job_consul(mut consul: Obj) -> Result<(bool, Option<String>), Issue> {
+    let eto = consul.bool("enableTagOverride")?.unwrap_or(false);
+    let dcsa = consul
+        .string("deregisterCriticalServiceAfter")?
+        .unwrap_or_default();
+    consul.finish()?;
+    Ok((eto, Some(dcsa)))
 }
 
 fn raw(mut logging: Obj) -> Result<bool, Issue> {

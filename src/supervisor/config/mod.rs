@@ -198,35 +198,12 @@ impl Config {
         let logging = get("logging")
             .and_then(|v| note(&mut issues, services::logging(v)))
             .unwrap_or_default();
-        let mut stop_timeout = Duration::from_secs(5);
-        if let Some(value) = get("stopTimeout") {
-            match decode::weak_int(value) {
-                Some(s) if s > 0 => stop_timeout = Duration::from_secs(s as u64),
-                Some(_) => {}
-                None => issues.push(Issue {
-                    path: "stopTimeout".into(),
-                    message: format!(
-                        "cannot parse {value} as int: whole seconds, without a unit such as \"10s\""
-                    ),
-                }),
-            }
-        }
-        let jobs = match get("jobs").map(jobs::jobs) {
-            Some(Err(mut found)) => {
-                issues.append(&mut found);
-                Vec::new()
-            }
-            Some(Ok(list)) => list,
-            None => Vec::new(),
-        };
-        let watches = match get("watches").map(services::watches) {
-            Some(Err(mut found)) => {
-                issues.append(&mut found);
-                Vec::new()
-            }
-            Some(Ok(list)) => list,
-            None => Vec::new(),
-        };
+        let stop_timeout = get("stopTimeout")
+            .and_then(|v| note(&mut issues, stop_timeout(v)))
+            .unwrap_or(Duration::from_secs(5));
+        let jobs = get("jobs").map_or_else(Vec::new, |v| notes(&mut issues, jobs::jobs(v)));
+        let watches =
+            get("watches").map_or_else(Vec::new, |v| notes(&mut issues, services::watches(v)));
         let control = get("control")
             .and_then(|v| note(&mut issues, services::control(v)))
             .unwrap_or_default();
@@ -287,6 +264,28 @@ impl Config {
 /// The value of a result, with its error noted instead.
 fn note<T>(issues: &mut Vec<Issue>, result: Result<T, Issue>) -> Option<T> {
     result.map_err(|issue| issues.push(issue)).ok()
+}
+
+/// A list's items, or none with every item's problem noted.
+fn notes<T>(issues: &mut Vec<Issue>, result: Result<Vec<T>, Vec<Issue>>) -> Vec<T> {
+    result.unwrap_or_else(|mut found| {
+        issues.append(&mut found);
+        Vec::new()
+    })
+}
+
+/// The top-level `stopTimeout`: whole seconds (0 or less keeps the default, 5).
+fn stop_timeout(value: &serde_json::Value) -> Result<Duration, Issue> {
+    match decode::weak_int(value) {
+        Some(s) if s > 0 => Ok(Duration::from_secs(s as u64)),
+        Some(_) => Ok(Duration::from_secs(5)),
+        None => Err(Issue {
+            path: "stopTimeout".into(),
+            message: format!(
+                "cannot parse {value} as int: whole seconds, without a unit such as \"10s\""
+            ),
+        }),
+    }
 }
 
 /// The line an issue is about: for unknown keys, the first of them after the line of what

@@ -26,7 +26,8 @@ source "$(dirname "$0")/lib.sh"
 [ -d "$bench/large" ] || python3 "$root/fixtures/make-large-repo.py" "$bench/large" 1024
 
 start_registry image
-# Pushes go through a counting proxy; base pulls go to the registry itself.
+# Everything goes through a counting proxy (one registry host for all, so each tool may mount
+# the base's layers): it counts what the tools send, which is what they upload.
 upstream=${registry##*:}
 proxy_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 "$root/bench/count_proxy.py" "$proxy_port" "$upstream" "$bench/uploaded" &
@@ -49,7 +50,7 @@ shell_release() { # repo tag run
   local repo=$1 tag=$2 n=$3 work=$bench/shell-work
   rm -rf "$work" && mkdir -p "$work"
   git -C "$repo" archive --format=tar --prefix=dirac/ "$tag" | gzip -n >"$work/dirac.tar.gz"
-  skopeo copy --quiet --src-tls-verify=false "docker://$registry/base/debian:12" "oci:$work/layout:base"
+  skopeo copy --quiet --src-tls-verify=false "docker://$pushto/base/debian:12" "oci:$work/layout:base"
   umoci unpack --rootless --image "$work/layout:base" "$work/bundle"
   mkdir -p "$work/bundle/rootfs/opt/dirac" "$work/bundle/rootfs/etc"
   tar -xzf "$work/dirac.tar.gz" -C "$work/bundle/rootfs/opt/dirac" --strip-components=1
@@ -68,7 +69,7 @@ buildah_release() { # repo tag run
   git -C "$repo" archive --format=tar --prefix=dirac/ "$tag" | gzip -n >"$work/ctx/dirac.tar.gz"
   cp "$root/images/dirac/containerpilot.json5" "$work/ctx/containerpilot.json5"
   cat >"$work/ctx/Containerfile" <<DOCKERFILE
-FROM $registry/base/debian:12
+FROM $pushto/base/debian:12
 ADD dirac.tar.gz /opt/
 COPY containerpilot.json5 /etc/containerpilot.json5
 ENV CONTAINERPILOT=/etc/containerpilot.json5 DIRAC_ROOT=/opt/dirac
@@ -88,7 +89,7 @@ name: dirac
 tarball: { prefix: "dirac/" }
 image:
   repository: $pushto/tagpilot/dirac-$n
-  base: $registry/base/debian:12
+  base: $pushto/base/debian:12
   install_path: /opt/dirac
   env: { DIRAC_ROOT: /opt/dirac }
   supervisor:

@@ -83,6 +83,7 @@ fn dirac_image_read_back_by_skopeo_and_umoci() {
     let provided = &record["image"]["supervisor"]["layers"][0];
     assert_eq!(inspect["Layers"][0], provided["digest"], "{record}");
     assert_eq!(provided["platform"], "linux/amd64");
+    assert_eq!(provided["version"], env!("CARGO_PKG_VERSION"));
     let raw = skopeo_json(&["--raw"], &reference);
     assert_eq!(
         raw["annotations"]["org.tagpilot.supervisor.layer"],

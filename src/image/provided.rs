@@ -91,8 +91,10 @@ fn version_of(binary: &Path) -> Option<String> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
+    // "Version: 0.1.0 (tagpilot-supervisor, …)": the version alone.
     let line = text.lines().next()?.trim();
-    Some(line.strip_prefix("Version: ").unwrap_or(line).to_string())
+    let version = line.strip_prefix("Version: ").unwrap_or(line);
+    version.split_whitespace().next().map(String::from)
 }
 
 /// ELF `e_machine` for a platform's architecture.

@@ -78,8 +78,18 @@ pub fn build(
     );
     ui.section("image", &title, || {
         let built = image::build(&inputs, layout, ui)?;
+        let supervisor = match &built.supervisor {
+            Some(s) => format!(
+                ", and that of tagpilot-supervisor {}",
+                s.layers[0]
+                    .version
+                    .as_deref()
+                    .unwrap_or("(version unknown)")
+            ),
+            None => String::new(),
+        };
         ui.info(&format!(
-            "image {} for {} ({} layers added), tags {}",
+            "image {} for {} ({} layers added{supervisor}), tags {}",
             built.digest,
             built.platforms.join(", "),
             built.layers.len(),

@@ -333,6 +333,62 @@ fn multi_platform_base_gives_an_index() {
         "has no linux/s390x image; it offers linux/amd64, linux/arm64/v8",
     );
     assert!(!out.exists(), "nothing written for a bad base");
+
+    // tagpilot's own supervisor on both platforms: each needs a binary for its CPU.
+    let with_supervisor = |binaries: &str| {
+        let spec = work.path().join("supervised.yaml");
+        std::fs::write(
+            &spec,
+            format!(
+                "name: dirac\nversion: {{ scheme: dirac }}\nimage:\n  base: oci-layout:{}:base\n  install_path: /opt/dirac\n  supervisor:\n    binaries: {{ {binaries} }}\n    config: {{ consul: \"localhost:8500\", jobs: [{{ name: app, exec: run }}] }}\n",
+                work.path().join("base").display()
+            ),
+        )
+        .unwrap();
+        spec
+    };
+    let out = work.path().join("supervised");
+    build_image(&repo, &with_supervisor(""), "v8r2p44", &out).fails_with(
+        2,
+        "the image is for linux/arm64/v8, and no tagpilot-supervisor for linux/arm64/v8 is given",
+    );
+    // The amd64 binary named for arm64: refused, never shipped to the other CPU.
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_tagpilot-supervisor"),
+        repo.join("supervisor-amd64"),
+    )
+    .unwrap();
+    build_image(
+        &repo,
+        &with_supervisor("linux/arm64/v8: supervisor-amd64"),
+        "v8r2p44",
+        &out,
+    )
+    .fails_with(2, "but the image is for linux/arm64/v8 (machine 183)");
+    assert!(!out.exists(), "nothing written");
+    // An arm64 ELF (its header alone) is taken for arm64; amd64 gets the one next to tagpilot.
+    let mut arm64 = vec![0u8; 64];
+    arm64[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    arm64[18..20].copy_from_slice(&183u16.to_le_bytes());
+    std::fs::write(repo.join("supervisor-arm64"), &arm64).unwrap();
+    let built = build_image(
+        &repo,
+        &with_supervisor("linux/arm64/v8: supervisor-arm64"),
+        "v8r2p44",
+        &out,
+    )
+    .ok();
+    let record: Value = serde_json::from_str(&built.stdout).unwrap();
+    let layers = record["image"]["supervisor"]["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2, "{record}");
+    assert_ne!(layers[0]["digest"], layers[1]["digest"]);
+    for (arch, layer) in [("amd64", &layers[0]), ("arm64", &layers[1])] {
+        let inspect = skopeo_json(
+            &["--override-arch", arch],
+            &format!("oci:{}:8.2.44", out.display()),
+        );
+        assert_eq!(inspect["Layers"][1], layer["digest"], "{arch}: {inspect}");
+    }
 }
 
 #[test]

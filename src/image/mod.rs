@@ -94,8 +94,19 @@ pub struct Inputs<'a> {
 }
 
 /// Builds the image into the layout at `layout_dir`, in phases: check the inputs, pin the
-/// base, make the layers, write the config and manifests, tag them in the layout.
+/// base, make the layers, write the config and manifests, tag them in the layout. A layout
+/// this build made is removed again when it fails (a bad supervisor binary is found only
+/// once the base, and so the platforms, are known).
 pub fn build(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
+    let made_here = !layout_dir.exists();
+    let built = build_into(inputs, layout_dir, ui);
+    if built.is_err() && made_here {
+        let _ = std::fs::remove_dir_all(layout_dir);
+    }
+    built
+}
+
+fn build_into(inputs: &Inputs, layout_dir: &Path, ui: &Ui) -> Result<Built> {
     let image = inputs.image;
     let platforms = image
         .platforms

@@ -43,36 +43,16 @@ pub fn attest(
         .next()
         .unwrap_or(&pushed.reference)
         .to_string();
-    let files = image_files(job, spec)?;
-    let documents = [
-        (
-            attest::PROVENANCE,
-            "provenance.json",
-            attest::statement(
-                &repository,
-                &built.digest,
-                attest::PROVENANCE,
-                attest::provenance(&origin, built),
-            ),
-        ),
-        (
-            attest::SPDX,
-            "sbom.spdx.json",
-            attest::statement(
-                &repository,
-                &built.digest,
-                attest::SPDX,
-                attest::sbom(&origin, built, &files),
-            ),
-        ),
-    ];
+    let documents = documents(&origin, built, &repository, &image_files(job, spec)?);
     let mut written = write_documents(job, &documents)?;
     let Some(key) = key else {
         return Ok(written);
     };
     let envelopes: Vec<(&str, Vec<u8>)> = documents
         .iter()
-        .map(|(predicate_type, _, statement)| (*predicate_type, attest::envelope(statement, key)))
+        .map(|(predicate_type, _, _, statement)| {
+            (*predicate_type, attest::envelope(statement, key))
+        })
         .collect();
     let stored = crate::signing::attest::attach(built, spec, env, &envelopes, key)?;
     let at = format!(
@@ -91,19 +71,49 @@ pub fn attest(
     Ok(written)
 }
 
-/// Writes each document to the output folder. The SBOM file is the SPDX document itself; the
-/// provenance is its whole Statement.
-fn write_documents(
-    job: &Job,
-    documents: &[(&str, &str, serde_json::Value)],
-) -> Result<Vec<Attestation>> {
+/// A document: its predicate type, file name, what the file holds, the statement's bytes.
+type Document = (&'static str, &'static str, String, Vec<u8>);
+
+/// The provenance and the SBOM. The SBOM file is the SPDX document itself; the provenance
+/// file is its whole Statement.
+fn documents(origin: &Origin, built: &Built, repository: &str, files: &[File]) -> [Document; 2] {
+    let provenance = attest::statement(
+        repository,
+        &built.digest,
+        attest::PROVENANCE,
+        attest::provenance(origin, built),
+    );
+    let sbom = attest::statement(
+        repository,
+        &built.digest,
+        attest::SPDX,
+        attest::sbom(origin, built, files),
+    );
+    [
+        (
+            attest::PROVENANCE,
+            "provenance.json",
+            pretty(&provenance),
+            serde_json::to_vec(&provenance).expect("a statement is JSON"),
+        ),
+        (
+            attest::SPDX,
+            "sbom.spdx.json",
+            pretty(&sbom.predicate),
+            serde_json::to_vec(&sbom).expect("a statement is JSON"),
+        ),
+    ]
+}
+
+/// A document as the output folder holds it: pretty JSON with a final newline.
+fn pretty<T: serde::Serialize>(document: &T) -> String {
+    serde_json::to_string_pretty(document).expect("a document is JSON") + "\n"
+}
+
+/// Writes each document's text to the output folder.
+fn write_documents(job: &Job, documents: &[Document]) -> Result<Vec<Attestation>> {
     let mut written = Vec::new();
-    for (predicate_type, file, statement) in documents {
-        let document = match *predicate_type {
-            attest::SPDX => &statement["predicate"],
-            _ => statement,
-        };
-        let text = serde_json::to_string_pretty(document).expect("a document is JSON") + "\n";
+    for (predicate_type, file, text, _) in documents {
         let path = job.out.join(file);
         crate::fsutil::write_atomic(&path, text.as_bytes())?;
         written.push(Attestation {

@@ -3,7 +3,7 @@
 
 pub mod api;
 pub mod retry;
-pub mod unix;
+mod unix;
 
 use std::path::Path;
 use std::sync::Arc;

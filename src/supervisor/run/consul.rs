@@ -1,26 +1,28 @@
 //! The Consul agent API, the calls ContainerPilot makes: register a service with a TTL check,
 //! pass the check, deregister, and list the passing instances of a service.
 //!
-//! Calls are short (2 s to connect, 5 s for the answer) and made from the supervisor's core,
-//! so the order of registrations and events stays the order ContainerPilot has.
+//! Calls go through tagpilot's one API client (`net::api::Api`: HTTP(S) or a unix socket),
+//! each sent once with a 5 s deadline from the supervisor's core, so the order of
+//! registrations and events stays the order ContainerPilot has; a failed call is made again
+//! at the next check or poll.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::net::api::{Api, Hints};
 use crate::supervisor::config::Consul;
 
 pub struct Agent {
-    base: Target,
-    token: String,
-    http: ureq::Agent,
+    api: Api,
 }
 
-enum Target {
-    Http(String),
-    Unix(std::path::PathBuf),
-}
+const HINTS: Hints = Hints {
+    credential: "Check consul.token in the supervisor config, or CONSUL_HTTP_TOKEN",
+    tls: "Check consul.tls (cafile, clientcert, clientkey), or CONSUL_CACERT",
+    forbidden: "The token may not change this service",
+};
 
 /// One passing instance of a watched service.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -96,71 +98,38 @@ impl Agent {
             );
         }
         tls.skip_verify = c.is_some_and(|t| !t.verify);
-        let base = match scheme.as_str() {
-            "unix" => Target::Unix(address.into()),
-            "http" | "https" => Target::Http(format!("{scheme}://{address}")),
+        let api = match scheme.as_str() {
+            "unix" => Api::unix("Consul", address.into()),
+            "http" | "https" => Api::http("Consul", &format!("{scheme}://{address}"), tls),
             other => return Err(format!("Unknown protocol scheme: {other}")),
         };
-        let http = crate::net::agent(tls, Duration::from_secs(5), crate::net::Redirects::Refuse);
-        Ok(Agent { base, token, http })
+        let mut api = api.with_deadline(Duration::from_secs(5)).with_hints(HINTS);
+        if !token.is_empty() {
+            let from = if config.token.is_empty() {
+                "CONSUL_HTTP_TOKEN"
+            } else {
+                "consul.token"
+            };
+            api = api.with_credential("X-Consul-Token", token, from);
+        }
+        Ok(Agent { api })
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Vec<u8>, String> {
-        let payload = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let mut headers = Vec::new();
-        if !self.token.is_empty() {
-            headers.push(("X-Consul-Token", self.token.as_str()));
-        }
-        let (status, reply) = match &self.base {
-            Target::Unix(socket) => {
-                let reply = crate::net::unix::request(
-                    socket,
-                    method,
-                    path,
-                    &headers,
-                    body.map(|_| ("application/json", payload.as_slice())),
-                    Duration::from_secs(5),
-                )
-                .map_err(|e| format!("consul at {}: {e}", socket.display()))?;
-                (reply.status, reply.body)
-            }
-            Target::Http(base) => {
-                let url = format!("{base}{path}");
-                let mut request = ureq::http::Request::builder().method(method).uri(&url);
-                for (name, value) in &headers {
-                    request = request.header(*name, *value);
-                }
-                let request = request
-                    .header("Content-Type", "application/json")
-                    .body(payload)
-                    .map_err(|e| e.to_string())?;
-                let request = self
-                    .http
-                    .configure_request(request)
-                    .timeout_global(Some(Duration::from_secs(5)))
-                    .build();
-                let mut response = self
-                    .http
-                    .run(request)
-                    .map_err(|e| format!("consul at {base}: {e}"))?;
-                let status = response.status().as_u16();
-                let body = response
-                    .body_mut()
-                    .with_config()
-                    .limit(16 << 20)
-                    .read_to_vec()
-                    .map_err(|e| format!("consul at {base}: {e}"))?;
-                (status, body)
-            }
-        };
-        if (200..300).contains(&status) {
-            Ok(reply)
-        } else {
-            Err(format!(
-                "consul: {method} {path}: {status} {}",
-                String::from_utf8_lossy(&reply).trim()
-            ))
-        }
+    /// One call, sent once; its JSON reply, or why not.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        what: &str,
+    ) -> Result<Value, String> {
+        let body = body.map(|b| ("application/json", b));
+        let reply = self
+            .api
+            .send(method, path, body, what)
+            .map_err(|e| e.to_string())?;
+        self.api.expect(&reply, what).map_err(|e| e.to_string())?;
+        Ok(reply.json())
     }
 
     pub fn register(&self, r: &Registration) -> Result<(), String> {
@@ -181,8 +150,13 @@ impl Agent {
             "EnableTagOverride": r.enable_tag_override,
             "Check": check,
         });
-        self.call("PUT", "/v1/agent/service/register", Some(&body))
-            .map(drop)
+        self.call(
+            "PUT",
+            "/v1/agent/service/register",
+            Some(&body),
+            "register a service",
+        )
+        .map(drop)
     }
 
     pub fn pass(&self, id: &str) -> Result<(), String> {
@@ -191,13 +165,19 @@ impl Agent {
             "PUT",
             &format!("/v1/agent/check/update/service:{id}"),
             Some(&body),
+            "pass a TTL check",
         )
         .map(drop)
     }
 
     pub fn deregister(&self, id: &str) -> Result<(), String> {
-        self.call("PUT", &format!("/v1/agent/service/deregister/{id}"), None)
-            .map(drop)
+        self.call(
+            "PUT",
+            &format!("/v1/agent/service/deregister/{id}"),
+            None,
+            "deregister a service",
+        )
+        .map(drop)
     }
 
     /// The passing instances of `service`, sorted.
@@ -209,9 +189,8 @@ impl Agent {
         if !dc.is_empty() {
             path.push_str(&format!("&dc={dc}"));
         }
-        let body = self.call("GET", &path, None)?;
-        let entries: Vec<Value> =
-            serde_json::from_slice(&body).map_err(|e| format!("consul: {path}: {e}"))?;
+        let reply = self.call("GET", &path, None, "list a service's passing instances")?;
+        let entries = reply.as_array().cloned().unwrap_or_default();
         let mut instances: Vec<Instance> = entries
             .iter()
             .map(|entry| {

@@ -110,16 +110,16 @@ pub fn request(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<(u16, String), String> {
-    let payload = body.map(|b| b.to_string().into_bytes());
-    let reply = crate::net::unix::request(
-        socket,
-        method,
-        path,
-        &[],
-        payload.as_deref().map(|p| ("application/json", p)),
-        Duration::from_secs(30),
-    )
-    .map_err(|e| format!("the control socket {}: {e}", socket.display()))?;
+    let api = crate::net::api::Api::unix("the supervisor", socket.to_path_buf())
+        .with_deadline(Duration::from_secs(30));
+    let reply = api
+        .send(
+            method,
+            path,
+            body.map(|b| ("application/json", b)),
+            "ask it",
+        )
+        .map_err(|e| e.to_string())?;
     Ok((
         reply.status,
         String::from_utf8_lossy(&reply.body).into_owned(),

@@ -72,8 +72,6 @@ fn supervisor_file(project: &crate::project::Project, tag: Option<&str>) -> Resu
         .as_ref()
         .map(|i| i.plain_env())
         .unwrap_or_default();
-    for warning in crate::supervisor::Config::check_file(file.as_str(), &text, &env)? {
-        eprintln!("warning: {warning}");
-    }
+    crate::supervisor::Config::check_file(file.as_str(), &text, &env)?.show_warnings();
     Ok(Some(file.value.clone()))
 }

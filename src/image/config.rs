@@ -79,12 +79,9 @@ pub fn supervisor_file(
             ))
         }
     };
-    let env = inputs.image.plain_env();
-    for warning in supervisor::Config::check_file(&file, &text, &env)? {
-        eprintln!("warning: {warning}");
-    }
-    let loaded = supervisor::Config::load(&text, &env).ok();
-    Ok((text.into_bytes(), loaded))
+    let checked = supervisor::Config::check_file(&file, &text, &inputs.image.plain_env())?;
+    checked.show_warnings();
+    Ok((text.into_bytes(), checked.config))
 }
 
 /// The Docker `Healthcheck` of an image whose config health-checks a job: the supervisor

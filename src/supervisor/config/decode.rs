@@ -15,6 +15,15 @@ pub struct Issue {
     pub message: String,
 }
 
+impl Issue {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Issue {
+        Issue {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// The keys of one object, taken one by one; what is left over is unknown.
 pub struct Obj<'a> {
     pub path: String,
@@ -34,18 +43,15 @@ impl<'a> Obj<'a> {
                 path,
                 entries: Vec::new(),
             }),
-            other => Err(Issue {
-                message: format!("expected an object, got {}", kind(other)),
+            other => Err(Issue::new(
                 path,
-            }),
+                format!("expected an object, got {}", kind(other)),
+            )),
         }
     }
 
     pub fn issue(&self, key: &str, message: impl Into<String>) -> Issue {
-        Issue {
-            path: join(&self.path, key),
-            message: message.into(),
-        }
+        Issue::new(join(&self.path, key), message.into())
     }
 
     /// The value of `key`, matched exactly first and then ignoring case; `null` is absent.
@@ -122,10 +128,10 @@ impl<'a> Obj<'a> {
                 .enumerate()
                 .map(|(i, v)| Obj::new(format!("{path}[{i}]"), v))
                 .collect(),
-            Some(v) => Err(Issue {
+            Some(v) => Err(Issue::new(
                 path,
-                message: format!("expected a list, got {}", kind(v)),
-            }),
+                format!("expected a list, got {}", kind(v)),
+            )),
         }
     }
 
@@ -140,10 +146,10 @@ impl<'a> Obj<'a> {
         if unknown.is_empty() {
             Ok(())
         } else {
-            Err(Issue {
-                path: self.path.clone(),
-                message: format!("unknown keys: {}", unknown.join(", ")),
-            })
+            Err(Issue::new(
+                self.path.clone(),
+                format!("unknown keys: {}", unknown.join(", ")),
+            ))
         }
     }
 }

@@ -111,10 +111,7 @@ fn job(path: &str, value: &Value) -> Result<Job, Issue> {
     let stop_timeout = obj.string("stopTimeout")?;
     obj.finish()?;
 
-    let fail = |message: String| Issue {
-        path: path.to_string(),
-        message,
-    };
+    let fail = |message: String| Issue::new(path.to_string(), message);
     if name.is_empty() {
         return Err(fail("'name' must not be blank".into()));
     }
@@ -253,10 +250,7 @@ fn health_check(mut obj: Obj, label: &str) -> Result<Health, Issue> {
     let logging = obj.object("logging")?;
     let path = obj.path.clone();
     obj.finish()?;
-    let fail = |message: String| Issue {
-        path: path.clone(),
-        message,
-    };
+    let fail = |message: String| Issue::new(path.clone(), message);
     let exec = exec.map_err(|m| fail(format!("unable to create {label}.health.exec: {m}")))?;
     if interval <= 0 {
         return Err(fail(format!("{label}.health.interval must be > 0")));
@@ -294,10 +288,7 @@ fn when_clause(mut obj: Obj, label: &str) -> Result<(When, Option<Duration>), Is
     let timeout = obj.string("timeout")?;
     let path = obj.path.clone();
     obj.finish()?;
-    let fail = |message: String| Issue {
-        path: path.clone(),
-        message,
-    };
+    let fail = |message: String| Issue::new(path.clone(), message);
     let given = [&interval, &once, &each]
         .iter()
         .filter(|v| v.is_some())

@@ -47,6 +47,23 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+/// A supervisor file as the build-time check found it.
+#[derive(Debug)]
+pub struct Checked {
+    /// As the image's environment loads it; `None` when that needs variables set at run time.
+    pub config: Option<Config>,
+    pub warnings: Vec<String>,
+}
+
+impl Checked {
+    /// Shows the warnings on stderr: they do not stop the build.
+    pub fn show_warnings(&self) {
+        for warning in &self.warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+}
+
 /// A problem with a config, and where it is (line is 1-based, 0 when unknown).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
@@ -121,16 +138,21 @@ impl Config {
     }
 
     /// Checks the supervisor file `file` at build time, where the container's environment is
-    /// not known: `env` is the image's. Returns the lint warnings. A config that fails only
+    /// not known: `env` is the image's. Returns the config as loaded, and the lint warnings. A config that fails only
     /// with variables it reads left unset here is accepted with a warning naming them: the
     /// orchestrator may set them at run time.
     pub fn check_file(
         file: &str,
         text: &str,
         env: &BTreeMap<String, String>,
-    ) -> crate::error::Result<Vec<String>> {
+    ) -> crate::error::Result<Checked> {
         let problems = match Config::load(text, env) {
-            Ok(config) => return Ok(config.warnings),
+            Ok(config) => {
+                return Ok(Checked {
+                    warnings: config.warnings.clone(),
+                    config: Some(config),
+                })
+            }
             Err(problems) => problems,
         };
         // Does it fail because of what is unset? Then it passes with each of those set to a
@@ -150,11 +172,14 @@ impl Config {
             })
             .collect();
         if depends_on_unset {
-            return Ok(vec![format!(
-                "{file}: not fully checked: it reads {} (unset in the image), and with them empty it would not start:\n  {}",
-                unset.join(", "),
-                shown.join("\n  ")
-            )]);
+            return Ok(Checked {
+                config: None,
+                warnings: vec![format!(
+                    "{file}: not fully checked: it reads {} (unset in the image), and with them empty it would not start:\n  {}",
+                    unset.join(", "),
+                    shown.join("\n  ")
+                )],
+            });
         }
         Err(crate::error::Error::input(format!(
             "the supervisor config would not start (ContainerPilot refuses it too):\n  {}",
@@ -165,10 +190,7 @@ impl Config {
     fn from_value(value: &serde_json::Value) -> Result<Config, Vec<Issue>> {
         let mut issues = Vec::new();
         let serde_json::Value::Object(map) = value else {
-            return Err(vec![Issue {
-                path: String::new(),
-                message: "the config is not an object".into(),
-            }]);
+            return Err(vec![Issue::new("", "the config is not an object")]);
         };
         // Top-level keys are exact (ContainerPilot decodes them into a map, not a struct).
         let unknown: Vec<&str> = map
@@ -177,10 +199,10 @@ impl Config {
             .filter(|k| !TOP_LEVEL.contains(k))
             .collect();
         if !unknown.is_empty() {
-            issues.push(Issue {
-                path: String::new(),
-                message: format!("unknown config keys: [{}]", unknown.join(" ")),
-            });
+            issues.push(Issue::new(
+                "",
+                format!("unknown config keys: [{}]", unknown.join(" ")),
+            ));
         }
         let get = |key: &str| map.get(key).filter(|v| !v.is_null());
         let extensions = get("tagpilot")
@@ -190,10 +212,7 @@ impl Config {
             .and_then(|v| note(&mut issues, services::consul(v)))
             .flatten();
         if consul.is_none() && !extensions.consul_optional {
-            issues.push(Issue {
-                path: String::new(),
-                message: "no discovery backend defined (give `consul`, or set `tagpilot: {consulOptional: true}`)".into(),
-            });
+            issues.push(Issue::new("", "no discovery backend defined (give `consul`, or set `tagpilot: {consulOptional: true}`)"));
         }
         let logging = get("logging")
             .and_then(|v| note(&mut issues, services::logging(v)))
@@ -209,10 +228,7 @@ impl Config {
             .unwrap_or_default();
         let telemetry = get("telemetry").and_then(|v| note(&mut issues, services::telemetry(v)));
         if consul.is_none() && !watches.is_empty() {
-            issues.push(Issue {
-                path: "watches".into(),
-                message: "watches need `consul`".into(),
-            });
+            issues.push(Issue::new("watches", "watches need `consul`"));
         }
         note(&mut issues, extensions.check(&jobs));
         if !issues.is_empty() {

@@ -37,10 +37,10 @@ pub fn consul(value: &Value) -> Result<Option<Consul>, Issue> {
             let (scheme, address) = match text.split_once("://") {
                 Some((scheme, rest)) => {
                     if !["http", "https", "unix"].contains(&scheme) {
-                        return Err(Issue {
-                            path: "consul".into(),
-                            message: format!("Unknown protocol scheme: {scheme}"),
-                        });
+                        return Err(Issue::new(
+                            "consul",
+                            format!("Unknown protocol scheme: {scheme}"),
+                        ));
                     }
                     (scheme.to_string(), rest.to_string())
                 }
@@ -121,10 +121,7 @@ pub fn logging(value: &Value) -> Result<Logging, Issue> {
     let format = obj.string("format")?.unwrap_or_else(|| "default".into());
     let output = obj.string("output")?.unwrap_or_else(|| "stdout".into());
     obj.finish()?;
-    let fail = |message: String| Issue {
-        path: "logging".into(),
-        message,
-    };
+    let fail = |message: String| Issue::new("logging", message);
     let level = match level.to_ascii_lowercase().as_str() {
         "panic" => Level::Panic,
         "fatal" => Level::Fatal,
@@ -227,10 +224,7 @@ pub fn telemetry(value: &Value) -> Result<Telemetry, Issue> {
         let kind = m.string("type")?.unwrap_or_default();
         let path = m.path.clone();
         m.finish()?;
-        let fail = |message: String| Issue {
-            path: path.clone(),
-            message,
-        };
+        let fail = |message: String| Issue::new(path.clone(), message);
         let kind = match kind.as_str() {
             "counter" => MetricKind::Counter,
             "gauge" => MetricKind::Gauge,
@@ -295,10 +289,7 @@ fn watch(path: &str, value: &Value) -> Result<Watch, Issue> {
     let tag = obj.string("tag")?.unwrap_or_default();
     let dc = obj.string("dc")?.unwrap_or_default();
     obj.finish()?;
-    let fail = |message: String| Issue {
-        path: path.to_string(),
-        message,
-    };
+    let fail = |message: String| Issue::new(path.to_string(), message);
     if name.is_empty() {
         return Err(fail("'name' must not be blank".into()));
     }

@@ -91,6 +91,25 @@ fn docker_pulls_and_runs_the_pushed_image() {
     );
 }
 
+/// Commits and tags the app v1.0.0, builds and pushes its image (which names `image`), and
+/// has the engine pull it.
+fn release_and_pull(app: &Repo, docker: &Docker, image: &str) -> String {
+    app.commit("app").tag("v1.0.0");
+    run(tagpilot(app.path())
+        .args([
+            "release",
+            "--only",
+            "tarball,image,push",
+            "--tag",
+            "v1.0.0",
+            "--out",
+        ])
+        .arg(app.path().join("out")))
+    .ok();
+    sh(docker.command().args(["pull", "-q", image]));
+    image.to_string()
+}
+
 /// The image's entrypoint is tagpilot's own supervisor, on a base that has none: it runs as
 /// PID 1, reaps the orphans its jobs leave, reports health to Docker, and `docker stop` ends
 /// it within its stop timeout with exit 0 (a job that ignores SIGTERM is killed at that
@@ -108,16 +127,9 @@ fn the_provided_supervisor_runs_as_pid_1_on_a_bare_base() {
     let work = tempfile::tempdir().unwrap();
     let built = static_build(&work.path().join("dist"));
 
-    let app = Repo::new();
-    std::fs::create_dir_all(app.path().join("dist")).unwrap();
-    std::fs::copy(
+    let app = supervised_app(
         &built.supervisor,
-        app.path().join("dist/tagpilot-supervisor"),
-    )
-    .unwrap();
-    app.write(".gitignore", "dist/\nout/\n").write(
-        "tagpilot.yaml",
-        format!(
+        &format!(
             r#"name: app
 image:
   base: {base}
@@ -143,20 +155,11 @@ image:
             registry.host()
         ),
     );
-    app.commit("app").tag("v1.0.0");
-    run(tagpilot(app.path())
-        .args([
-            "release",
-            "--only",
-            "tarball,image,push",
-            "--tag",
-            "v1.0.0",
-            "--out",
-        ])
-        .arg(app.path().join("out")))
-    .ok();
-    let image = format!("{}/team/app:1.0.0", registry.host());
-    sh(docker.command().args(["pull", "-q", &image]));
+    let image = release_and_pull(
+        &app,
+        &docker,
+        &format!("{}/team/app:1.0.0", registry.host()),
+    );
     let container = sh(docker
         .command()
         .args(["run", "-d", "--network", "none", &image]))
@@ -250,16 +253,9 @@ image:
 
     // On scratch, with no shell, no /var/run and no C library: the supervisor runs its one
     // job (itself, asked its version) and exits with that job's status.
-    let bare = Repo::new();
-    std::fs::create_dir_all(bare.path().join("dist")).unwrap();
-    std::fs::copy(
+    let bare = supervised_app(
         &built.supervisor,
-        bare.path().join("dist/tagpilot-supervisor"),
-    )
-    .unwrap();
-    bare.write(".gitignore", "dist/\nout/\n").write(
-        "tagpilot.yaml",
-        format!(
+        &format!(
             r#"name: bare
 image:
   repository: {}/team/bare
@@ -274,20 +270,11 @@ image:
             registry.host()
         ),
     );
-    bare.commit("bare").tag("v1.0.0");
-    run(tagpilot(bare.path())
-        .args([
-            "release",
-            "--only",
-            "tarball,image,push",
-            "--tag",
-            "v1.0.0",
-            "--out",
-        ])
-        .arg(bare.path().join("out")))
-    .ok();
-    let on_scratch = format!("{}/team/bare:1.0.0", registry.host());
-    sh(docker.command().args(["pull", "-q", &on_scratch]));
+    let on_scratch = release_and_pull(
+        &bare,
+        &docker,
+        &format!("{}/team/bare:1.0.0", registry.host()),
+    );
     let ran = run(docker
         .command()
         .args(["run", "--rm", "--network", "none", &on_scratch]));

@@ -35,16 +35,9 @@ fn swarm_rolls_on_health_the_supervisor_reports() {
     let stack = format!("services:\n  web:\n    image: {repository}:0.0.0\n");
     let bare = bare_repository(work.path(), &[("swarm/stack.yml", &stack)]);
 
-    let app = Repo::new();
-    std::fs::create_dir_all(app.path().join("dist")).unwrap();
-    std::fs::copy(
+    let app = supervised_app(
         &built.supervisor,
-        app.path().join("dist/tagpilot-supervisor"),
-    )
-    .unwrap();
-    app.write(".gitignore", "dist/\ntagpilot-out/\n").write(
-        "tagpilot.yaml",
-        format!(
+        &format!(
             r#"name: app
 image:
   base: {base}

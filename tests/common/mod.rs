@@ -505,3 +505,16 @@ pub fn busybox_base(registry: &registry::Registry, tools: &[&str]) -> String {
     .ok();
     format!("{}/base/busybox:base", registry.host())
 }
+
+/// An app repository (untagged) whose `tagpilot.yaml` is `spec`, with the static supervisor
+/// at `dist/tagpilot-supervisor` in its workspace, as a build job would leave it (ignored by
+/// git, with `out/` and `tagpilot-out/`). Specs name it with
+/// `binaries: { linux/amd64: dist/tagpilot-supervisor }`.
+pub fn supervised_app(supervisor: &Path, spec: &str) -> Repo {
+    let app = Repo::new();
+    std::fs::create_dir_all(app.path().join("dist")).unwrap();
+    std::fs::copy(supervisor, app.path().join("dist/tagpilot-supervisor")).unwrap();
+    app.write(".gitignore", "dist/\nout/\ntagpilot-out/\n")
+        .write("tagpilot.yaml", spec);
+    app
+}

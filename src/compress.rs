@@ -1,13 +1,30 @@
-//! The compressors for tarballs and layers, with their output pinned: the same input, format
-//! and level give the same bytes on any machine, whatever its core count.
+//! The compressors for tarballs and layers, with their output pinned: the same input and
+//! [`Packing`] give the same bytes on any machine, whatever its core count.
 //!
-//! - gzip: [`crate::gzip::ParallelGzip`] (zlib-rs in fixed blocks on every core).
+//! - gzip: [`crate::gzip::ParallelGzip`] (zlib-rs in pinned blocks on every core).
 //! - zstd: libzstd in its multi-worker mode, whose output depends on the level but not on the
 //!   number of workers (single-threaded mode would differ, so it is never used).
 
 use std::io::{self, Write};
 
-use crate::gzip::{default_workers, ParallelGzip};
+use crate::gzip::share::Share;
+use crate::gzip::{default_workers, Cuts, ParallelGzip};
+
+/// Everything that decides a compressed tarball's or layer's bytes besides its content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packing {
+    pub compression: Compression,
+    pub level: u32,
+    /// gzip only.
+    pub cuts: Cuts,
+}
+
+impl Packing {
+    /// Whether a stream packed this way can take file blocks from one packed `other` way.
+    pub fn shares_files_with(self, other: Packing) -> bool {
+        self == other && self.compression == Compression::Gzip && self.cuts == Cuts::Files
+    }
+}
 
 pub enum Compressor<W: Write + Send + 'static> {
     Gzip(ParallelGzip<W>),
@@ -15,9 +32,21 @@ pub enum Compressor<W: Write + Send + 'static> {
 }
 
 impl<W: Write + Send + 'static> Compressor<W> {
-    pub fn new(format: Compression, out: W, level: u32) -> io::Result<Self> {
-        Ok(match format {
-            Compression::Gzip => Compressor::Gzip(ParallelGzip::new(out, level, default_workers())),
+    pub fn new(packing: Packing, out: W) -> io::Result<Self> {
+        Self::sharing(packing, out, Share::None)
+    }
+
+    /// gzip can hand its file blocks to another compressor, or take them ([`crate::gzip::share`]).
+    pub fn sharing(packing: Packing, out: W, share: Share) -> io::Result<Self> {
+        let level = packing.level;
+        Ok(match packing.compression {
+            Compression::Gzip => Compressor::Gzip(ParallelGzip::sharing(
+                out,
+                level,
+                default_workers(),
+                packing.cuts,
+                share,
+            )),
             Compression::Zstd => {
                 let mut encoder = zstd::stream::write::Encoder::new(out, level as i32)?;
                 encoder.multithread(default_workers().max(1) as u32)?;
@@ -67,7 +96,15 @@ mod tests {
         let one = compress(1);
         assert!(compress(2) == one && compress(4) == one);
         assert_eq!(zstd::stream::decode_all(&one[..]).unwrap(), data);
-        let ours = Compressor::new(Compression::Zstd, Vec::new(), 3).unwrap();
+        let ours = Compressor::new(
+            Packing {
+                compression: Compression::Zstd,
+                level: 3,
+                cuts: Cuts::Files,
+            },
+            Vec::new(),
+        )
+        .unwrap();
         let mut ours = ours;
         ours.write_all(data).unwrap();
         assert!(ours.finish().unwrap() == one);

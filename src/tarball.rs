@@ -1,8 +1,8 @@
 //! The release tarball: the selected git tree under a prefix folder, as a gzip'd tar whose bytes
-//! depend only on the tree, the prefix, the mtime and the (pinned) compressor and level.
+//! depend only on the tree, the prefix, the mtime and the (pinned) [`Packing`].
 //!
-//! Entries are normalised by [`crate::archive`]; compression is [`crate::gzip`]: zlib-rs at the
-//! spec's level in fixed blocks, on every core, with the same bytes whatever the core count.
+//! Entries are normalised by [`crate::archive`]; compression is [`crate::compress`], on every
+//! core, with the same bytes whatever the core count.
 //!
 //! This thread walks the tree and writes tar bytes; compression, hashing and the file write
 //! happen on other threads. Memory holds a few blocks; large files are streamed.
@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::SyncSender;
 
 use crate::archive::{append_prefix_folders, append_tree, settle, Counts, Normal, Tee};
-use crate::compress::Compression;
-use crate::compress::Compressor;
+use crate::compress::{Compression, Compressor, Packing};
 use crate::digest::{self, HashingWriter};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::gzip::share::Share;
+use crate::gzip::Cuts;
 use crate::source::{Commit, Selection, Source};
 use crate::ui::Progress;
 
@@ -28,6 +29,9 @@ pub struct TarballRecord {
     pub sha256: String,
     pub size: u64,
     pub entries: u64,
+    /// How gzip's blocks were cut (none for zstd, and in records of tagpilot 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip_blocks: Option<Cuts>,
 }
 
 impl TarballRecord {
@@ -38,6 +42,7 @@ impl TarballRecord {
             sha256: built.sha256.clone(),
             size: built.size,
             entries: built.entries,
+            gzip_blocks: built.gzip_blocks,
         }
     }
 }
@@ -50,8 +55,7 @@ pub struct Plan<'a> {
     pub prefix: String,
     /// Seconds since the epoch for every entry's mtime.
     pub mtime: u64,
-    pub compression: Compression,
-    pub level: u32,
+    pub packing: Packing,
     pub selection: Selection<'a>,
     /// Build outputs that go into the tree too (`image.artifacts` with `tarball: true`).
     pub artifacts: Vec<crate::image::artifacts::Collected>,
@@ -79,11 +83,21 @@ pub struct Built {
     pub content_bytes: u64,
     /// The file was already there with exactly these bytes.
     pub unchanged: bool,
+    /// How gzip's blocks were cut; none for zstd.
+    pub gzip_blocks: Option<Cuts>,
 }
 
-/// Builds the tarball in `out_dir` (atomically) and records it in `out_dir/SHA256SUMS`. With
-/// `copy`, the uncompressed tar stream also goes there (the image layer is made from it, so
-/// the git tree is read once for both).
+/// Where the tarball's tree also goes while it is packed: to the image layer made from it, so
+/// the git tree is read once for both, and (with `share`) its files compressed once.
+pub struct Copy {
+    /// The uncompressed tar stream, in chunks.
+    pub stream: SyncSender<Vec<u8>>,
+    /// The tarball's compressed file blocks, for the layer to take.
+    pub share: Share,
+}
+
+/// Builds the tarball in `out_dir` (atomically) and records it in `out_dir/SHA256SUMS`, sending
+/// it to `copy` too.
 pub fn build(
     source: &Source,
     commit: &Commit,
@@ -91,7 +105,7 @@ pub fn build(
     out_dir: &Path,
     existing: Existing,
     progress: &mut Progress,
-    copy: Option<SyncSender<Vec<u8>>>,
+    copy: Option<Copy>,
 ) -> Result<Built> {
     let final_path = out_dir.join(&plan.file_name);
     let temp = fsutil::temp_beside(&final_path)?;
@@ -101,9 +115,13 @@ pub fn build(
         .map_err(|e| Error::io("write", temp.path(), e))?;
 
     let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let compressor = Compressor::new(plan.compression, sink, plan.level)
+    let (stream, share) = match copy {
+        Some(Copy { stream, share }) => (Some(stream), share),
+        None => (None, Share::None),
+    };
+    let compressor = Compressor::sharing(plan.packing, sink, share)
         .map_err(|e| Error::failed(format!("could not start the compressor: {e}")))?;
-    let mut tar = tar::Builder::new(Tee::new(compressor, copy));
+    let mut tar = tar::Builder::new(Tee::new(compressor, stream));
     let mut counts = Counts::default();
     let normal = Normal {
         mtime: plan.mtime,
@@ -142,7 +160,8 @@ pub fn build(
                 "{} already exists with different content (sha256 {old}; this build gives {sha256}). A released file is never replaced by different bytes",
                 final_path.display()
             ))
-            .with_hint("If the old file is a leftover, remove it; otherwise write elsewhere with --out DIR"));
+            .with_hint("If the old file is a leftover, remove it; otherwise write elsewhere with --out DIR")
+            .with_hint(crate::gzip::FIXED_CUTS_HINT));
         }
         _ => false,
     };
@@ -161,6 +180,7 @@ pub fn build(
         entries: counts.entries,
         content_bytes: counts.content_bytes,
         unchanged,
+        gzip_blocks: (plan.packing.compression == Compression::Gzip).then_some(plan.packing.cuts),
     })
 }
 

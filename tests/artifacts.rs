@@ -228,18 +228,7 @@ fn an_output_can_ship_in_the_tarball_too_and_the_image_is_the_same_either_way() 
     let work = tempfile::tempdir().unwrap();
     // The release reads the git tree once for the tarball and the image layer; `image` alone
     // walks the tree again. Both give the same image.
-    let released = run(tagpilot(repo.path())
-        .args([
-            "release",
-            "--dry-run",
-            "--output",
-            "json",
-            "--tag",
-            "v1.0.0",
-            "--out",
-        ])
-        .arg(work.path().join("out")))
-    .ok();
+    let released = dry_run_release(repo.path(), "v1.0.0", None, &work.path().join("out"));
     let walked = build(&repo, &work.path().join("walked")).ok();
     let digest =
         |run: &Run| serde_json::from_str::<Value>(&run.stdout).unwrap()["image"]["digest"].clone();

@@ -428,20 +428,7 @@ fn a_dry_run_release_shows_the_deployment_diff() {
     )
     .unwrap();
     let out = work.path().join("out");
-    run(tagpilot(&repo)
-        .args([
-            "release",
-            "--dry-run",
-            "--output",
-            "json",
-            "--tag",
-            "v8r2p44",
-            "--pipeline",
-        ])
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out))
-    .ok();
+    dry_run_release(&repo, "v8r2p44", Some(&spec), &out);
     let record = read_json(&out.join("release.json"));
     let deployed = record["deployed"].as_array().unwrap();
     assert_eq!(deployed.len(), 1, "only the automatic environment");

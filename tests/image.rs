@@ -587,20 +587,7 @@ fn one_pass_release_gives_the_same_image_as_walking_the_tree() {
     commit_file_and_retag(&repo, &long, b"x = 1\n", "v8r2p44");
     commit_file_and_retag(&repo, "big.bin", &noise(5 << 20), "v8r2p44");
     let pipeline = Path::new(ROOT).join("pipelines/dirac.yaml");
-    let released = run(tagpilot(&repo)
-        .args([
-            "release",
-            "--dry-run",
-            "--output",
-            "json",
-            "--tag",
-            "v8r2p44",
-            "--pipeline",
-        ])
-        .arg(&pipeline)
-        .arg("--out")
-        .arg(work.path().join("out")))
-    .ok();
+    let released = dry_run_release(&repo, "v8r2p44", Some(&pipeline), &work.path().join("out"));
     let walked = build_image(&repo, &pipeline, "v8r2p44", &work.path().join("walked")).ok();
     let tarball = extract(&work.path().join("out/DIRAC-v8r2p44.tar.gz"));
     assert!(
@@ -611,6 +598,65 @@ fn one_pass_release_gives_the_same_image_as_walking_the_tree() {
         |run: &Run| serde_json::from_str::<Value>(&run.stdout).unwrap()["image"]["digest"].clone();
     assert!(digest(&released).is_string());
     assert_eq!(digest(&released), digest(&walked));
+    // The layer took the tarball's compressed big.bin instead of compressing it again.
+    assert!(
+        released
+            .stderr
+            .contains("image layer: made with the tarball's stream, 5.0 MiB of its"),
+        "{}",
+        released.stderr
+    );
+}
+
+/// `gzip_blocks: fixed` keeps tagpilot 0.1's cuts: other bytes than the default's file cuts,
+/// the same files, no sharing, and still one image whichever way the layer is made. Both
+/// formats are plain gzip to `gzip -t` and `tar`.
+#[test]
+fn gzip_blocks_choose_the_cuts_and_only_file_cuts_compress_once() {
+    let work = dirac_repo();
+    let repo = work.path().join("dirac");
+    let source: String = (0..4000)
+        .map(|i| format!("def handler_{i}(request):\n    return request.value * {i}\n"))
+        .collect();
+    commit_file_and_retag(&repo, "module.py", source.as_bytes(), "v8r2p44");
+    let default = Path::new(ROOT).join("pipelines/dirac.yaml");
+    let fixed = work.path().join("fixed.yaml");
+    let text = std::fs::read_to_string(&default).unwrap();
+    let text = text
+        .replacen("tarball:\n", "tarball:\n  gzip_blocks: fixed\n", 1)
+        .replacen("image:\n", "image:\n  gzip_blocks: fixed\n", 1);
+    std::fs::write(&fixed, text).unwrap();
+    let release = |pipeline: &Path, out: &str| {
+        dry_run_release(&repo, "v8r2p44", Some(pipeline), &work.path().join(out))
+    };
+    let files = release(&default, "files");
+    let old = release(&fixed, "fixed");
+    assert!(
+        files.stderr.contains("compressed once for both"),
+        "{}",
+        files.stderr
+    );
+    assert!(!old.stderr.contains("compressed once"), "{}", old.stderr);
+
+    let record = |run: &Run| serde_json::from_str::<Value>(&run.stdout).unwrap();
+    let sha = |run: &Run| record(run)["tarball"]["sha256"].clone();
+    assert_ne!(sha(&files), sha(&old), "the cuts are part of the bytes");
+    assert_eq!(record(&files)["tarball"]["gzip_blocks"], "files");
+    assert_eq!(record(&old)["tarball"]["gzip_blocks"], "fixed");
+    let tarballs: Vec<PathBuf> = ["files", "fixed"]
+        .iter()
+        .map(|out| work.path().join(out).join("DIRAC-v8r2p44.tar.gz"))
+        .collect();
+    for tarball in &tarballs {
+        sh(Command::new("gzip").arg("-t").arg(tarball));
+    }
+    let (a, b) = (extract(&tarballs[0]), extract(&tarballs[1]));
+    sh(Command::new("diff").arg("-r").arg(a.path()).arg(b.path()));
+
+    let walked = build_image(&repo, &fixed, "v8r2p44", &work.path().join("walked")).ok();
+    let digest = |run: &Run| record(run)["image"]["digest"].clone();
+    assert_eq!(digest(&old), digest(&walked));
+    assert_ne!(digest(&old), digest(&files));
 }
 
 #[test]

@@ -104,7 +104,8 @@ fn check_then_upload(
                     "{} of package {} {} is already in GitLab with other bytes ({how}); a released version is not replaced",
                     file.name, package.name, package.version
                 ))
-                .with_hint("Release a new version, or pass --force to upload it again (the newest file wins downloads)"))
+                .with_hint("Release a new version, or pass --force to upload it again (the newest file wins downloads)")
+            .with_hint(crate::gzip::FIXED_CUTS_HINT))
             }
             Sameness::Unknown => {
                 return Err(Error::input(format!(

@@ -6,6 +6,7 @@ use crate::archive::{
     Normal,
 };
 use crate::error::{Error, Result};
+use crate::gzip::share::Share;
 use crate::oci::blobs::BlobStore;
 use crate::oci::layer::{self, Layer};
 use crate::source::{Content, Entry, EntryKind, Excludes, Selection, Submodules};
@@ -51,17 +52,18 @@ impl Placement {
 }
 
 /// The release tree layer, made from the release tarball's uncompressed tar stream, whose
-/// entries sit under `tarball_prefix`. It is the same layer [`release_tree`] makes from the tree.
+/// entries sit under `tarball_prefix`, taking the tarball's compressed files through `share`.
+/// It is the same layer [`release_tree`] makes from the tree.
 pub fn release_tree_layer(
     layout_dir: &std::path::Path,
     image: &ImageSpec,
     target: &Target,
     tarball_prefix: &str,
-    tar_stream: impl std::io::Read,
+    (tar_stream, share): (impl std::io::Read, Share),
 ) -> Result<Layer> {
     let placement = Placement::of(image, target)?;
     let store = BlobStore::open(layout_dir)?;
-    layer::build(&store, image.compression, image.level.0, |tar, counts| {
+    layer::build_sharing(&store, image.packing(), share, |tar, counts| {
         append_prefix_folders(tar, placement.owned, &placement.prefix, counts)?;
         restamp(
             tar_stream,
@@ -87,7 +89,7 @@ pub fn release_tree(
         None => {
             let selection_excludes = inputs.spec.tarball.excludes()?;
             let selection = tree_selection(inputs, &selection_excludes);
-            layer::build(store, image.compression, image.level.0, |tar, counts| {
+            layer::build(store, image.packing(), |tar, counts| {
                 let tree = (&target.commit, placement.owned);
                 append_release_tree(tar, inputs, tree, &selection, &placement.prefix, ui, counts)?;
                 // The build outputs the tarball holds too, as it holds them.
@@ -147,7 +149,7 @@ pub fn append_release_tree(
 /// The spec's extra `files`, read from the tagged commit.
 pub fn files(inputs: &Inputs, placement: &Placement, store: &BlobStore) -> Result<Added> {
     let image = inputs.image;
-    let made = layer::build(store, image.compression, image.level.0, |tar, counts| {
+    let made = layer::build(store, image.packing(), |tar, counts| {
         append_files(tar, placement.owned, inputs, counts)
     })?;
     let list: Vec<String> = image
@@ -164,7 +166,7 @@ pub fn artifacts(
     collected: &[super::artifacts::Collected],
     store: &BlobStore,
 ) -> Result<Added> {
-    let made = layer::build(store, image.compression, image.level.0, |tar, counts| {
+    let made = layer::build(store, image.packing(), |tar, counts| {
         super::artifacts::append_all(tar, collected, counts)
     })?;
     let list: Vec<String> = collected
@@ -188,7 +190,7 @@ pub fn supervisor(
         gid: 0,
         ..placement.owned
     };
-    let made = layer::build(store, image.compression, image.level.0, |tar, counts| {
+    let made = layer::build(store, image.packing(), |tar, counts| {
         let parent = path
             .trim_start_matches('/')
             .rsplit_once('/')

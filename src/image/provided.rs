@@ -178,7 +178,7 @@ pub fn layer(image: &ImageSpec, binary: &Binary, store: &BlobStore) -> Result<Ad
         uid: 0,
         gid: 0,
     };
-    let made = crate::oci::layer::build(store, image.compression, image.level.0, |tar, counts| {
+    let made = crate::oci::layer::build(store, image.packing(), |tar, counts| {
         append_prefix_folders(tar, root, "usr/local/bin", counts)?;
         append_file(
             tar,

@@ -46,7 +46,7 @@ pub fn release_tree(
         mtime: base.time.max(0) as u64,
         ..placement.owned
     };
-    let line = layer::build(store, image.compression, image.level.0, |tar, counts| {
+    let line = layer::build(store, image.packing(), |tar, counts| {
         append_release_tree(
             tar,
             inputs,
@@ -57,7 +57,7 @@ pub fn release_tree(
             counts,
         )
     })?;
-    let changes = layer::build(store, image.compression, image.level.0, |tar, counts| {
+    let changes = layer::build(store, image.packing(), |tar, counts| {
         changes_since(inputs, &base, &selection, placement, tar, counts)
     })?;
     Ok(Some(vec![

@@ -3,10 +3,10 @@
 //! digest) → a file in the blob store. Nothing is held whole in memory.
 
 use crate::archive::{settle, Counts};
-use crate::compress::Compression;
-use crate::compress::Compressor;
+use crate::compress::{Compression, Compressor, Packing};
 use crate::digest::HashingWriter;
 use crate::error::{Error, Result};
+use crate::gzip::share::Share;
 use crate::oci::digest::Digest;
 
 use super::blobs::{BlobStore, BlobWriter};
@@ -47,13 +47,23 @@ impl Layer {
 /// Builds a layer from what `fill` writes.
 pub fn build(
     store: &BlobStore,
-    compression: Compression,
-    level: u32,
+    packing: Packing,
+    fill: impl FnOnce(&mut LayerTar, &mut Counts) -> Result<()>,
+) -> Result<Layer> {
+    build_sharing(store, packing, Share::None, fill)
+}
+
+/// Builds a layer from what `fill` writes, taking file blocks another compressor made of the
+/// same files (the bytes are the same as [`build`]'s).
+pub fn build_sharing(
+    store: &BlobStore,
+    packing: Packing,
+    share: Share,
     fill: impl FnOnce(&mut LayerTar, &mut Counts) -> Result<()>,
 ) -> Result<Layer> {
     let blob = store.writer()?;
     let temp_path = blob.temp_path().to_path_buf();
-    let compressor = Compressor::new(compression, blob, level)
+    let compressor = Compressor::sharing(packing, blob, share)
         .map_err(|e| Error::failed(format!("could not start the compressor: {e}")))?;
     let mut tar = tar::Builder::new(HashingWriter::new(compressor));
     let mut counts = Counts::default();
@@ -67,7 +77,7 @@ pub fn build(
     Ok(Layer {
         digest,
         size,
-        compression,
+        compression: packing.compression,
         diff_id: format!("sha256:{diff_id}"),
         counts,
     })

@@ -150,7 +150,8 @@ fn check_version_tags(client: &mut Client, job: &Push) -> Result<()> {
                 "{}:{tag} already exists as {existing}: the version tag {tag} already names other bytes than this build ({}), and released versions are immutable, so nothing was pushed",
                 job.repository, job.top.digest
             ))
-            .with_hint("If the old image is wrong and nobody runs it, push with --force; otherwise release a new version"));
+            .with_hint("If the old image is wrong and nobody runs it, push with --force; otherwise release a new version")
+            .with_hint(crate::gzip::FIXED_CUTS_HINT));
         }
     }
     Ok(())

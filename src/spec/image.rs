@@ -86,6 +86,11 @@ pub struct ImageSpec {
     /// Compression level for layers, 1 to 9. Default 6.
     #[serde(default)]
     pub level: Level,
+    /// Where gzip's deflate blocks are cut: `files` (default) or `fixed` (tagpilot 0.1's
+    /// bytes), as `tarball.gzip_blocks`. With the tarball's compression, level and cuts, the
+    /// release tree layer takes the tarball's compressed files instead of compressing them again.
+    #[serde(default)]
+    pub gzip_blocks: crate::gzip::Cuts,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -215,6 +220,15 @@ fn default_supervisor_binary() -> Text {
 }
 
 impl ImageSpec {
+    /// How layers are compressed.
+    pub fn packing(&self) -> crate::compress::Packing {
+        crate::compress::Packing {
+            compression: self.compression,
+            level: self.level.0,
+            cuts: self.gzip_blocks,
+        }
+    }
+
     /// The image's `env` as plain strings: what the supervisor config's templates can read at
     /// build time.
     pub fn plain_env(&self) -> BTreeMap<String, String> {

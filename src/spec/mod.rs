@@ -14,8 +14,9 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::compress::Compression;
+use crate::compress::{Compression, Packing};
 use crate::error::{Error, Result};
+use crate::gzip::Cuts;
 use crate::source::{Excludes, Submodules};
 use crate::template;
 use crate::version::Scheme;
@@ -90,6 +91,12 @@ pub struct TarballSpec {
     /// Compression level, 1 (fastest) to 9 (smallest). Default 6, like `gzip`.
     #[serde(default)]
     pub level: Level,
+    /// Where gzip's deflate blocks are cut, which is part of the bytes: `files` (default; each
+    /// file of 16 KiB or more starts a block, so the image layer of the same tree reuses the
+    /// tarball's compressed files) or `fixed` (every 256 KiB: the bytes tagpilot 0.1 made).
+    /// gzip only.
+    #[serde(default)]
+    pub gzip_blocks: Cuts,
 }
 
 impl TarballSpec {
@@ -98,6 +105,15 @@ impl TarballSpec {
         match &self.file {
             Some(file) => file.value.clone(),
             None => format!("{{name}}-{{version}}{}", self.compression.extension()),
+        }
+    }
+
+    /// How the tarball is compressed.
+    pub fn packing(&self) -> Packing {
+        Packing {
+            compression: self.compression,
+            level: self.level.0,
+            cuts: self.gzip_blocks,
         }
     }
 
@@ -117,6 +133,7 @@ impl Default for TarballSpec {
             submodules: Submodules::default(),
             compression: Compression::default(),
             level: Level::default(),
+            gzip_blocks: Cuts::default(),
         }
     }
 }

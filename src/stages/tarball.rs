@@ -1,13 +1,13 @@
 //! The tarball stage: the release tarball of the tagged tree, into the output folder. When an
 //! image is to be built, the image's release tree layer is made from the same tar stream on a
-//! second thread, so the git tree is read once.
+//! second thread, so the git tree is read once, and its files are compressed once for both.
 
 use std::path::Path;
-use std::sync::mpsc::SyncSender;
 
 use crate::archive::{folder_prefix, ChannelReader};
 use crate::error::{Error, Result};
 use crate::fsutil::{check_out_dir, display};
+use crate::gzip::share::{self, Share};
 use crate::image;
 use crate::oci::layer::Layer;
 use crate::project::Project;
@@ -67,7 +67,19 @@ fn with_tree_layer(
         Err(err) => return (Err(err), None),
     };
     let layout = out.join("image");
-    let (copy, stream) = std::sync::mpsc::sync_channel(8);
+    let (stream, received) = std::sync::mpsc::sync_channel(8);
+    // Compress once: with the same packing, the layer takes the tarball's compressed files.
+    let (publish, reuse, taken) = if project
+        .spec
+        .tarball
+        .packing()
+        .shares_files_with(image_spec.packing())
+    {
+        let (publisher, reuser, taken) = share::pair();
+        (Share::Publish(publisher), Share::Reuse(reuser), Some(taken))
+    } else {
+        (Share::None, Share::None, None)
+    };
     std::thread::scope(|scope| {
         let layer = scope.spawn(|| {
             image::release_tree_layer(
@@ -75,9 +87,13 @@ fn with_tree_layer(
                 image_spec,
                 target,
                 &tarball_prefix,
-                ChannelReader::new(stream),
+                (ChannelReader::new(received), reuse),
             )
         });
+        let copy = tarball::Copy {
+            stream,
+            share: publish,
+        };
         let built = build(project, target, out, existing, ui, Some(copy));
         let layer = match layer.join() {
             // When the tarball failed, the layer only saw a cut-off stream: its error says nothing new.
@@ -85,6 +101,13 @@ fn with_tree_layer(
             Ok(layer) => Some(layer),
             Err(_) => Some(Err(Error::failed("the image layer thread panicked"))),
         };
+        if let (Some(Ok(layer)), Some(taken)) = (&layer, taken) {
+            ui.info(&format!(
+                "image layer: made with the tarball's stream, {} of its {} of file content compressed once for both",
+                human_bytes(taken.bytes()),
+                human_bytes(layer.counts.content_bytes),
+            ));
+        }
         (built, layer)
     })
 }
@@ -97,15 +120,14 @@ pub fn prefix(project: &Project, target: &Target) -> Result<String> {
     Ok(folder_prefix(&prefix))
 }
 
-/// Packs the target's tree as the spec says, into `out`; `copy` also gets the uncompressed
-/// tar stream.
+/// Packs the target's tree as the spec says, into `out`; `copy` also gets it.
 pub fn build(
     project: &Project,
     target: &Target,
     out: &Path,
     existing: Existing,
     ui: &Ui,
-    copy: Option<SyncSender<Vec<u8>>>,
+    copy: Option<tarball::Copy>,
 ) -> Result<Built> {
     check_out_dir(out)?;
     let spec = &project.spec.tarball;
@@ -133,8 +155,7 @@ pub fn build(
         prefix,
         artifacts,
         mtime: target.mtime,
-        level: spec.level.0,
-        compression: spec.compression,
+        packing: spec.packing(),
         selection: Selection {
             excludes: &excludes,
             submodules: spec.submodules,

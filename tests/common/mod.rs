@@ -58,6 +58,17 @@ pub fn tagpilot(cwd: &Path) -> Command {
     cmd
 }
 
+/// `tagpilot release --dry-run --output json` of `tag` in `repo` (with its own `tagpilot.yaml`
+/// unless `pipeline` is given), into `out`; it must succeed.
+pub fn dry_run_release(repo: &Path, tag: &str, pipeline: Option<&Path>, out: &Path) -> Run {
+    let mut release = tagpilot(repo);
+    release.args(["release", "--dry-run", "--output", "json", "--tag", tag]);
+    if let Some(pipeline) = pipeline {
+        release.arg("--pipeline").arg(pipeline);
+    }
+    run(release.arg("--out").arg(out)).ok()
+}
+
 /// Starts from an empty environment: only `PATH` (to find git, ssh and the shell) and a
 /// `HOME` with nothing in it (no docker config, no git config, no kubeconfig). Every variable
 /// tagpilot reads is then set by the test that wants it, so the caller's shell or CI job

@@ -49,24 +49,84 @@ pub struct File {
     pub sha1: String,
 }
 
-impl File {
-    /// The file at `path` in the image, hashed as it is read.
-    pub fn read(path: String, content: &mut dyn std::io::Read) -> std::io::Result<File> {
-        let (mut sha256, mut sha1) = (sha2::Sha256::new(), sha1::Sha1::new());
-        let mut buf = vec![0u8; 1 << 16];
+/// Hashes files on a thread of its own while the caller reads the next one: reading a big
+/// release tree out of git takes about as long as hashing it, so the two overlap.
+pub struct FileHasher {
+    pieces: Option<std::sync::mpsc::SyncSender<Piece>>,
+    thread: Option<std::thread::JoinHandle<Vec<File>>>,
+}
+
+enum Piece {
+    Start(String),
+    Data(Vec<u8>),
+}
+
+impl Default for FileHasher {
+    fn default() -> Self {
+        let (pieces, received) = std::sync::mpsc::sync_channel::<Piece>(32);
+        let thread = std::thread::spawn(move || {
+            let mut files = Vec::new();
+            let mut current: Option<(String, sha2::Sha256, sha1::Sha1)> = None;
+            let mut done = |current: Option<(String, sha2::Sha256, sha1::Sha1)>| {
+                if let Some((path, sha256, sha1)) = current {
+                    files.push(File {
+                        path,
+                        sha256: crate::digest::hex(&sha256.finalize()),
+                        sha1: crate::digest::hex(&sha1.finalize()),
+                    });
+                }
+            };
+            for piece in received {
+                match piece {
+                    Piece::Start(path) => {
+                        done(current.take());
+                        current = Some((path, sha2::Sha256::new(), sha1::Sha1::new()));
+                    }
+                    Piece::Data(data) => {
+                        if let Some((_, sha256, sha1)) = &mut current {
+                            sha256.update(&data);
+                            sha1.update(&data);
+                        }
+                    }
+                }
+            }
+            done(current);
+            files
+        });
+        FileHasher {
+            pieces: Some(pieces),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl FileHasher {
+    /// The file at `path` in the image, read from `content`.
+    pub fn add(&mut self, path: String, content: &mut dyn std::io::Read) -> std::io::Result<()> {
+        self.send(Piece::Start(path))?;
         loop {
+            let mut buf = vec![0u8; 1 << 16];
             let n = content.read(&mut buf)?;
             if n == 0 {
-                break;
+                return Ok(());
             }
-            sha256.update(&buf[..n]);
-            sha1.update(&buf[..n]);
+            buf.truncate(n);
+            self.send(Piece::Data(buf))?;
         }
-        Ok(File {
-            path,
-            sha256: crate::digest::hex(&sha256.finalize()),
-            sha1: crate::digest::hex(&sha1.finalize()),
-        })
+    }
+
+    fn send(&self, piece: Piece) -> std::io::Result<()> {
+        let pieces = self.pieces.as_ref().expect("not finished");
+        pieces
+            .send(piece)
+            .map_err(|_| std::io::Error::other("the file hashing thread stopped"))
+    }
+
+    /// Every file added, in order.
+    pub fn finish(mut self) -> Vec<File> {
+        self.pieces = None;
+        let thread = self.thread.take().expect("finish runs once");
+        thread.join().unwrap_or_default()
     }
 }
 
@@ -354,5 +414,22 @@ mod tests {
             pae("http://example.com/HelloWorld", b"hello world"),
             b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
         );
+    }
+
+    #[test]
+    fn files_are_hashed_in_order_whole() {
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let contents: [&[u8]; 3] = [b"one\n", b"", &big];
+        let mut hasher = FileHasher::default();
+        for (i, content) in contents.iter().enumerate() {
+            hasher.add(format!("f{i}"), &mut &content[..]).unwrap();
+        }
+        let files = hasher.finish();
+        assert_eq!(files.len(), 3);
+        for (i, (file, content)) in files.iter().zip(contents).enumerate() {
+            assert_eq!(file.path, format!("f{i}"));
+            assert_eq!(file.sha256, crate::digest::sha256_hex(content));
+            assert_eq!(file.sha1, crate::digest::hex(&sha1::Sha1::digest(content)));
+        }
     }
 }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::image::Built;
 use crate::oci::attached::Attestation;
 use crate::oci::push::Pushed;
-use crate::signing::attest::{self, File, Origin};
+use crate::signing::attest::{self, File, FileHasher, Origin};
 use crate::signing::SigningKey;
 use crate::source::{Content, Entry, EntryKind, Selection};
 use crate::spec::image::ImageSpec;
@@ -140,21 +140,19 @@ fn image_files(job: &Job, spec: &ImageSpec) -> Result<Vec<File>> {
         submodules: job.project.spec.tarball.submodules,
         export_ignore: true,
     };
-    let mut files = Vec::new();
+    let mut hasher = FileHasher::default();
+    let read_failed =
+        |e: std::io::Error| Error::failed(format!("could not read the release tree: {e}"));
     job.project
         .source
         .walk(&job.target.commit, &selection, &mut |entry: Entry| {
             if let EntryKind::File { .. } = entry.kind {
                 let path = format!("{prefix}{}", String::from_utf8_lossy(entry.path));
-                let hashed = match entry.content {
-                    Content::Bytes(bytes) => File::read(path, &mut &bytes[..]),
-                    Content::Stream { reader, .. } => File::read(path, reader),
-                };
-                files.push(
-                    hashed.map_err(|e| {
-                        Error::failed(format!("could not read the release tree: {e}"))
-                    })?,
-                );
+                match entry.content {
+                    Content::Bytes(bytes) => hasher.add(path, &mut &bytes[..]),
+                    Content::Stream { reader, .. } => hasher.add(path, reader),
+                }
+                .map_err(read_failed)?;
             }
             Ok(())
         })?;
@@ -162,7 +160,9 @@ fn image_files(job: &Job, spec: &ImageSpec) -> Result<Vec<File>> {
         crate::image::artifacts::files_in_workspace(job.project.source.root(), &spec.artifacts)?
     {
         let mut reader = std::fs::File::open(&source).map_err(|e| Error::io("read", &source, e))?;
-        files.push(File::read(path, &mut reader).map_err(|e| Error::io("read", &source, e))?);
+        hasher
+            .add(path, &mut reader)
+            .map_err(|e| Error::io("read", &source, e))?;
     }
-    Ok(files)
+    Ok(hasher.finish())
 }

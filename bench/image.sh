@@ -25,16 +25,11 @@ source "$(dirname "$0")/lib.sh"
 [ -d "$bench/dirac-size" ] || python3 "$root/fixtures/make-large-repo.py" "$bench/dirac-size" 27 400
 [ -d "$bench/large" ] || python3 "$root/fixtures/make-large-repo.py" "$bench/large" 1024
 
+source "$(dirname "$0")/release_tools.sh"
 start_registry image
 # Everything goes through a counting proxy (one registry host for all, so each tool may mount
 # the base's layers): it counts what the tools send, which is what they upload.
-upstream=${registry##*:}
-proxy_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 "$root/bench/count_proxy.py" "$proxy_port" "$upstream" "$bench/uploaded" &
-proxy_pid=$!
-trap 'kill $registry_pid $proxy_pid 2>/dev/null' EXIT
-pushto=127.0.0.1:$proxy_port
-until (exec 3<>"/dev/tcp/127.0.0.1/$proxy_port") 2>/dev/null; do sleep 0.1; done
+start_counting_proxy
 
 if ! skopeo inspect --tls-verify=false "docker://$registry/base/debian:12" >/dev/null 2>&1; then
   rm -rf "$bench/base-layout"
@@ -44,88 +39,8 @@ if ! skopeo inspect --tls-verify=false "docker://$registry/base/debian:12" >/dev
   skopeo copy --quiet --dest-tls-verify=false "oci:$bench/base-layout:12" "docker://$registry/base/debian:12"
 fi
 base_size=$(skopeo inspect --raw --tls-verify=false "docker://$registry/base/debian:12" | python3 -c "import json,sys; print(sum(l[\"size\"] for l in json.load(sys.stdin)[\"layers\"]))")
-base_layers=$(skopeo inspect --raw --tls-verify=false "docker://$registry/base/debian:12" | python3 -c "import json,sys; print(' '.join(l[\"digest\"] for l in json.load(sys.stdin)[\"layers\"]))")
-
-shell_release() { # repo tag run
-  local repo=$1 tag=$2 n=$3 work=$bench/shell-work
-  rm -rf "$work" && mkdir -p "$work"
-  git -C "$repo" archive --format=tar --prefix=dirac/ "$tag" | gzip -n >"$work/dirac.tar.gz"
-  skopeo copy --quiet --src-tls-verify=false "docker://$pushto/base/debian:12" "oci:$work/layout:base"
-  umoci unpack --rootless --image "$work/layout:base" "$work/bundle"
-  mkdir -p "$work/bundle/rootfs/opt/dirac" "$work/bundle/rootfs/etc"
-  tar -xzf "$work/dirac.tar.gz" -C "$work/bundle/rootfs/opt/dirac" --strip-components=1
-  cp "$root/images/dirac/containerpilot.json5" "$work/bundle/rootfs/etc/containerpilot.json5"
-  umoci repack --image "$work/layout:app" "$work/bundle"
-  umoci config --image "$work/layout:app" --config.entrypoint /usr/local/bin/containerpilot \
-    --config.env CONTAINERPILOT=/etc/containerpilot.json5 --config.env DIRAC_ROOT=/opt/dirac
-  skopeo copy --quiet --dest-tls-verify=false "oci:$work/layout:app" "docker://$pushto/shell/dirac-$n:1.0.0"
-  echo "$pushto/shell/dirac-$n:1.0.0" >"$bench/pushed"
-}
-
-buildah_release() { # repo tag run
-  local repo=$1 tag=$2 n=$3 work=$bench/buildah-work
-  local store=(--storage-driver vfs --root "$work/storage" --runroot "$work/run")
-  rm -rf "$work" && mkdir -p "$work/ctx"
-  git -C "$repo" archive --format=tar --prefix=dirac/ "$tag" | gzip -n >"$work/ctx/dirac.tar.gz"
-  cp "$root/images/dirac/containerpilot.json5" "$work/ctx/containerpilot.json5"
-  cat >"$work/ctx/Containerfile" <<DOCKERFILE
-FROM $pushto/base/debian:12
-ADD dirac.tar.gz /opt/
-COPY containerpilot.json5 /etc/containerpilot.json5
-ENV CONTAINERPILOT=/etc/containerpilot.json5 DIRAC_ROOT=/opt/dirac
-ENTRYPOINT ["/usr/local/bin/containerpilot"]
-DOCKERFILE
-  buildah "${store[@]}" bud --quiet --tls-verify=false --isolation chroot \
-    -t "$pushto/buildah/dirac-$n:1.0.0" "$work/ctx" >/dev/null
-  buildah "${store[@]}" push --quiet --tls-verify=false "$pushto/buildah/dirac-$n:1.0.0"
-  echo "$pushto/buildah/dirac-$n:1.0.0" >"$bench/pushed"
-  rm -rf "$work"
-}
-
-tagpilot_release() { # repo tag run
-  local repo=$1 tag=$2 n=$3
-  cat >"$bench/tagpilot.yaml" <<YML
-name: dirac
-tarball: { prefix: "dirac/" }
-image:
-  repository: $pushto/tagpilot/dirac-$n
-  base: $pushto/base/debian:12
-  install_path: /opt/dirac
-  env: { DIRAC_ROOT: /opt/dirac }
-  supervisor:
-    binary: /usr/local/bin/containerpilot   # the base's, as the other two have it
-    config:
-      consul: localhost:8500
-      jobs: [{ name: filecatalog, exec: "dirac-service DataManagement/FileCatalog", port: 9197,
-               health: { exec: "dirac-ping-service", interval: 10, ttl: 25 } }]
-YML
-  rm -rf "$bench/tagpilot-out"
-  DOCKER_CONFIG=$bench/no-docker-config "$tagpilot" release --repo "$repo" --tag "$tag" \
-    --pipeline "$bench/tagpilot.yaml" --out "$bench/tagpilot-out"
-  python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['pushed']['reference'])" \
-    "$bench/tagpilot-out/release.json" >"$bench/pushed"
-}
-
-export -f shell_release buildah_release tagpilot_release
-export bench registry root tagpilot pushto
-
-# The compressed layers of an image above the base: what a node with the base pulls.
-pulled_bytes() { # reference
-  skopeo inspect --raw --tls-verify=false "docker://$1" | python3 -c "
-import json, sys
-base = set(sys.argv[1].split())
-print(sum(l['size'] for l in json.load(sys.stdin)['layers'] if l['digest'] not in base))" "$base_layers"
-}
-
-measure() { # label function args...  → appends "seconds max-rss-KiB uploaded-bytes pulled-bytes"
-  local label=$1 before after
-  shift
-  before=$(cat "$bench/uploaded")
-  /usr/bin/time -f "%e %M" -o "$bench/time.out" bash -c '"$@"' _ "$@" >/dev/null 2>"$bench/last.err" || { cat "$bench/last.err"; exit 1; }
-  sleep 0.2
-  after=$(cat "$bench/uploaded")
-  echo "$(cat "$bench/time.out") $((after - before)) $(pulled_bytes "$(cat "$bench/pushed")")" >>"$bench/$label"
-}
+layer_digests "$registry/base/debian:12" >"$bench/base-layers"
+rm -f "$bench/previous"
 
 echo "machine: $(nproc) cores; base $(python3 -c "print(round($base_size/2**20))") MiB compressed in the registry; skopeo $(skopeo --version | cut -d' ' -f3), umoci $(umoci --version | cut -d' ' -f3), buildah $(buildah --version | cut -d' ' -f3); tagpilot $(git -C "$root" rev-parse --short HEAD)"
 for tree in dirac-size large; do
@@ -135,9 +50,9 @@ for tree in dirac-size large; do
   [ "$tree" = large ] && n_runs=1
   rm -f "$bench/$tree.image-shell" "$bench/$tree.image-buildah" "$bench/$tree.image-tagpilot"
   for i in $(seq "$n_runs"); do
-    measure "$tree.image-shell" shell_release "$repo" "$tag" "$tree-$i-$RANDOM"
-    measure "$tree.image-buildah" buildah_release "$repo" "$tag" "$tree-$i-$RANDOM"
-    measure "$tree.image-tagpilot" tagpilot_release "$repo" "$tag" "$tree-$i-$RANDOM"
+    measure "$tree.image-shell" shell_release "$repo" "$tag" "$tree-$i-$RANDOM" base/debian:12
+    measure "$tree.image-buildah" buildah_release "$repo" "$tag" "$tree-$i-$RANDOM" base/debian:12
+    measure "$tree.image-tagpilot" tagpilot_release "$repo" "$tag" "$tree-$i-$RANDOM" base/debian:12
   done
   python3 - "$bench" "$tree" <<'PY'
 import statistics, sys

@@ -153,24 +153,7 @@ pub fn build(
         .map_err(|e| Error::io("write", temp.path(), e))?;
     progress.finish();
 
-    let unchanged = match digest::sha256_file(&final_path) {
-        Ok(old) if old == sha256 => true,
-        Ok(old) if existing == Existing::Refuse => {
-            return Err(Error::input(format!(
-                "{} already exists with different content (sha256 {old}; this build gives {sha256}). A released file is never replaced by different bytes",
-                final_path.display()
-            ))
-            .with_hint("If the old file is a leftover, remove it; otherwise write elsewhere with --out DIR")
-            .with_hint(crate::gzip::FIXED_CUTS_HINT));
-        }
-        _ => false,
-    };
-    if !unchanged {
-        temp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io("write", temp.path(), e))?;
-        fsutil::persist(temp, &final_path)?;
-    }
+    let unchanged = settle_file(temp, &final_path, &sha256, existing)?;
     record_checksum(out_dir, &plan.file_name, &sha256)?;
     Ok(Built {
         path: final_path,
@@ -182,6 +165,33 @@ pub fn build(
         unchanged,
         gzip_blocks: (plan.packing.compression == Compression::Gzip).then_some(plan.packing.cuts),
     })
+}
+
+/// Moves the finished `temp` to `final_path`, unless that already holds these bytes (then it is
+/// left as it is, and this says so) or other bytes that must not be replaced.
+fn settle_file(
+    temp: tempfile::NamedTempFile,
+    final_path: &Path,
+    sha256: &str,
+    existing: Existing,
+) -> Result<bool> {
+    match digest::sha256_file(final_path) {
+        Ok(old) if old == sha256 => return Ok(true),
+        Ok(old) if existing == Existing::Refuse => {
+            return Err(Error::input(format!(
+                "{} already exists with different content (sha256 {old}; this build gives {sha256}). A released file is never replaced by different bytes",
+                final_path.display()
+            ))
+            .with_hint("If the old file is a leftover, remove it; otherwise write elsewhere with --out DIR")
+            .with_hint(crate::gzip::FIXED_CUTS_HINT));
+        }
+        _ => {}
+    }
+    temp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io("write", temp.path(), e))?;
+    fsutil::persist(temp, final_path)?;
+    Ok(false)
 }
 
 /// Adds or replaces this file's line in `SHA256SUMS` (the `sha256sum -c` format), keeping lines

@@ -159,7 +159,8 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
 
     /// Compresses what is left, writes the trailer and returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        // A file block ends with a sync flush like any other; the stream's end is a block of its own.
+        // A stream cut off inside a file: that file block ends with a sync flush like any
+        // other, and the stream's end is a block of its own.
         let sent = match self.kind {
             Kind::FileStart | Kind::FileRest if !self.block.is_empty() => self.dispatch(false),
             _ => Ok(()),
@@ -224,19 +225,23 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
             .map_err(|_| writer_stopped())
     }
 
-    /// Fills the block with up to `limit` bytes of `data`; cuts it when full.
+    /// Fills the block with up to `limit` bytes of `data`; cuts it when full, and as soon as a
+    /// file's content ends (so a file's last block is on its way before the bytes after it
+    /// are even written).
     fn fill(&mut self, data: &[u8], limit: u64) -> io::Result<usize> {
         let n = (BLOCK - self.block.len())
             .min(data.len())
             .min(usize::try_from(limit).unwrap_or(usize::MAX));
         self.block.extend_from_slice(&data[..n]);
+        let mut file_ended = false;
         if let Some(regions) = &mut self.regions {
             regions.advance(&data[..n]);
+            file_ended = self.kind != Kind::Other && regions.peek().0 != Region::File;
         }
-        if self.block.len() == BLOCK {
+        if self.block.len() == BLOCK || file_ended {
             let kind = self.kind;
             self.dispatch(false)?;
-            if kind != Kind::Other {
+            if kind != Kind::Other && !file_ended {
                 self.kind = Kind::FileRest;
             }
         }
@@ -266,21 +271,11 @@ impl<W: Write + Send + 'static> Write for ParallelGzip<W> {
             return self.fill(data, u64::MAX);
         };
         let (region, run) = regions.peek();
-        match (region, self.kind) {
-            (Region::File, Kind::Other) => {
-                if !self.block.is_empty() {
-                    self.dispatch(false)?;
-                }
-                self.kind = Kind::FileStart;
+        if region == Region::File && self.kind == Kind::Other {
+            if !self.block.is_empty() {
+                self.dispatch(false)?;
             }
-            (Region::Other, Kind::FileStart | Kind::FileRest) => {
-                // The file's content ended with the last write (or a full block did).
-                if !self.block.is_empty() {
-                    self.dispatch(false)?;
-                }
-                self.kind = Kind::Other;
-            }
-            _ => {}
+            self.kind = Kind::FileStart;
         }
         self.fill(data, run)
     }

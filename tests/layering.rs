@@ -151,3 +151,26 @@ fn a_patch_release_pushes_only_what_changed() {
     );
     drop(registry);
 }
+
+/// `release` makes the image with the tarball: from the tarball's own stream for the line's
+/// first release, from git for a patch release (whose tree is split, so a layer from the
+/// stream would go unused and is not made). Either way it is the image `image` makes alone.
+#[test]
+fn release_makes_the_same_split_image_and_only_the_layers_it_uses() {
+    let repo = project("registry.example.org/team/app");
+    let work = tempfile::tempdir().unwrap();
+    for (tag, from_stream) in [("v1.0.0", true), ("v1.0.1", false)] {
+        let released = dry_run_release(repo.path(), tag, None, &work.path().join(tag));
+        assert_eq!(
+            released
+                .stderr
+                .contains("image layer: made with the tarball's stream"),
+            from_stream,
+            "{tag}: {}",
+            released.stderr
+        );
+        let alone = image(&repo, tag, &work.path().join(format!("alone-{tag}")));
+        let record: Value = serde_json::from_str(&released.stdout).unwrap();
+        assert_eq!(record["image"]["digest"], alone["image"]["digest"], "{tag}");
+    }
+}

@@ -20,7 +20,7 @@ mod config;
 mod layers;
 pub mod provided;
 mod publish;
-mod split;
+pub mod split;
 
 use std::path::{Path, PathBuf};
 

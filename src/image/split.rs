@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::oci::blobs::BlobStore;
 use crate::oci::layer::{self, LayerTar};
 use crate::source::{Commit, Content, Entry, EntryKind, Selection};
-use crate::spec::image::Layering;
+use crate::spec::image::{ImageSpec, Layering};
 use crate::target::Target;
 use crate::ui::Ui;
 use crate::version::TaggedVersion;
@@ -27,16 +27,10 @@ pub fn release_tree(
     store: &BlobStore,
     ui: &Ui,
 ) -> Result<Option<Vec<Added>>> {
-    if inputs.image.layering != Layering::ReleaseLine {
-        return Ok(None);
-    }
     let target = inputs.target;
-    let Some(first) = line_start(target) else {
+    let Some(first) = splits_from(inputs.image, target) else {
         return Ok(None);
     };
-    if target.tag.as_deref() == Some(first.tag.as_str()) {
-        return Ok(None);
-    }
     let base = inputs.source.tag_commit(&first.tag)?;
     let excludes = inputs.spec.tarball.excludes()?;
     let selection = tree_selection(inputs, &excludes);
@@ -76,6 +70,15 @@ pub fn release_tree(
             ),
         ),
     ]))
+}
+
+/// The release line's first release, when the release tree is split at it: `release_line`,
+/// and the target is not that first release itself.
+pub fn splits_from<'t>(image: &ImageSpec, target: &'t Target) -> Option<&'t TaggedVersion> {
+    if image.layering != Layering::ReleaseLine {
+        return None;
+    }
+    line_start(target).filter(|first| target.tag.as_deref() != Some(first.tag.as_str()))
 }
 
 /// The lowest final release of the target's `major.minor`, at or below it.

@@ -27,12 +27,15 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
     } else {
         Existing::Refuse
     };
+    // The image's release tree from the tarball's stream; not when the image splits it at
+    // the release line's first release (it is made from git then).
     let image_spec = job
         .project
         .spec
         .image
         .as_ref()
-        .filter(|_| job.selection.includes(StageName::Image));
+        .filter(|_| job.selection.includes(StageName::Image))
+        .filter(|image| image::split::splits_from(image, job.target).is_none());
     let (built, layer) = with_tree_layer(job, existing, image_spec);
     let built = built?;
     work.release_tree = layer;

@@ -87,12 +87,13 @@ pub struct Built {
     pub gzip_blocks: Option<Cuts>,
 }
 
-/// Where the tarball's tree also goes while it is packed: to the image layer made from it, so
-/// the git tree is read once for both, and (with `share`) its files compressed once.
+/// Where the tarball's tree also goes while it is packed, for the image: its uncompressed
+/// stream (the release tree layer is made from it, so the git tree is read once for both),
+/// and its compressed file blocks (so the image's layers need not compress them again).
 pub struct Copy {
     /// The uncompressed tar stream, in chunks.
-    pub stream: SyncSender<Vec<u8>>,
-    /// The tarball's compressed file blocks, for the layer to take.
+    pub stream: Option<SyncSender<Vec<u8>>>,
+    /// The tarball's compressed file blocks: to that layer, and into an index for later ones.
     pub share: Share,
 }
 
@@ -116,7 +117,7 @@ pub fn build(
 
     let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     let (stream, share) = match copy {
-        Some(Copy { stream, share }) => (Some(stream), share),
+        Some(Copy { stream, share }) => (stream, share),
         None => (None, Share::None),
     };
     let compressor = Compressor::sharing(plan.packing, sink, share)

@@ -154,7 +154,8 @@ fn a_patch_release_pushes_only_what_changed() {
 
 /// `release` makes the image with the tarball: from the tarball's own stream for the line's
 /// first release, from git for a patch release (whose tree is split, so a layer from the
-/// stream would go unused and is not made). Either way it is the image `image` makes alone.
+/// stream would go unused and is not made), taking the tarball's compressed files by content.
+/// Either way it is the image `image` makes alone.
 #[test]
 fn release_makes_the_same_split_image_and_only_the_layers_it_uses() {
     let repo = project("registry.example.org/team/app");
@@ -166,6 +167,15 @@ fn release_makes_the_same_split_image_and_only_the_layers_it_uses() {
                 .stderr
                 .contains("image layer: made with the tarball's stream"),
             from_stream,
+            "{tag}: {}",
+            released.stderr
+        );
+        // 1.0.1's line layer takes 19 modules of 1.0.0 and its changes layer the 20th.
+        let taken =
+            "image layers: 1.9 MiB of file content taken from the tarball's compressed files";
+        assert_eq!(
+            released.stderr.contains(taken),
+            !from_stream,
             "{tag}: {}",
             released.stderr
         );

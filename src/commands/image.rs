@@ -27,16 +27,17 @@ pub fn run(cli: &Cli, args: &ImageArgs, env: &Env, ui: &Ui) -> Result<()> {
         .unwrap_or_else(|| args.out.join("image"));
     // An explicit layout is the product: it gets the base's layers too, to stand on its own.
     let complete = args.oci_layout.is_some();
-    let built = build(&project, &target, &layout, complete, None, ui)?.ok_or_else(|| {
-        Error::input(format!(
-            "the pipeline spec has no `image:` section ({})",
-            project
-                .spec_file
-                .as_deref()
-                .map_or("no tagpilot.yaml found".to_string(), display)
-        ))
-        .with_hint("Add one (see `tagpilot schema`), or pass --pipeline FILE")
-    })?;
+    let built =
+        build(&project, &target, &layout, complete, Default::default(), ui)?.ok_or_else(|| {
+            Error::input(format!(
+                "the pipeline spec has no `image:` section ({})",
+                project
+                    .spec_file
+                    .as_deref()
+                    .map_or("no tagpilot.yaml found".to_string(), display)
+            ))
+            .with_hint("Add one (see `tagpilot schema`), or pass --pipeline FILE")
+        })?;
     let mut record = Record::new(&target, false);
     record.set_image(&built);
     if args.oci_layout.is_none() {

@@ -237,8 +237,9 @@ fn rebuild(
         }
     }
     let layout = scratch.path().join("rebuilt");
-    let built = crate::stages::image::build(project, target, &layout, false, None, ui)?
-        .ok_or_else(|| Error::input("the spec has no image to rebuild"))?;
+    let built =
+        crate::stages::image::build(project, target, &layout, false, Default::default(), ui)?
+            .ok_or_else(|| Error::input("the spec has no image to rebuild"))?;
     let digest = found.digest;
     if built.digest == *digest {
         checked.push(format!(

@@ -89,8 +89,8 @@ struct Deflated {
     bytes: io::Result<Vec<u8>>,
     crc: crc32fast::Hasher,
     input_len: u64,
-    /// The input, for a block to publish.
-    published: Option<Vec<u8>>,
+    /// The dictionary and input, for a block to publish.
+    published: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 pub struct ParallelGzip<W: Write + Send + 'static> {
@@ -197,7 +197,8 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
         self.next_index += 1;
         let file = kind != Kind::Other;
         if file {
-            if let Some(block) = self.reuse.as_mut().and_then(|r| r.take(&data)) {
+            let reuse = self.reuse.as_mut();
+            if let Some(block) = reuse.and_then(|r| r.take(&dictionary, &data)) {
                 return self.send_taken(index, data.len(), block);
             }
         }
@@ -303,7 +304,7 @@ fn deflate_worker(level: u32, jobs: &Mutex<Receiver<Job>>, done: &Sender<Deflate
             bytes,
             crc,
             input_len: job.data.len() as u64,
-            published: job.publish.then_some(job.data),
+            published: job.publish.then_some((job.dictionary, job.data)),
         };
         if done.send(result).is_err() {
             return; // the writer stopped; its error is reported by finish
@@ -356,6 +357,7 @@ fn write_in_order<W: Write>(
     let mut waiting: BTreeMap<u64, Deflated> = BTreeMap::new();
     let mut next = 0u64;
     let mut length = 0u64;
+    let mut offset = HEADER.len() as u64;
     for block in done {
         waiting.insert(block.index, block);
         while let Some(block) = waiting.remove(&next) {
@@ -364,12 +366,16 @@ fn write_in_order<W: Write>(
             crc.combine(&block.crc);
             length += block.input_len;
             next += 1;
-            if let (Some(publisher), Some(data)) = (&publisher, block.published) {
-                publisher.publish(FileBlock {
+            let at = offset;
+            offset += bytes.len() as u64;
+            if let (Some(publisher), Some((dictionary, data))) = (&publisher, block.published) {
+                let block = FileBlock {
+                    dictionary,
                     data,
                     deflated: bytes,
                     crc: block.crc,
-                });
+                };
+                publisher.publish(block, at);
             }
         }
     }
@@ -571,9 +577,17 @@ mod tests {
             .sum();
         let mut changed = files.clone();
         changed[4].1[BLOCK + 10] ^= 1; // the second block of lib/module.py
-        for (layer_files, expect_taken) in [(&files, large), (&changed, large - BLOCK)] {
+                                       // The end of the second block: the third is the same input, but its dictionary (the
+                                       // 32 KiB before it) is not, so it is not the same block either.
+        let mut near_the_end = files.clone();
+        near_the_end[4].1[2 * BLOCK - 5] ^= 1;
+        for (layer_files, expect_taken) in [
+            (&files, large),
+            (&changed, large - BLOCK),
+            (&near_the_end, large - 2 * BLOCK),
+        ] {
             let layer = tree_tar("opt/app/", 1000, layer_files);
-            let (publisher, reuser, taken) = share::pair();
+            let (publisher, reuser, taken) = share::pair(None);
             let published = gzip_cut(
                 &tarball,
                 Cuts::Files,
@@ -586,6 +600,48 @@ mod tests {
             assert_eq!(taken.bytes(), expect_taken as u64);
             assert_eq!(gunzip(&shared), layer);
         }
+    }
+
+    /// A layer made later from another tree (a release line's first release: other files
+    /// changed, one gone, in another order) looks the tarball's blocks up by content in the
+    /// finished file: the same bytes as compressing alone, and every large file both hold is
+    /// taken.
+    #[test]
+    fn a_later_stream_takes_blocks_by_content_from_the_finished_file() {
+        let files = sample_files();
+        let index = share::BlockIndex::default();
+        let tarball = gzip_cut(
+            &tree_tar("app-1.0.1/", 0, &files),
+            Cuts::Files,
+            (6, 2, 65536),
+            Share::Publish(share::Publisher::indexing(index.clone())),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app.tar.gz");
+        std::fs::write(&file, &tarball).unwrap();
+        let blocks = share::Blocks { index, file };
+
+        let mut older: Vec<(&str, Vec<u8>)> = files.iter().rev().cloned().collect();
+        older.retain(|(name, _)| *name != "lib/tail.py");
+        older[1].1[BLOCK - 100] ^= 1; // lib/asset.bin: both its blocks differ (the second by dictionary)
+        let in_both: usize = older
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .map(|(_, (_, c))| c.len())
+            .filter(|n| *n as u64 >= tar_regions::MIN_FILE)
+            .sum();
+        let layer = tree_tar("opt/app/", 1000, &older);
+        let taken = share::Taken::default();
+        let shared = gzip_cut(
+            &layer,
+            Cuts::Files,
+            (6, 2, 4096),
+            Share::Reuse(blocks.reuser(&taken).unwrap()),
+        );
+        assert!(shared == gzip_cut(&layer, Cuts::Files, (6, 2, 1000), Share::None));
+        assert_eq!(taken.bytes(), in_both as u64);
+        assert_eq!(gunzip(&shared), layer);
     }
 
     /// File cuts cost some ratio (each large file starts without a dictionary, and every cut

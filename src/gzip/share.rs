@@ -1,21 +1,35 @@
-//! Compress once: one stream hands its deflated file blocks to another that holds the same files
-//! in the same order (the release tarball to the image layer of its tree).
+//! Compress once: one stream hands its deflated file blocks to others that hold the same files
+//! (the release tarball to the image layers of its tree).
 //!
 //! Under [`super::Cuts::Files`] a file block's deflated bytes depend on its input and the level
-//! alone, so a block the other stream made from the same input is exactly the block this stream
-//! would make. The taker checks that the input is the same, byte for byte, before it takes a
-//! block; on any difference it compresses the block itself, so sharing can only save time,
-//! never change bytes.
+//! alone, so a block another stream made from the same input is exactly the block this stream
+//! would make. Two ways to find it:
 //!
-//! Memory stays bounded without a bound here: the publisher is fed from the same tar stream as
-//! the taker, through a bounded channel, so it is never more than that channel ahead.
+//! - in order ([`pair`]): a layer made from the tarball's own tar stream, at the same time,
+//!   takes the tarball's blocks as they come, after comparing the input byte for byte. Memory
+//!   stays bounded without a bound here: the publisher is fed from the same tar stream as the
+//!   taker, through a bounded channel, so it is never more than that channel ahead.
+//! - by content ([`Blocks`]): a layer made later from git (a release line's first release, a
+//!   patch's changes) looks each block up by the SHA-256 of its input in the finished
+//!   tarball's index, and reads the deflated bytes from the tarball file.
+//!
+//! A block not found, or not the same, is compressed as usual: sharing can only save time,
+//! never change bytes.
 
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-/// One deflated file block and the input it was made from.
+use sha2::Digest as _;
+
+/// One deflated file block and what it was made from: its input, and the dictionary it was
+/// primed with (none for a file's first block; the file's 32 KiB before it for the others, which
+/// its matches may reach into, so a block is the same only if both are).
 pub struct FileBlock {
+    pub dictionary: Vec<u8>,
     pub data: Vec<u8>,
     pub deflated: Vec<u8>,
     pub crc: crc32fast::Hasher,
@@ -28,40 +42,140 @@ pub enum Share {
     Reuse(Reuser),
 }
 
-pub struct Publisher(Sender<FileBlock>);
+/// Where the file blocks of a gzip file are in it, by the SHA-256 of their input.
+#[derive(Clone, Default)]
+pub struct BlockIndex(Arc<Mutex<HashMap<[u8; 32], Located>>>);
+
+#[derive(Clone)]
+struct Located {
+    offset: u64,
+    len: usize,
+    crc: crc32fast::Hasher,
+}
+
+/// A finished gzip file and the index of its file blocks.
+pub struct Blocks {
+    pub index: BlockIndex,
+    pub file: PathBuf,
+}
+
+impl Blocks {
+    /// A taker that looks blocks up here; `None` when the file cannot be opened (then each
+    /// block is compressed as usual).
+    pub fn reuser(&self, taken: &Taken) -> Option<Reuser> {
+        let file = std::fs::File::open(&self.file).ok()?;
+        Some(Reuser {
+            from: From::Lookup {
+                index: self.index.clone(),
+                file,
+            },
+            taken: Arc::clone(&taken.0),
+        })
+    }
+}
+
+/// Where a compressor's file blocks go: to a taker in order, into an index, or both.
+pub struct Publisher {
+    to: Option<Sender<FileBlock>>,
+    index: Option<BlockIndex>,
+}
 
 impl Publisher {
-    /// Hands a block on; a taker that stopped taking is no error.
-    pub fn publish(&self, block: FileBlock) {
-        let _ = self.0.send(block);
+    /// Records each block in `index` only.
+    pub fn indexing(index: BlockIndex) -> Publisher {
+        Publisher {
+            to: None,
+            index: Some(index),
+        }
+    }
+
+    /// Hands a block on, written at `offset` of the gzip file; a taker that stopped taking is
+    /// no error.
+    pub fn publish(&self, block: FileBlock, offset: u64) {
+        if let Some(index) = &self.index {
+            let key = content_key(&block.dictionary, &block.data);
+            let located = Located {
+                offset,
+                len: block.deflated.len(),
+                crc: block.crc.clone(),
+            };
+            if let Ok(mut index) = index.0.lock() {
+                index.entry(key).or_insert(located);
+            }
+        }
+        if let Some(to) = &self.to {
+            let _ = to.send(block);
+        }
     }
 }
 
 pub struct Reuser {
-    from: Option<Receiver<FileBlock>>,
+    from: From,
     taken: Arc<AtomicU64>,
 }
 
+enum From {
+    InOrder(Option<Receiver<FileBlock>>),
+    Lookup {
+        index: BlockIndex,
+        file: std::fs::File,
+    },
+}
+
 impl Reuser {
-    /// The next published block, if it was made from exactly `data`. A publisher that has
-    /// finished (or failed) leaves this stream to compress the rest itself.
-    pub fn take(&mut self, data: &[u8]) -> Option<FileBlock> {
-        let block = match self.from.as_ref()?.recv() {
-            Ok(block) => block,
-            Err(_) => {
-                self.from = None;
-                return None;
-            }
-        };
-        if block.data != data {
-            return None;
-        }
+    /// The deflated bytes of `data` primed with `dictionary`, when another stream made them
+    /// from exactly those.
+    pub fn take(&mut self, dictionary: &[u8], data: &[u8]) -> Option<FileBlock> {
+        let block = match &mut self.from {
+            From::InOrder(from) => next_in_order(from, dictionary, data),
+            From::Lookup { index, file } => look_up(index, file, content_key(dictionary, data)),
+        }?;
         self.taken.fetch_add(data.len() as u64, Ordering::Relaxed);
         Some(block)
     }
 }
 
-/// Counts the input bytes a [`Reuser`] took instead of compressing.
+/// The next published block, if it was made from exactly these. A publisher that has finished
+/// (or failed) leaves this stream to compress the rest itself.
+fn next_in_order(
+    from: &mut Option<Receiver<FileBlock>>,
+    dictionary: &[u8],
+    data: &[u8],
+) -> Option<FileBlock> {
+    let block = match from.as_ref()?.recv() {
+        Ok(block) => block,
+        Err(_) => {
+            *from = None;
+            return None;
+        }
+    };
+    (block.data == data && block.dictionary == dictionary).then_some(block)
+}
+
+/// What a block is looked up by: the SHA-256 of its dictionary's length, the dictionary and
+/// the input.
+fn content_key(dictionary: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut hash = sha2::Sha256::new();
+    hash.update((dictionary.len() as u64).to_le_bytes());
+    hash.update(dictionary);
+    hash.update(data);
+    hash.finalize().into()
+}
+
+/// The block with this key, read from the gzip file.
+fn look_up(index: &BlockIndex, file: &std::fs::File, key: [u8; 32]) -> Option<FileBlock> {
+    let located = index.0.lock().ok()?.get(&key)?.clone();
+    let mut deflated = vec![0u8; located.len];
+    file.read_exact_at(&mut deflated, located.offset).ok()?;
+    Some(FileBlock {
+        dictionary: Vec::new(),
+        data: Vec::new(),
+        deflated,
+        crc: located.crc,
+    })
+}
+
+/// Counts the input bytes [`Reuser`]s took instead of compressing.
 #[derive(Clone, Default)]
 pub struct Taken(Arc<AtomicU64>);
 
@@ -71,13 +185,21 @@ impl Taken {
     }
 }
 
-/// A publisher, a reuser fed by it, and the count of what the reuser takes.
-pub fn pair() -> (Publisher, Reuser, Taken) {
+/// A publisher (recording into `index` too, if given), a reuser fed by it in order, and the
+/// count of what the reuser takes.
+pub fn pair(index: Option<BlockIndex>) -> (Publisher, Reuser, Taken) {
     let (tx, rx) = channel();
     let taken = Taken::default();
     let reuser = Reuser {
-        from: Some(rx),
+        from: From::InOrder(Some(rx)),
         taken: Arc::clone(&taken.0),
     };
-    (Publisher(tx), reuser, taken)
+    (
+        Publisher {
+            to: Some(tx),
+            index,
+        },
+        reuser,
+        taken,
+    )
 }

@@ -84,12 +84,12 @@ pub fn release_tree(
     ui: &Ui,
 ) -> Result<Added> {
     let (image, target) = (inputs.image, inputs.target);
-    let made = match inputs.release_tree.clone() {
+    let made = match inputs.from_tarball.release_tree.clone() {
         Some(layer) => layer,
         None => {
             let selection_excludes = inputs.spec.tarball.excludes()?;
             let selection = tree_selection(inputs, &selection_excludes);
-            layer::build(store, image.packing(), |tar, counts| {
+            layer::build_sharing(store, image.packing(), inputs.sharing(), |tar, counts| {
                 let tree = (&target.commit, placement.owned);
                 append_release_tree(tar, inputs, tree, &selection, &placement.prefix, ui, counts)?;
                 // The build outputs the tarball holds too, as it holds them.

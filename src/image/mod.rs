@@ -28,6 +28,7 @@ use serde_json::json;
 
 use crate::env::Env;
 use crate::error::{Error, Result};
+use crate::gzip::share::{Blocks, Share, Taken};
 use crate::oci::blobs::BlobStore;
 use crate::oci::digest::Digest;
 use crate::oci::image::{assemble, BaseImage};
@@ -88,9 +89,30 @@ pub struct Inputs<'a> {
     pub complete_layout: bool,
     /// The environment (`CI_PROJECT_URL` for the source label, registry logins).
     pub env: &'a Env,
-    /// The release tree layer when it was already made (from the tarball's stream, in the
-    /// same pass over the git tree); else it is made here from the tree.
+    /// What the tarball stage made for the image.
+    pub from_tarball: FromTarball,
+    /// The file content the layers took from the tarball's compressed files.
+    pub taken: Taken,
+}
+
+/// What the tarball stage, run in the same process, made for the image.
+#[derive(Default)]
+pub struct FromTarball {
+    /// The release tree layer, made from the tarball's stream in the same pass over the git
+    /// tree; else it is made here from the tree.
     pub release_tree: Option<Layer>,
+    /// The tarball's compressed file blocks, for layers made here to take.
+    pub blocks: Option<Blocks>,
+}
+
+impl Inputs<'_> {
+    /// How a release tree layer made here takes the tarball's compressed files.
+    pub fn sharing(&self) -> Share {
+        let blocks = self.from_tarball.blocks.as_ref();
+        blocks
+            .and_then(|blocks| blocks.reuser(&self.taken))
+            .map_or(Share::None, Share::Reuse)
+    }
 }
 
 /// Builds the image into the layout at `layout_dir`, in phases: check the inputs, pin the

@@ -40,7 +40,7 @@ pub fn release_tree(
         mtime: base.time.max(0) as u64,
         ..placement.owned
     };
-    let line = layer::build(store, image.packing(), |tar, counts| {
+    let line = layer::build_sharing(store, image.packing(), inputs.sharing(), |tar, counts| {
         append_release_tree(
             tar,
             inputs,
@@ -51,7 +51,7 @@ pub fn release_tree(
             counts,
         )
     })?;
-    let changes = layer::build(store, image.packing(), |tar, counts| {
+    let changes = layer::build_sharing(store, image.packing(), inputs.sharing(), |tar, counts| {
         changes_since(inputs, &base, &selection, placement, tar, counts)
     })?;
     Ok(Some(vec![

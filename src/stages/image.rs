@@ -4,17 +4,20 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::fsutil::display;
+use crate::gzip::share::Taken;
 use crate::image::{self, Built, Inputs};
-use crate::oci::layer::Layer;
 use crate::project::Project;
 use crate::record::{Record, Status};
 use crate::target::Target;
-use crate::ui::Ui;
+use crate::ui::{human_bytes, Ui};
 
 use super::{carried, Job, Outcome, Work};
 
 pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
-    let release_tree = work.release_tree.take().transpose()?;
+    let from_tarball = image::FromTarball {
+        release_tree: work.release_tree.take().transpose()?,
+        blocks: work.tarball_blocks.take(),
+    };
     // A dry run's layout is what people inspect: complete it; a real release pushes instead.
     let complete_layout = job.mode.rehearsing();
     let layout = job.out.join("image");
@@ -23,7 +26,7 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
         job.target,
         &layout,
         complete_layout,
-        release_tree,
+        from_tarball,
         job.ui,
     )?;
     let Some(built) = built else {
@@ -48,13 +51,13 @@ pub fn skipped(record: &Record) -> String {
 
 /// Builds the image into `layout`; `None` when the spec has no `image:` section.
 /// `complete_layout` also downloads a registry base's layers into the layout (a push does not
-/// need them); `release_tree` is the layer when already made.
+/// need them); `from_tarball` is what the tarball stage made for it.
 pub fn build(
     project: &Project,
     target: &Target,
     layout: &Path,
     complete_layout: bool,
-    release_tree: Option<Layer>,
+    from_tarball: image::FromTarball,
     ui: &Ui,
 ) -> Result<Option<Built>> {
     let Some(image) = &project.spec.image else {
@@ -68,7 +71,8 @@ pub fn build(
         target,
         complete_layout,
         env: &project.env,
-        release_tree,
+        from_tarball,
+        taken: Taken::default(),
     };
     let title = format!(
         "Building image {} {} into {}",
@@ -78,6 +82,12 @@ pub fn build(
     );
     ui.section("image", &title, || {
         let built = image::build(&inputs, layout, ui)?;
+        if inputs.taken.bytes() > 0 {
+            ui.info(&format!(
+                "image layers: {} of file content taken from the tarball's compressed files",
+                human_bytes(inputs.taken.bytes())
+            ));
+        }
         let supervisor = match &built.supervisor {
             Some(s) => format!(
                 ", and that of tagpilot-supervisor {}",

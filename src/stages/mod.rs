@@ -59,6 +59,8 @@ pub struct Work {
     /// The release tree layer the tarball stage made from its own stream (so the git tree is
     /// read once), for the image stage.
     release_tree: Option<Result<Layer>>,
+    /// Where the tarball's compressed file blocks are, for layers the image stage makes.
+    tarball_blocks: Option<crate::gzip::share::Blocks>,
 }
 
 impl Work {
@@ -67,6 +69,7 @@ impl Work {
             record,
             problems: Problems::default(),
             release_tree: None,
+            tarball_blocks: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::archive::{folder_prefix, ChannelReader};
 use crate::error::{Error, Result};
 use crate::fsutil::{check_out_dir, display};
-use crate::gzip::share::{self, Share};
+use crate::gzip::share::{self, BlockIndex, Blocks, Publisher, Share};
 use crate::image;
 use crate::oci::layer::Layer;
 use crate::project::Project;
@@ -27,18 +27,31 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
     } else {
         Existing::Refuse
     };
-    // The image's release tree from the tarball's stream; not when the image splits it at
-    // the release line's first release (it is made from git then).
     let image_spec = job
         .project
         .spec
         .image
         .as_ref()
-        .filter(|_| job.selection.includes(StageName::Image))
-        .filter(|image| image::split::splits_from(image, job.target).is_none());
-    let (built, layer) = with_tree_layer(job, existing, image_spec);
+        .filter(|_| job.selection.includes(StageName::Image));
+    // Compress once: with the same packing, the image's layers take the tarball's compressed
+    // files, from an index of them for layers the image stage makes from git.
+    let index = image_spec
+        .filter(|image| {
+            let tarball = job.project.spec.tarball.packing();
+            tarball.shares_files_with(image.packing())
+        })
+        .map(|_| BlockIndex::default());
+    // The image's release tree from the tarball's stream; not when the image splits it at
+    // the release line's first release (it is made from git then).
+    let stream_layer =
+        image_spec.filter(|image| image::split::splits_from(image, job.target).is_none());
+    let (built, layer) = with_tree_layer(job, existing, stream_layer, index.clone());
     let built = built?;
     work.release_tree = layer;
+    work.tarball_blocks = index.map(|index| Blocks {
+        index,
+        file: built.path.clone(),
+    });
     work.record.set_tarball(&built);
     let status = if built.unchanged {
         Status::AlreadyDone
@@ -55,15 +68,21 @@ pub fn skipped(record: &Record) -> String {
     carried(record.tarball.as_ref().map(|t| t.file.as_str()))
 }
 
-/// The tarball; with an image to build, also its release tree layer.
+/// The tarball; with `image_spec`, also its release tree layer. With `index`, the tarball's
+/// file blocks are recorded there.
 fn with_tree_layer(
     job: &Job,
     existing: Existing,
     image_spec: Option<&ImageSpec>,
+    index: Option<BlockIndex>,
 ) -> (Result<Built>, Option<Result<Layer>>) {
     let (project, target, out, ui) = (job.project, job.target, job.out, job.ui);
     let Some(image_spec) = image_spec else {
-        return (build(project, target, out, existing, ui, None), None);
+        let copy = index.map(|index| tarball::Copy {
+            stream: None,
+            share: Share::Publish(Publisher::indexing(index)),
+        });
+        return (build(project, target, out, existing, ui, copy), None);
     };
     let tarball_prefix = match prefix(project, target) {
         Ok(prefix) => prefix,
@@ -71,17 +90,12 @@ fn with_tree_layer(
     };
     let layout = out.join("image");
     let (stream, received) = std::sync::mpsc::sync_channel(8);
-    // Compress once: with the same packing, the layer takes the tarball's compressed files.
-    let (publish, reuse, taken) = if project
-        .spec
-        .tarball
-        .packing()
-        .shares_files_with(image_spec.packing())
-    {
-        let (publisher, reuser, taken) = share::pair();
-        (Share::Publish(publisher), Share::Reuse(reuser), Some(taken))
-    } else {
-        (Share::None, Share::None, None)
+    let (publish, reuse, taken) = match index {
+        Some(index) => {
+            let (publisher, reuser, taken) = share::pair(Some(index));
+            (Share::Publish(publisher), Share::Reuse(reuser), Some(taken))
+        }
+        None => (Share::None, Share::None, None),
     };
     std::thread::scope(|scope| {
         let layer = scope.spawn(|| {
@@ -94,7 +108,7 @@ fn with_tree_layer(
             )
         });
         let copy = tarball::Copy {
-            stream,
+            stream: Some(stream),
             share: publish,
         };
         let built = build(project, target, out, existing, ui, Some(copy));

@@ -587,7 +587,7 @@ mod tests {
             (&near_the_end, large - 2 * BLOCK),
         ] {
             let layer = tree_tar("opt/app/", 1000, layer_files);
-            let (publisher, reuser, taken) = share::pair(None);
+            let (publisher, reuser, taken) = share::pair();
             let published = gzip_cut(
                 &tarball,
                 Cuts::Files,
@@ -614,7 +614,7 @@ mod tests {
             &tree_tar("app-1.0.1/", 0, &files),
             Cuts::Files,
             (6, 2, 65536),
-            Share::Publish(share::Publisher::indexing(index.clone())),
+            Share::Publish(share::Publisher::Index(index.clone())),
         );
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("app.tar.gz");

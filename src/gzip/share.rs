@@ -74,37 +74,31 @@ impl Blocks {
     }
 }
 
-/// Where a compressor's file blocks go: to a taker in order, into an index, or both.
-pub struct Publisher {
-    to: Option<Sender<FileBlock>>,
-    index: Option<BlockIndex>,
+/// Where a compressor's file blocks go: to a taker in order, or into an index.
+pub enum Publisher {
+    InOrder(Sender<FileBlock>),
+    Index(BlockIndex),
 }
 
 impl Publisher {
-    /// Records each block in `index` only.
-    pub fn indexing(index: BlockIndex) -> Publisher {
-        Publisher {
-            to: None,
-            index: Some(index),
-        }
-    }
-
     /// Hands a block on, written at `offset` of the gzip file; a taker that stopped taking is
     /// no error.
     pub fn publish(&self, block: FileBlock, offset: u64) {
-        if let Some(index) = &self.index {
-            let key = content_key(&block.dictionary, &block.data);
-            let located = Located {
-                offset,
-                len: block.deflated.len(),
-                crc: block.crc.clone(),
-            };
-            if let Ok(mut index) = index.0.lock() {
-                index.entry(key).or_insert(located);
+        match self {
+            Publisher::InOrder(to) => {
+                let _ = to.send(block);
             }
-        }
-        if let Some(to) = &self.to {
-            let _ = to.send(block);
+            Publisher::Index(index) => {
+                let key = content_key(&block.dictionary, &block.data);
+                let located = Located {
+                    offset,
+                    len: block.deflated.len(),
+                    crc: block.crc,
+                };
+                if let Ok(mut index) = index.0.lock() {
+                    index.entry(key).or_insert(located);
+                }
+            }
         }
     }
 }
@@ -185,21 +179,13 @@ impl Taken {
     }
 }
 
-/// A publisher (recording into `index` too, if given), a reuser fed by it in order, and the
-/// count of what the reuser takes.
-pub fn pair(index: Option<BlockIndex>) -> (Publisher, Reuser, Taken) {
+/// A publisher, a reuser fed by it in order, and the count of what the reuser takes.
+pub fn pair() -> (Publisher, Reuser, Taken) {
     let (tx, rx) = channel();
     let taken = Taken::default();
     let reuser = Reuser {
         from: From::InOrder(Some(rx)),
         taken: Arc::clone(&taken.0),
     };
-    (
-        Publisher {
-            to: Some(tx),
-            index,
-        },
-        reuser,
-        taken,
-    )
+    (Publisher::InOrder(tx), reuser, taken)
 }

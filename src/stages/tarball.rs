@@ -34,18 +34,24 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
         .as_ref()
         .filter(|_| job.selection.includes(StageName::Image));
     // Compress once: with the same packing, the image's layers take the tarball's compressed
-    // files, from an index of them for layers the image stage makes from git.
-    let index = image_spec
-        .filter(|image| {
-            let tarball = job.project.spec.tarball.packing();
-            tarball.shares_files_with(image.packing())
-        })
-        .map(|_| BlockIndex::default());
-    // The image's release tree from the tarball's stream; not when the image splits it at
-    // the release line's first release (it is made from git then).
-    let stream_layer =
-        image_spec.filter(|image| image::split::splits_from(image, job.target).is_none());
-    let (built, layer) = with_tree_layer(job, existing, stream_layer, index.clone());
+    // files instead of compressing them again.
+    let shares = image_spec.is_some_and(|image| {
+        let tarball = job.project.spec.tarball.packing();
+        tarball.shares_files_with(image.packing())
+    });
+    let for_image = match image_spec {
+        None => ForImage::Nothing,
+        Some(image) if image::split::splits_from(image, job.target).is_some() => match shares {
+            true => ForImage::Index(BlockIndex::default()),
+            false => ForImage::Nothing,
+        },
+        Some(image) => ForImage::StreamLayer(image, shares),
+    };
+    let index = match &for_image {
+        ForImage::Index(index) => Some(index.clone()),
+        _ => None,
+    };
+    let (built, layer) = with_tree_layer(job, existing, for_image);
     let built = built?;
     work.release_tree = layer;
     work.tarball_blocks = index.map(|index| Blocks {
@@ -68,21 +74,34 @@ pub fn skipped(record: &Record) -> String {
     carried(record.tarball.as_ref().map(|t| t.file.as_str()))
 }
 
-/// The tarball; with `image_spec`, also its release tree layer. With `index`, the tarball's
-/// file blocks are recorded there.
+/// What the tarball stage makes for the image besides the tarball.
+enum ForImage<'a> {
+    Nothing,
+    /// The release tree layer, from the tarball's stream (so the git tree is read once);
+    /// `true`: taking the tarball's compressed files as they come.
+    StreamLayer(&'a ImageSpec, bool),
+    /// An index of the tarball's compressed files, for the layers the image stage makes from
+    /// git when it splits the tree at the release line's first release.
+    Index(BlockIndex),
+}
+
+/// The tarball, and what it makes for the image.
 fn with_tree_layer(
     job: &Job,
     existing: Existing,
-    image_spec: Option<&ImageSpec>,
-    index: Option<BlockIndex>,
+    for_image: ForImage,
 ) -> (Result<Built>, Option<Result<Layer>>) {
     let (project, target, out, ui) = (job.project, job.target, job.out, job.ui);
-    let Some(image_spec) = image_spec else {
-        let copy = index.map(|index| tarball::Copy {
-            stream: None,
-            share: Share::Publish(Publisher::indexing(index)),
-        });
-        return (build(project, target, out, existing, ui, copy), None);
+    let (image_spec, shares) = match for_image {
+        ForImage::StreamLayer(image_spec, shares) => (image_spec, shares),
+        ForImage::Nothing => return (build(project, target, out, existing, ui, None), None),
+        ForImage::Index(index) => {
+            let copy = tarball::Copy {
+                stream: None,
+                share: Share::Publish(Publisher::Index(index)),
+            };
+            return (build(project, target, out, existing, ui, Some(copy)), None);
+        }
     };
     let tarball_prefix = match prefix(project, target) {
         Ok(prefix) => prefix,
@@ -90,12 +109,11 @@ fn with_tree_layer(
     };
     let layout = out.join("image");
     let (stream, received) = std::sync::mpsc::sync_channel(8);
-    let (publish, reuse, taken) = match index {
-        Some(index) => {
-            let (publisher, reuser, taken) = share::pair(Some(index));
-            (Share::Publish(publisher), Share::Reuse(reuser), Some(taken))
-        }
-        None => (Share::None, Share::None, None),
+    let (publish, reuse, taken) = if shares {
+        let (publisher, reuser, taken) = share::pair();
+        (Share::Publish(publisher), Share::Reuse(reuser), Some(taken))
+    } else {
+        (Share::None, Share::None, None)
     };
     std::thread::scope(|scope| {
         let layer = scope.spawn(|| {

@@ -642,6 +642,22 @@ mod tests {
         assert!(shared == gzip_cut(&layer, Cuts::Files, (6, 2, 1000), Share::None));
         assert_eq!(taken.bytes(), in_both as u64);
         assert_eq!(gunzip(&shared), layer);
+
+        // A tarball changed on disk since is not read from: every block is compressed here.
+        let mut tampered = tarball.clone();
+        for byte in &mut tampered[20..tarball.len() - 20] {
+            *byte ^= 0x5a;
+        }
+        std::fs::write(&blocks.file, &tampered).unwrap();
+        let taken = share::Taken::default();
+        let shared = gzip_cut(
+            &layer,
+            Cuts::Files,
+            (6, 2, 4096),
+            Share::Reuse(blocks.reuser(&taken).unwrap()),
+        );
+        assert_eq!(taken.bytes(), 0);
+        assert!(shared == gzip_cut(&layer, Cuts::Files, (6, 2, 1000), Share::None));
     }
 
     /// File cuts cost some ratio (each large file starts without a dictionary, and every cut

@@ -50,7 +50,10 @@ pub struct BlockIndex(Arc<Mutex<HashMap<[u8; 32], Located>>>);
 struct Located {
     offset: u64,
     len: usize,
+    /// Of the input, for the gzip trailer.
     crc: crc32fast::Hasher,
+    /// Of the deflated bytes: what is read back from the file must be what was written.
+    written: u32,
 }
 
 /// A finished gzip file and the index of its file blocks.
@@ -94,6 +97,7 @@ impl Publisher {
                     offset,
                     len: block.deflated.len(),
                     crc: block.crc,
+                    written: crc32fast::hash(&block.deflated),
                 };
                 if let Ok(mut index) = index.0.lock() {
                     index.entry(key).or_insert(located);
@@ -161,6 +165,9 @@ fn look_up(index: &BlockIndex, file: &std::fs::File, key: [u8; 32]) -> Option<Fi
     let located = index.0.lock().ok()?.get(&key)?.clone();
     let mut deflated = vec![0u8; located.len];
     file.read_exact_at(&mut deflated, located.offset).ok()?;
+    if crc32fast::hash(&deflated) != located.written {
+        return None; // the file changed since: compress the block here
+    }
     Some(FileBlock {
         dictionary: Vec::new(),
         data: Vec::new(),

@@ -632,15 +632,16 @@ mod tests {
             .filter(|n| *n as u64 >= tar_regions::MIN_FILE)
             .sum();
         let layer = tree_tar("opt/app/", 1000, &older);
-        let taken = share::Taken::default();
-        let shared = gzip_cut(
-            &layer,
-            Cuts::Files,
-            (6, 2, 4096),
-            Share::Reuse(blocks.reuser(&taken).unwrap()),
-        );
-        assert!(shared == gzip_cut(&layer, Cuts::Files, (6, 2, 1000), Share::None));
-        assert_eq!(taken.bytes(), in_both as u64);
+        let alone = gzip_cut(&layer, Cuts::Files, (6, 2, 1000), Share::None);
+        let taking = |blocks: &share::Blocks| {
+            let taken = share::Taken::default();
+            let reuser = blocks.reuser(&taken).unwrap();
+            let bytes = gzip_cut(&layer, Cuts::Files, (6, 2, 4096), Share::Reuse(reuser));
+            (bytes, taken.bytes())
+        };
+        let (shared, taken) = taking(&blocks);
+        assert!(shared == alone);
+        assert_eq!(taken, in_both as u64);
         assert_eq!(gunzip(&shared), layer);
 
         // A tarball changed on disk since is not read from: every block is compressed here.
@@ -649,15 +650,9 @@ mod tests {
             *byte ^= 0x5a;
         }
         std::fs::write(&blocks.file, &tampered).unwrap();
-        let taken = share::Taken::default();
-        let shared = gzip_cut(
-            &layer,
-            Cuts::Files,
-            (6, 2, 4096),
-            Share::Reuse(blocks.reuser(&taken).unwrap()),
-        );
-        assert_eq!(taken.bytes(), 0);
-        assert!(shared == gzip_cut(&layer, Cuts::Files, (6, 2, 1000), Share::None));
+        let (shared, taken) = taking(&blocks);
+        assert_eq!(taken, 0);
+        assert!(shared == alone);
     }
 
     /// File cuts cost some ratio (each large file starts without a dictionary, and every cut

@@ -748,3 +748,41 @@ fn validate_checks_the_supervisor_file_as_containerpilot_starts_it() {
         at_tag.stderr
     );
 }
+
+/// Compress once over many files of every size around the cuts (empty, under a tar record,
+/// just under and at the 16 KiB of a file's own blocks, a 256 KiB block and one byte more,
+/// text and noise): the release's layer, which takes the tarball's blocks while both are
+/// made, is the image `image` makes alone, and the release does not wait on itself.
+#[test]
+fn compress_once_over_files_of_every_size_gives_the_same_image() {
+    let repo = Repo::new();
+    repo.write(
+        "tagpilot.yaml",
+        "name: app\nimage:\n  repository: registry.example.org/team/app\n  install_path: /srv/app\n",
+    );
+    let sizes = [
+        0, 1, 511, 512, 513, 16_383, 16_384, 16_385, 100_000, 262_144, 262_145, 600_001,
+    ];
+    let text = |n: usize| -> Vec<u8> {
+        let line = b"def handler(request):\n    return request.value\n";
+        line.iter().copied().cycle().take(n).collect()
+    };
+    for i in 0..240 {
+        let size = sizes[i % sizes.len()];
+        let content = if i % 5 == 0 { noise(size) } else { text(size) };
+        repo.write(&format!("pkg{}/file{i:03}.py", i % 7), content);
+    }
+    repo.commit("many files").tag("v1.0.0");
+    let work = tempfile::tempdir().unwrap();
+    let released = dry_run_release(repo.path(), "v1.0.0", None, &work.path().join("out"));
+    assert!(
+        released.stderr.contains("compressed once for both"),
+        "{}",
+        released.stderr
+    );
+    let spec = repo.path().join("tagpilot.yaml");
+    let alone = build_image(repo.path(), &spec, "v1.0.0", &work.path().join("alone")).ok();
+    let digest =
+        |run: &Run| serde_json::from_str::<Value>(&run.stdout).unwrap()["image"]["digest"].clone();
+    assert_eq!(digest(&released), digest(&alone));
+}

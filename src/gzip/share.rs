@@ -1,17 +1,19 @@
 //! Compress once: one stream hands its deflated file blocks to others that hold the same files
 //! (the release tarball to the image layers of its tree).
 //!
-//! Under [`super::Cuts::Files`] a file block's deflated bytes depend on its input and the level
-//! alone, so a block another stream made from the same input is exactly the block this stream
+//! Under [`super::Cuts::Files`] a file block's deflated bytes depend only on its input, its
+//! dictionary (nothing for a file's first block, else the file's 32 KiB before it) and the
+//! level, so a block another stream made from the same two is exactly the block this stream
 //! would make. Two ways to find it:
 //!
 //! - in order ([`pair`]): a layer made from the tarball's own tar stream, at the same time,
-//!   takes the tarball's blocks as they come, after comparing the input byte for byte. Memory
+//!   takes the tarball's blocks as they come, after comparing both byte for byte. Memory
 //!   stays bounded without a bound here: the publisher is fed from the same tar stream as the
 //!   taker, through a bounded channel, so it is never more than that channel ahead.
 //! - by content ([`Blocks`]): a layer made later from git (a release line's first release, a
-//!   patch's changes) looks each block up by the SHA-256 of its input in the finished
-//!   tarball's index, and reads the deflated bytes from the tarball file.
+//!   patch's changes) looks each block up by the SHA-256 of its dictionary and input in the
+//!   finished tarball's index, and reads the deflated bytes from the tarball file (checked
+//!   against what was written there).
 //!
 //! A block not found, or not the same, is compressed as usual: sharing can only save time,
 //! never change bytes.
@@ -42,7 +44,7 @@ pub enum Share {
     Reuse(Reuser),
 }
 
-/// Where the file blocks of a gzip file are in it, by the SHA-256 of their input.
+/// Where the file blocks of a gzip file are in it, by the SHA-256 of their dictionary and input.
 #[derive(Clone, Default)]
 pub struct BlockIndex(Arc<Mutex<HashMap<[u8; 32], Located>>>);
 
@@ -68,7 +70,7 @@ impl Blocks {
     pub fn reuser(&self, taken: &Taken) -> Option<Reuser> {
         let file = std::fs::File::open(&self.file).ok()?;
         Some(Reuser {
-            from: From::Lookup {
+            from: Origin::Lookup {
                 index: self.index.clone(),
                 file,
             },
@@ -108,11 +110,12 @@ impl Publisher {
 }
 
 pub struct Reuser {
-    from: From,
+    from: Origin,
     taken: Arc<AtomicU64>,
 }
 
-enum From {
+/// Where a taker finds the blocks.
+enum Origin {
     InOrder(Option<Receiver<FileBlock>>),
     Lookup {
         index: BlockIndex,
@@ -125,8 +128,8 @@ impl Reuser {
     /// from exactly those.
     pub fn take(&mut self, dictionary: &[u8], data: &[u8]) -> Option<FileBlock> {
         let block = match &mut self.from {
-            From::InOrder(from) => next_in_order(from, dictionary, data),
-            From::Lookup { index, file } => look_up(index, file, content_key(dictionary, data)),
+            Origin::InOrder(from) => next_in_order(from, dictionary, data),
+            Origin::Lookup { index, file } => look_up(index, file, content_key(dictionary, data)),
         }?;
         self.taken.fetch_add(data.len() as u64, Ordering::Relaxed);
         Some(block)
@@ -191,7 +194,7 @@ pub fn pair() -> (Publisher, Reuser, Taken) {
     let (tx, rx) = channel();
     let taken = Taken::default();
     let reuser = Reuser {
-        from: From::InOrder(Some(rx)),
+        from: Origin::InOrder(Some(rx)),
         taken: Arc::clone(&taken.0),
     };
     (Publisher::InOrder(tx), reuser, taken)

@@ -29,7 +29,7 @@ use std::thread::{self, JoinHandle};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
-use share::{FileBlock, Share};
+use share::{FileBlock, Share, TakenBlock};
 use tar_regions::{Region, TarRegions};
 
 /// Uncompressed bytes per block at most. Part of the output format: changing it changes digests.
@@ -213,7 +213,7 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
         jobs.send(job).map_err(|_| writer_stopped())
     }
 
-    fn send_taken(&mut self, index: u64, input_len: usize, block: FileBlock) -> io::Result<()> {
+    fn send_taken(&mut self, index: u64, input_len: usize, block: TakenBlock) -> io::Result<()> {
         let taken = self.taken.as_ref().expect("not finished");
         taken
             .send(Deflated {

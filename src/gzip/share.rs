@@ -37,6 +37,12 @@ pub struct FileBlock {
     pub crc: crc32fast::Hasher,
 }
 
+/// A block taken from another stream: its deflated bytes and the CRC-32 of its input.
+pub struct TakenBlock {
+    pub deflated: Vec<u8>,
+    pub crc: crc32fast::Hasher,
+}
+
 /// What a compressor does with its file blocks.
 pub enum Share {
     None,
@@ -126,7 +132,7 @@ enum Origin {
 impl Reuser {
     /// The deflated bytes of `data` primed with `dictionary`, when another stream made them
     /// from exactly those.
-    pub fn take(&mut self, dictionary: &[u8], data: &[u8]) -> Option<FileBlock> {
+    pub fn take(&mut self, dictionary: &[u8], data: &[u8]) -> Option<TakenBlock> {
         let block = match &mut self.from {
             Origin::InOrder(from) => next_in_order(from, dictionary, data),
             Origin::Lookup { index, file } => look_up(index, file, content_key(dictionary, data)),
@@ -142,7 +148,7 @@ fn next_in_order(
     from: &mut Option<Receiver<FileBlock>>,
     dictionary: &[u8],
     data: &[u8],
-) -> Option<FileBlock> {
+) -> Option<TakenBlock> {
     let block = match from.as_ref()?.recv() {
         Ok(block) => block,
         Err(_) => {
@@ -150,7 +156,11 @@ fn next_in_order(
             return None;
         }
     };
-    (block.data == data && block.dictionary == dictionary).then_some(block)
+    let same = block.data == data && block.dictionary == dictionary;
+    same.then_some(TakenBlock {
+        deflated: block.deflated,
+        crc: block.crc,
+    })
 }
 
 /// What a block is looked up by: the SHA-256 of its dictionary's length, the dictionary and
@@ -164,16 +174,14 @@ fn content_key(dictionary: &[u8], data: &[u8]) -> [u8; 32] {
 }
 
 /// The block with this key, read from the gzip file.
-fn look_up(index: &BlockIndex, file: &std::fs::File, key: [u8; 32]) -> Option<FileBlock> {
+fn look_up(index: &BlockIndex, file: &std::fs::File, key: [u8; 32]) -> Option<TakenBlock> {
     let located = index.0.lock().ok()?.get(&key)?.clone();
     let mut deflated = vec![0u8; located.len];
     file.read_exact_at(&mut deflated, located.offset).ok()?;
     if crc32fast::hash(&deflated) != located.written {
         return None; // the file changed since: compress the block here
     }
-    Some(FileBlock {
-        dictionary: Vec::new(),
-        data: Vec::new(),
+    Some(TakenBlock {
         deflated,
         crc: located.crc,
     })

@@ -89,7 +89,7 @@ pub fn release_tree(
         None => {
             let selection_excludes = inputs.spec.tarball.excludes()?;
             let selection = tree_selection(inputs, &selection_excludes);
-            layer::build_sharing(store, image.packing(), inputs.sharing(), |tar, counts| {
+            layer::build(store, image.packing(), |tar, counts| {
                 let tree = (&target.commit, placement.owned);
                 append_release_tree(tar, inputs, tree, &selection, &placement.prefix, ui, counts)?;
                 // The build outputs the tarball holds too, as it holds them.

@@ -106,7 +106,8 @@ pub struct FromTarball {
 }
 
 impl Inputs<'_> {
-    /// How a release tree layer made here takes the tarball's compressed files.
+    /// How a release tree layer made here from git (a split one) takes the tarball's
+    /// compressed files.
     pub fn sharing(&self) -> Share {
         let blocks = self.from_tarball.blocks.as_ref();
         blocks

@@ -39,17 +39,15 @@ pub fn run(job: &Job, work: &mut Work) -> Result<Outcome> {
         let tarball = job.project.spec.tarball.packing();
         tarball.shares_files_with(image.packing())
     });
-    let for_image = match image_spec {
-        None => ForImage::Nothing,
-        Some(image) if image::split::splits_from(image, job.target).is_some() => match shares {
-            true => ForImage::Index(BlockIndex::default()),
-            false => ForImage::Nothing,
-        },
-        Some(image) => ForImage::StreamLayer(image, shares),
-    };
-    let index = match &for_image {
-        ForImage::Index(index) => Some(index.clone()),
-        _ => None,
+    // A split image makes its release tree layers from git, so it takes the tarball's files
+    // from an index of them; any other takes them from the tarball's stream as they come.
+    let splits =
+        image_spec.is_some_and(|image| image::split::splits_from(image, job.target).is_some());
+    let index = (splits && shares).then(BlockIndex::default);
+    let for_image = match (image_spec, &index) {
+        (_, Some(index)) => ForImage::Index(index.clone()),
+        (Some(image), None) if !splits => ForImage::StreamLayer(image, shares),
+        _ => ForImage::Nothing,
     };
     let (built, layer) = with_tree_layer(job, existing, for_image);
     let built = built?;
